@@ -1,0 +1,166 @@
+# SPDX-License-Identifier: MIT
+# mig: one non-recursive Makefile. `make help` lists the targets.
+
+PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
+MANDIR      ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/vendor-completions
+DESTDIR     ?=
+
+CC       ?= cc
+PKG_CONFIG ?= pkg-config
+VERSION  := 0.1.0
+
+# WERROR=1 is on in CI; SANITIZE=1 builds with ASan+UBSan into build/san.
+WERROR   ?= $(if $(CI),1,0)
+SANITIZE ?= 0
+V        ?= 0
+
+ifeq ($(SANITIZE),1)
+B := build/san
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else
+B := build
+SANFLAGS :=
+endif
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+PKGS := libcjson liblz4 libcurl
+# Debian package that provides each pkg-config name / command.
+DEB_libcjson := libcjson-dev
+DEB_liblz4   := liblz4-dev
+DEB_libcurl  := libcurl4-openssl-dev
+DEB_cmocka   := libcmocka-dev
+DEB_CMDS     := bats:bats socat:socat mandoc:mandoc jq:jq pkg-config:pkg-config python3:python3 ip:iproute2 script:bsdutils
+
+PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+CMOCKA_LIBS = $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
+
+WARN := -Wall -Wextra -Wformat=2 -Wshadow -Wvla -Wmissing-prototypes \
+	-Wstrict-prototypes -Wpointer-arith -Wundef -Wno-unused-parameter
+ifeq ($(WERROR),1)
+WARN += -Werror
+endif
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=gnu11 $(WARN) -D_GNU_SOURCE -DMIG_VERSION='"$(VERSION)"' \
+	   -pthread -MMD -MP -Ilib $(SANFLAGS)
+LDFLAGS += -pthread $(SANFLAGS)
+
+PROGS    := mig-guest mig-send mig-recv mig-pause mig-recover mig-status
+LIB_SRCS := $(wildcard lib/*.c)
+LIB_OBJS := $(LIB_SRCS:lib/%.c=$(B)/lib/%.o)
+BINS     := $(PROGS:%=$(B)/bin/%)
+UNIT_SRCS := $(wildcard tests/unit/test-*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
+BENCH_SRCS := $(wildcard bench/*.c)
+BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(B)/bench/%)
+
+.PHONY: all deps check-deps demo check unit bats manlint headers bench install uninstall clean help
+.DEFAULT_GOAL := all
+
+all: check-deps $(BINS)
+
+help:
+	@echo "make            build the programs into $(B)/bin"
+	@echo "make deps       install missing build/test dependencies (apt-get, as root)"
+	@echo "make demo       migrate a 512 MiB guest over loopback with postcopy"
+	@echo "make check      unit tests, bats integration tests, man page lint, headers"
+	@echo "make bench      benchmarks (not part of check)"
+	@echo "make install    PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)"
+	@echo "options: WERROR=1 SANITIZE=1 V=1"
+
+# Which dependencies are missing, as Debian package names.
+missing_pkgs = $(strip $(foreach p,$(PKGS) cmocka,$(if $(shell $(PKG_CONFIG) --exists $(p) 2>/dev/null && echo y),,$(DEB_$(p)))) \
+	$(foreach c,$(DEB_CMDS),$(if $(shell command -v $(firstword $(subst :, ,$(c))) 2>/dev/null),,$(lastword $(subst :, ,$(c))))))
+
+deps:
+	@missing="$(missing_pkgs)"; \
+	if [ -z "$$missing" ]; then echo "deps: all present"; exit 0; fi; \
+	cmd="apt-get install -y --no-install-recommends $$missing"; \
+	if [ "$$(id -u)" -ne 0 ]; then \
+		echo "deps: missing: $$missing"; echo "deps: run as root: apt-get update && $$cmd"; exit 1; fi; \
+	echo "deps: installing $$missing"; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$cmd -qq
+
+check-deps:
+	@command -v $(PKG_CONFIG) >/dev/null 2>&1 && $(PKG_CONFIG) --exists $(PKGS) || { \
+		echo "missing build dependencies; run 'make deps' (as root) first"; exit 1; }
+
+$(B)/lib/%.o: lib/%.c
+	@mkdir -p $(@D)
+	@[ "$(V)" = 1 ] || echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
+
+$(B)/cmd/%.o: cmd/%.c
+	@mkdir -p $(@D)
+	@[ "$(V)" = 1 ] || echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
+
+$(B)/libmig.a: $(LIB_OBJS)
+	@[ "$(V)" = 1 ] || echo "  AR      $@"
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(B)/bin/%: $(B)/cmd/%.o $(B)/libmig.a
+	@mkdir -p $(@D)
+	@[ "$(V)" = 1 ] || echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(B)/libmig.a $(PKG_LIBS)
+
+$(B)/tests/%: tests/unit/%.c $(B)/libmig.a
+	@mkdir -p $(@D)
+	@[ "$(V)" = 1 ] || echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS) $(PKG_CFLAGS) -o $@ $< $(B)/libmig.a $(PKG_LIBS) $(CMOCKA_LIBS) $(LDFLAGS)
+
+$(B)/bench/%: bench/%.c $(B)/libmig.a
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(B)/libmig.a $(PKG_LIBS) $(LDFLAGS)
+
+demo: deps all
+	@MIG_BIN=$(CURDIR)/$(B)/bin examples/quickstart.sh
+
+# The whole test run: every suite, then one "N passed, N failed" line.
+check: deps all $(UNIT_BINS)
+	@MIG_BIN=$(CURDIR)/$(B)/bin MIG_UNIT_DIR=$(CURDIR)/$(B)/tests tests/run-all.sh
+
+unit: all $(UNIT_BINS)
+	@MIG_UNIT_DIR=$(CURDIR)/$(B)/tests tests/run-all.sh unit
+
+bats: all
+	@MIG_BIN=$(CURDIR)/$(B)/bin tests/run-all.sh bats
+
+manlint:
+	@tests/run-all.sh man
+
+# Every public header compiles on its own.
+headers:
+	@tests/run-all.sh headers
+
+bench: deps all $(BENCH_BINS)
+	@MIG_BIN=$(CURDIR)/$(B)/bin MIG_BENCH_DIR=$(CURDIR)/$(B)/bench bench/run.sh
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7 \
+		$(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR)
+	install -m 0755 $(BINS) $(DESTDIR)$(BINDIR)/
+	install -m 0644 $(wildcard man/*.1) $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 $(wildcard man/*.7) $(DESTDIR)$(MANDIR)/man7/
+	install -m 0644 $(wildcard completions/bash/*) $(DESTDIR)$(BASHCOMPDIR)/
+	install -m 0644 $(wildcard completions/zsh/_*) $(DESTDIR)$(ZSHCOMPDIR)/
+
+uninstall:
+	rm -f $(PROGS:%=$(DESTDIR)$(BINDIR)/%) $(PROGS:%=$(DESTDIR)$(BASHCOMPDIR)/%) \
+		$(PROGS:%=$(DESTDIR)$(ZSHCOMPDIR)/_%) \
+		$(notdir $(wildcard man/*.1):%=$(DESTDIR)$(MANDIR)/man1/%) \
+		$(notdir $(wildcard man/*.7):%=$(DESTDIR)$(MANDIR)/man7/%)
+
+clean:
+	rm -rf build
+
+.SECONDARY:
+-include $(LIB_OBJS:.o=.d) $(BINS:$(B)/bin/%=$(B)/cmd/%.d) $(UNIT_BINS:%=%.d)

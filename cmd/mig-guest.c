@@ -1,0 +1,270 @@
+// SPDX-License-Identifier: MIT
+/*
+ * mig-guest: the guest-memory process (lib/guestd.c), and its small client
+ * subcommands verify / info / quit (lib/guest.c).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/un.h>
+
+#include "exitcodes.h"
+#include "guest.h"
+#include "guestd.h"
+#include "log.h"
+#include "util.h"
+#include "workload.h"
+
+/* A local guest answers at once; a stopped one still answers. */
+#define CLIENT_TIMEOUT_MS 5000
+
+struct args {
+	struct mig_guestd_opts o;
+	const char *cmd; /* NULL: run a guest */
+	bool json, run_opt;
+};
+
+static void usage(void)
+{
+	printf("Usage: mig-guest --ctl PATH --ram SIZE [options]\n"
+	       "       mig-guest verify --ctl PATH\n"
+	       "       mig-guest info --ctl PATH [--json]\n"
+	       "       mig-guest quit --ctl PATH\n"
+	       "\n"
+	       "Run a guest: RAM of SIZE bytes (K/M/G suffixes) and vCPU threads running\n"
+	       "a workload over it, driven by migration engines through the control\n"
+	       "socket PATH. verify checks the workload's invariant, info shows the\n"
+	       "guest, quit asks it to exit.\n"
+	       "\n"
+	       "Options:\n"
+	       "  -c, --ctl PATH       control socket (mode 0600)\n"
+	       "  -r, --ram SIZE       guest RAM, a multiple of 4K, at most 1T\n"
+	       "  -w, --workload SPEC  %s (default ab)\n"
+	       "  -n, --vcpus N        vCPU threads, 1-%u (default 1)\n"
+	       "  -i, --incoming       destination: RAM arrives through userfaultfd\n"
+	       "      --ready-fd N     write a newline to fd N once listening\n"
+	       "  -j, --json           info: one JSON object\n"
+	       "  -v, --verbose        more log output\n"
+	       "  -q, --quiet          less log output\n"
+	       "  -h, --help           this help\n"
+	       "  -V, --version        print the version\n"
+	       "\n"
+	       "Exit status: 0 success (verify: the invariant holds), 1 failure\n"
+	       "(verify: broken), 64 usage error, 69 no guest at PATH or userfaultfd\n"
+	       "not permitted.\n", mig_workload_names(), MIG_WORKLOAD_MAX_VCPUS);
+}
+
+__attribute__((format(printf, 1, 2)))
+static int usage_err(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("mig-guest: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs("\nTry 'mig-guest --help'.\n", stderr);
+	return MIG_EXIT_USAGE;
+}
+
+enum { OPT_READY_FD = 256, OPT_DONE = -1 };
+
+static int parse_opt(struct args *a, int c, const char *arg)
+{
+	unsigned long v;
+
+	a->run_opt |= c == 'r' || c == 'w' || c == 'n' || c == 'i' ||
+		      c == OPT_READY_FD;
+	switch (c) {
+	case 'c': a->o.ctl_path = arg; break;
+	case 'r':
+		if (mig_parse_size(arg, &a->o.ram_bytes) < 0 || !a->o.ram_bytes ||
+		    a->o.ram_bytes % MIG_PAGE_SIZE ||
+		    a->o.ram_bytes > MIG_WORKLOAD_MAX_RAM_BYTES)
+			return usage_err("--ram: '%s' is not a non-zero multiple of 4K up to 1T",
+					 arg);
+		break;
+	case 'w': a->o.workload = arg; break;
+	case 'n':
+		if (mig_parse_ulong(arg, 1, MIG_WORKLOAD_MAX_VCPUS, &v) < 0)
+			return usage_err("--vcpus: '%s' is not a number from 1 to %u",
+					 arg, MIG_WORKLOAD_MAX_VCPUS);
+		a->o.vcpus = (unsigned)v;
+		break;
+	case 'i': a->o.incoming = true; break;
+	case OPT_READY_FD:
+		if (mig_parse_ulong(arg, 0, 1 << 20, &v) < 0 ||
+		    fcntl((int)v, F_GETFD) < 0)
+			return usage_err("--ready-fd: '%s' is not an open file descriptor",
+					 arg);
+		a->o.ready_fd = (int)v;
+		break;
+	case 'j': a->json = true; break;
+	case 'v': mig_log_adjust(1); break;
+	case 'q': mig_log_adjust(-1); break;
+	case 'h': usage(); return OPT_DONE;
+	case 'V': printf("mig-guest %s\n", MIG_VERSION); return OPT_DONE;
+	default: return MIG_EXIT_USAGE;
+	}
+	return 0;
+}
+
+static int check_args(struct args *a, int argc, char **argv)
+{
+	struct mig_workload_spec spec;
+
+	if (optind < argc) {
+		a->cmd = argv[optind++];
+		if (strcmp(a->cmd, "verify") && strcmp(a->cmd, "info") &&
+		    strcmp(a->cmd, "quit"))
+			return usage_err("unknown command '%s'", a->cmd);
+		if (optind < argc)
+			return usage_err("unexpected argument '%s'", argv[optind]);
+	}
+	if (!a->o.ctl_path)
+		return usage_err("--ctl PATH is required");
+	if (strlen(a->o.ctl_path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+		return usage_err("--ctl: path too long for a UNIX socket (max %zu bytes)",
+				 sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+	if (a->cmd && a->run_opt)
+		return usage_err("'%s' takes only --ctl%s", a->cmd,
+				 strcmp(a->cmd, "info") ? "" : " and --json");
+	if (a->json && (!a->cmd || strcmp(a->cmd, "info")))
+		return usage_err("--json is only for 'info'");
+	if (a->cmd)
+		return 0;
+	if (!a->o.ram_bytes)
+		return usage_err("--ram SIZE is required");
+	if (a->o.workload && mig_workload_parse(a->o.workload, &spec) < 0)
+		return usage_err("--workload: '%s' is not a workload (%s)",
+				 a->o.workload, mig_workload_names());
+	return 0;
+}
+
+static int parse_args(struct args *a, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "ctl", required_argument, NULL, 'c' },
+		{ "ram", required_argument, NULL, 'r' },
+		{ "workload", required_argument, NULL, 'w' },
+		{ "vcpus", required_argument, NULL, 'n' },
+		{ "incoming", no_argument, NULL, 'i' },
+		{ "ready-fd", required_argument, NULL, OPT_READY_FD },
+		{ "json", no_argument, NULL, 'j' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c, r;
+
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":c:r:w:n:ijvqhV", longopts, NULL)) != -1) {
+		if (c == '?' || c == ':') {
+			const char *what = c == '?' ? "unrecognized option" :
+					   "missing argument for";
+
+			const char *arg = argv[optind - 1];
+
+			if (!strncmp(arg, "--", 2))
+				return usage_err("%s '%.*s'", what,
+						 (int)strcspn(arg, "="), arg);
+			return usage_err("%s '-%c'", what, optopt);
+		}
+		r = parse_opt(a, c, optarg);
+		if (r)
+			return r;
+	}
+	return check_args(a, argc, argv);
+}
+
+static void print_info(const struct mig_guest_info *in, bool json)
+{
+	char sz[32];
+
+	if (json) {
+		printf("{\"pid\":%d,\"ram-bytes\":%" PRIu64 ",\"ram-base\":%" PRIu64
+		       ",\"incoming\":%s,\"running\":%s,\"attached\":%s,\"workload\":\"",
+		       (int)in->pid, in->ram_bytes, in->ram_base,
+		       in->incoming ? "true" : "false", in->running ? "true" : "false",
+		       in->attached ? "true" : "false");
+		/* the spec is [a-z0-9:=,._-] when a guest wrote it; escape anyway */
+		for (const char *p = in->workload; *p; p++) {
+			if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20 ||
+			    (unsigned char)*p >= 0x7f)
+				printf("\\u%04x", (unsigned char)*p);
+			else
+				putchar(*p);
+		}
+		printf("\",\"vcpus\":%u,\"progress\":%" PRIu64 "}\n", in->vcpus,
+		       in->progress);
+		return;
+	}
+	printf("pid:       %d\nram:       %s (%" PRIu64 " bytes at 0x%" PRIx64 ")\n"
+	       "workload:  %s\nvcpus:     %u\nincoming:  %s\nrunning:   %s\n"
+	       "attached:  %s\nprogress:  %" PRIu64 " page writes\n", (int)in->pid,
+	       mig_fmt_bytes(in->ram_bytes, sz, sizeof(sz)), in->ram_bytes,
+	       in->ram_base, *in->workload ? in->workload : "(none loaded)",
+	       in->vcpus, in->incoming ? "yes" : "no", in->running ? "yes" : "no",
+	       in->attached ? "yes" : "no", in->progress);
+}
+
+/* verify / info / quit on an existing guest. */
+static int client_cmd(const struct args *a)
+{
+	struct mig_guest *g = mig_guest_connect(a->o.ctl_path, CLIENT_TIMEOUT_MS);
+	struct mig_guest_info in;
+	char msg[MIG_CTL_TEXT_MAX];
+	int r;
+
+	if (!g) {
+		r = errno;
+		if (r == ENOENT || r == ECONNREFUSED || r == ENOTSOCK) {
+			mig_err("guest", "no guest at %s", a->o.ctl_path);
+			return MIG_EXIT_UNAVAILABLE;
+		}
+		mig_err("guest", "%s: %s", a->o.ctl_path,
+			r == EPROTO ? "not a mig-guest control socket" : strerror(r));
+		return MIG_EXIT_FAIL;
+	}
+	if (!strcmp(a->cmd, "verify")) {
+		mig_guest_set_timeout(g, -1); /* all of RAM is read: may take a while */
+		r = mig_guest_verify(g, msg, sizeof(msg));
+		if (*msg)
+			printf("%s\n", msg);
+	} else if (!strcmp(a->cmd, "info")) {
+		r = mig_guest_info(g, &in);
+		if (r == 0)
+			print_info(&in, a->json);
+	} else {
+		r = mig_guest_quit(g);
+	}
+	if (r < 0 && r != -EBADMSG && r != -EAGAIN)
+		mig_err("guest", "%s %s: %s", a->cmd, a->o.ctl_path, strerror(-r));
+	mig_guest_close(g);
+	return r == 0 ? MIG_EXIT_OK : MIG_EXIT_FAIL;
+}
+
+int main(int argc, char **argv)
+{
+	struct args a = { .o = { .ready_fd = -1 } };
+	int r;
+
+	mig_log_init(argv[0]);
+	r = parse_args(&a, argc, argv);
+	if (r)
+		return r == OPT_DONE ? MIG_EXIT_OK : r;
+	if (a.cmd)
+		return client_cmd(&a);
+	r = mig_guestd_run(&a.o);
+	if (r == -EPERM || r == -ENOTSUP)
+		return MIG_EXIT_UNAVAILABLE;
+	if (r == -EINVAL || r == -ENAMETOOLONG)
+		return MIG_EXIT_USAGE;
+	return r < 0 ? MIG_EXIT_FAIL : MIG_EXIT_OK;
+}

@@ -1,0 +1,1038 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The destination engine: see dest.h. Threads: the control loop (this file's
+ * mig_dest_run) accepts connections, checks hellos, owns the guest and every
+ * state move; one receiver per channel places pages; the fault thread turns
+ * the guest's userfaults into page requests. Only the control loop closes a
+ * channel, after the receivers are joined.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "chan.h"
+#include "compress.h"
+#include "dest.h"
+#include "engine.h"
+#include "guest.h"
+#include "latency.h"
+#include "log.h"
+#include "ram.h"
+#include "uffd.h"
+#include "util.h"
+#include "wire.h"
+
+/* Connections still owing us their hello; a silent one is dropped after
+ * HELLO_TIMEOUT_MS so it can never wedge the listener. */
+#define MAX_PENDING 8
+#define HELLO_TIMEOUT_MS 5000
+#define SPAWN_TIMEOUT_MS 10000
+
+struct pending {
+	int fd;
+	uint64_t deadline_ns;
+	size_t have;
+	uint8_t buf[MIG_WIRE_HDR_BYTES + MIG_HELLO_BYTES];
+};
+
+struct dst {
+	struct mig_engine e;
+	const struct mig_dest_opts *o;
+	char guest_ctl[108];
+	int lfd, rfd;               /* listener; recovery listener or -1 */
+	struct pending pend[MAX_PENDING];
+	atomic_bool armed;          /* migrate-recover was issued */
+	int new_rfd;                /* from the bus thread, under e.lock */
+	bool have_migration;        /* the first hello fixed the UUID */
+
+	struct mig_guest *guest;
+	pid_t guest_pid;
+	int uffd, memfd;
+	uint64_t base, npages;
+	struct mig_bitmap *received, *requested;
+	_Atomic uint64_t *fault_ns; /* per page: when a vCPU first faulted */
+
+	pthread_mutex_t rp_lock;    /* the return path: one writer, link_up */
+	bool link_up;
+
+	pthread_t rx_thr[MIG_CHAN__COUNT], fault_thr;
+	bool rx_on[MIG_CHAN__COUNT], fault_on;
+	atomic_bool stop_rx, stop_fault, complete_posted;
+	int fault_efd;
+
+	pthread_mutex_t blob_lock;  /* the switchover blob, rx -> loop */
+	uint8_t *blob;
+	size_t blob_len;
+};
+
+static struct dst *signal_dst;
+
+static int rp_send(struct dst *d, uint32_t type, const void *p, size_t len)
+{
+	int r = -ENOTCONN;
+
+	pthread_mutex_lock(&d->rp_lock);
+	if (d->link_up)
+		r = mig_wire_send(d->e.chan_fd[MIG_CHAN_MAIN], type, p, len);
+	pthread_mutex_unlock(&d->rp_lock);
+	return r;
+}
+
+static int send_req(struct dst *d, uint64_t page)
+{
+	struct mig_req rq = { .offset = page * MIG_PAGE_SIZE, .npages = 1 };
+	uint8_t buf[MIG_REQ_BYTES];
+
+	return rp_send(d, MIG_MSG_REQ, buf, mig_wire_enc_req(buf, &rq));
+}
+
+/* Bookkeeping after pages [first, first+n) are present. */
+static void mark_present(struct dst *d, uint64_t first, uint64_t n)
+{
+	uint64_t now = mig_now_ns();
+
+	for (uint64_t p = first; p < first + n; p++) {
+		uint64_t t;
+
+		if (mig_bitmap_set(d->received, p))
+			continue;
+		d->e.st.present++;
+		t = atomic_exchange(&d->fault_ns[p], 0);
+		if (t)
+			mig_latency_add(d->e.lat, now - t);
+	}
+	if (d->e.st.present == d->npages &&
+	    !atomic_exchange(&d->complete_posted, true))
+		mig_engine_post(&d->e, MIG_EV_COMPLETE);
+}
+
+static int place(struct dst *d, const struct mig_pages *pg, uint8_t *scratch)
+{
+	size_t len = (size_t)pg->npages * MIG_PAGE_SIZE;
+	uint64_t dst = d->base + pg->offset;
+	const uint8_t *src = pg->data;
+	long r;
+
+	if (pg->flags & MIG_PAGES_LZ4) {
+		if (mig_decompress(pg->data, pg->datalen, scratch, len) < 0)
+			return -EBADMSG;
+		src = scratch;
+	}
+	/* never through a mapping of our own: the guest would not fault and
+	 * could read a half-written page; UFFDIO_COPY places it atomically */
+	if (pg->flags & MIG_PAGES_ZERO)
+		r = mig_uffd_zeropage(d->uffd, dst, len);
+	else
+		r = mig_uffd_copy(d->uffd, dst, src, len);
+	if (r < 0) {
+		mig_err("uffd", "placing %u pages at 0x%llx: %s", pg->npages,
+			(unsigned long long)dst, mig_uffd_strerror((int)r));
+		return (int)r;
+	}
+	if (pg->flags & MIG_PAGES_ZERO)
+		d->e.st.zero += pg->npages;
+	else
+		d->e.st.normal += pg->npages;
+	mark_present(d, pg->offset / MIG_PAGE_SIZE, pg->npages);
+	return 0;
+}
+
+static void take_blob(struct dst *d, const uint8_t *buf, uint32_t len)
+{
+	uint8_t *copy = malloc(len);
+
+	if (!copy)
+		return;
+	memcpy(copy, buf, len);
+	pthread_mutex_lock(&d->blob_lock);
+	free(d->blob);
+	d->blob = copy;
+	d->blob_len = len;
+	pthread_mutex_unlock(&d->blob_lock);
+	mig_engine_post(&d->e, MIG_EV_SWITCH);
+}
+
+/* One message from a source channel. Only main carries commands. */
+static int handle_msg(struct dst *d, enum mig_chan_slot c, uint32_t type,
+		      const uint8_t *buf, uint32_t len, uint8_t *scratch)
+{
+	struct mig_pages pg;
+	int r;
+
+	if (type == MIG_MSG_PAGES) {
+		r = mig_wire_dec_pages(buf, len, d->e.ram_bytes, &pg);
+		return r < 0 ? r : place(d, &pg, scratch);
+	}
+	if (type == MIG_MSG_PING)
+		return 0;
+	if (c != MIG_CHAN_MAIN)
+		return -EBADMSG;
+	switch (type) {
+	case MIG_MSG_SWITCHOVER:
+		take_blob(d, buf, len);
+		return 0;
+	case MIG_MSG_EOS:
+		mig_info("rx", "source has sent every page");
+		return 0;
+	case MIG_MSG_RESUME:
+		mig_engine_post(&d->e, MIG_EV_RESUMED);
+		return 0;
+	case MIG_MSG_CANCEL:
+		mig_engine_post(&d->e, MIG_EV_CANCEL);
+		return 1;
+	default:
+		return -EBADMSG;
+	}
+}
+
+struct rx_arg {
+	struct dst *d;
+	enum mig_chan_slot c;
+};
+
+static void *rx_main(void *arg)
+{
+	struct rx_arg *a = arg;
+	struct dst *d = a->d;
+	enum mig_chan_slot c = a->c;
+	int fd = d->e.chan_fd[c];
+	uint8_t *buf = malloc(MIG_WIRE_MAX_PAYLOAD);
+	uint8_t *scratch = malloc(MIG_WIRE_MAX_RUN_PAGES * MIG_PAGE_SIZE);
+	int r = buf && scratch ? 0 : -ENOMEM;
+
+	free(a);
+	if (c == MIG_CHAN_MAIN)
+		mig_thread_bulk();
+	while (r == 0 && !atomic_load(&d->stop_rx)) {
+		uint32_t type, len;
+
+		r = mig_wire_recv(fd, &type, buf, MIG_WIRE_MAX_PAYLOAD, &len);
+		if (r == 0)
+			r = handle_msg(d, c, type, buf, len, scratch);
+		if (r == -EBADMSG || r == -ERANGE)
+			mig_err("wire", "%s channel: malformed %s message",
+				c ? "preempt" : "main", mig_wire_type_name(type));
+	}
+	if (r < 0 && !atomic_load(&d->stop_rx)) {
+		mig_warn("link", "%s channel: %s", c ? "preempt" : "main",
+			 strerror(-r));
+		mig_engine_post(&d->e, MIG_EV_LINK_DOWN);
+	}
+	free(buf);
+	free(scratch);
+	return NULL;
+}
+
+static int start_rx(struct dst *d, enum mig_chan_slot c)
+{
+	struct rx_arg *a = malloc(sizeof(*a));
+	int r;
+
+	if (!a)
+		return -ENOMEM;
+	a->d = d;
+	a->c = c;
+	atomic_store(&d->stop_rx, false);
+	r = pthread_create(&d->rx_thr[c], NULL, rx_main, a);
+	if (r) {
+		free(a);
+		return -r;
+	}
+	d->rx_on[c] = true;
+	return 0;
+}
+
+static void on_fault(struct dst *d, uint64_t addr)
+{
+	uint64_t page;
+
+	if (addr < d->base || addr >= d->base + d->e.ram_bytes)
+		return;
+	page = (addr - d->base) / MIG_PAGE_SIZE;
+	if (mig_bitmap_test(d->received, page)) {
+		/* placed between the fault and now: just wake the vCPU */
+		mig_uffd_wake(d->uffd, addr, MIG_PAGE_SIZE);
+		return;
+	}
+	if (mig_bitmap_set(d->requested, page))
+		return; /* another vCPU asked already */
+	atomic_store(&d->fault_ns[page], mig_now_ns());
+	d->e.st.requests++;
+	/* while the link is down the bit stays set and the request is sent
+	 * again once a recovery resumes */
+	send_req(d, page);
+}
+
+static void *fault_main(void *arg)
+{
+	struct dst *d = arg;
+	struct pollfd p[2] = { { .fd = d->uffd, .events = POLLIN },
+			       { .fd = d->fault_efd, .events = POLLIN } };
+
+	while (!atomic_load(&d->stop_fault)) {
+		uint64_t addr;
+		int r;
+
+		if (poll(p, 2, -1) < 0 && errno != EINTR)
+			break;
+		while ((r = mig_uffd_read_fault(d->uffd, &addr)) > 0)
+			on_fault(d, addr);
+		if (r < 0) {
+			mig_err("uffd", "reading faults: %s", mig_uffd_strerror(r));
+			break;
+		}
+	}
+	return NULL;
+}
+
+static void stop_rx(struct dst *d)
+{
+	atomic_store(&d->stop_rx, true);
+	mig_engine_kick_all(&d->e);
+	for (int c = 0; c < MIG_CHAN__COUNT; c++) {
+		if (d->rx_on[c])
+			pthread_join(d->rx_thr[c], NULL);
+		d->rx_on[c] = false;
+	}
+	pthread_mutex_lock(&d->rp_lock);
+	d->link_up = false;
+	pthread_mutex_unlock(&d->rp_lock);
+	for (int c = 0; c < MIG_CHAN__COUNT; c++) {
+		int fd = mig_engine_get_chan(&d->e, c);
+
+		mig_engine_set_chan(&d->e, c, -1);
+		if (fd >= 0)
+			close(fd);
+	}
+}
+
+static void stop_fault(struct dst *d)
+{
+	uint64_t one = 1;
+
+	if (!d->fault_on)
+		return;
+	atomic_store(&d->stop_fault, true);
+	if (write(d->fault_efd, &one, sizeof(one)) < 0) {
+		/* counter full: the thread is awake anyway */
+	}
+	pthread_join(d->fault_thr, NULL);
+	d->fault_on = false;
+}
+
+static void refuse(int fd, uint32_t code, const char *why)
+{
+	uint8_t buf[4 + MIG_WIRE_MAX_REASON];
+	char peer[64];
+
+	mig_chan_peer_name(fd, peer, sizeof(peer));
+	mig_warn("chan", "refused connection from %s: %s", peer, why);
+	mig_wire_send(fd, MIG_MSG_REFUSE, buf, mig_wire_enc_refuse(buf, code, why));
+	close(fd);
+}
+
+static int hello_ack(struct dst *d, int fd, uint32_t role)
+{
+	struct mig_hello h = { .version = MIG_WIRE_VERSION, .role = role };
+	uint8_t buf[MIG_HELLO_BYTES];
+
+	memcpy(h.uuid, d->e.uuid, 16);
+	mig_chan_tune(fd, d->e.link_timeout_ms / 1000);
+	mig_chan_set_timeouts(fd, d->e.link_timeout_ms, d->e.link_timeout_ms);
+	return mig_wire_send(fd, MIG_MSG_HELLO, buf, mig_wire_enc_hello(buf, &h));
+}
+
+static int recv_ram_info(struct dst *d, int fd, struct mig_ram_info *ri)
+{
+	uint8_t buf[MIG_RAM_INFO_BYTES];
+	uint32_t type, len;
+	int r = mig_wire_recv(fd, &type, buf, sizeof(buf), &len);
+
+	if (r == 0 && type != MIG_MSG_RAM_INFO)
+		r = -EBADMSG;
+	if (r == 0)
+		r = mig_wire_dec_ram_info(buf, len, ri);
+	if (r < 0)
+		mig_engine_error(&d->e, "source sent no valid RAM description: %s",
+				 strerror(-r));
+	return r;
+}
+
+static int attach_guest(struct dst *d)
+{
+	struct mig_guest_info gi;
+	pid_t holder;
+	int r;
+
+	d->guest = mig_guest_connect(d->guest_ctl, 2000);
+	if (!d->guest)
+		return -errno;
+	r = mig_guest_attach(d->guest, &holder);
+	if (r == 0)
+		r = mig_guest_info(d->guest, &gi);
+	if (r == 0)
+		r = mig_guest_get_fds(d->guest, &d->memfd, &d->uffd);
+	if (r == 0 && d->uffd < 0)
+		r = -EPROTO;
+	if (r < 0)
+		return r;
+	d->base = gi.ram_base;
+	return 0;
+}
+
+static int alloc_pages(struct dst *d)
+{
+	d->npages = d->e.ram_bytes / MIG_PAGE_SIZE;
+	d->received = mig_bitmap_new(d->npages);
+	d->requested = mig_bitmap_new(d->npages);
+	d->fault_ns = calloc(d->npages, sizeof(*d->fault_ns));
+	d->e.lat = mig_latency_new();
+	return d->received && d->requested && d->fault_ns && d->e.lat ? 0 : -ENOMEM;
+}
+
+/* The first main connection: learn the RAM size, spawn and claim the
+ * incoming guest, start serving its faults. */
+static int start_session(struct dst *d, int fd)
+{
+	struct mig_ram_info ri;
+	int r = recv_ram_info(d, fd, &ri);
+
+	if (r < 0)
+		return r;
+	d->e.ram_bytes = ri.ram_bytes;
+	r = alloc_pages(d);
+	if (r == 0)
+		r = mig_guest_spawn(d->guest_ctl, ri.ram_bytes, true, NULL, 1,
+				    SPAWN_TIMEOUT_MS, &d->guest_pid);
+	if (r < 0) {
+		mig_engine_error(&d->e, "cannot start the incoming guest: %s",
+				 r == -EPERM ? mig_uffd_strerror(r) : strerror(-r));
+		return r;
+	}
+	r = attach_guest(d);
+	if (r < 0) {
+		mig_engine_error(&d->e, "incoming guest %s: %s", d->guest_ctl,
+				 strerror(-r));
+		return r;
+	}
+	r = pthread_create(&d->fault_thr, NULL, fault_main, d);
+	if (r)
+		return -r;
+	d->fault_on = true;
+	pthread_mutex_lock(&d->rp_lock);
+	d->link_up = true;
+	pthread_mutex_unlock(&d->rp_lock);
+	d->e.t_setup_ns = mig_now_ns();
+	mig_engine_move(&d->e, MIG_STATE_ACTIVE);
+	return start_rx(d, MIG_CHAN_MAIN);
+}
+
+/* Recovery: tell the source every page we hold; it re-sends the rest. */
+static int send_bitmap(struct dst *d)
+{
+	size_t cap = MIG_BITMAP_HDR_BYTES + MIG_WIRE_MAX_BITMAP_BITS / 8;
+	uint8_t *buf = malloc(cap), end[8];
+	int fd = d->e.chan_fd[MIG_CHAN_MAIN], r = buf ? 0 : -ENOMEM;
+
+	for (uint64_t first = 0; r == 0 && first < d->npages;) {
+		uint32_t n = (uint32_t)MIG_MIN(d->npages - first,
+					       (uint64_t)MIG_WIRE_MAX_BITMAP_BITS);
+		size_t h = mig_wire_enc_bitmap_hdr(buf, first, n);
+
+		r = mig_bitmap_export(d->received, first, n, buf + h);
+		if (r == 0)
+			r = mig_wire_send(fd, MIG_MSG_BITMAP, buf, h + (n + 7) / 8);
+		first += n;
+	}
+	if (r == 0)
+		r = mig_wire_send(fd, MIG_MSG_BITMAP_END, end,
+				  mig_wire_enc_u64(end, d->npages));
+	free(buf);
+	return r;
+}
+
+static void begin_recovery(struct dst *d, int fd)
+{
+	int r;
+
+	mig_engine_move(&d->e, MIG_STATE_POSTCOPY_RECOVER);
+	mig_engine_set_chan(&d->e, MIG_CHAN_MAIN, fd);
+	r = hello_ack(d, fd, MIG_ROLE_MAIN);
+	if (r == 0)
+		r = send_bitmap(d);
+	if (r == 0)
+		r = start_rx(d, MIG_CHAN_MAIN);
+	if (r < 0) {
+		mig_warn("recover", "handshake failed: %s", strerror(-r));
+		mig_engine_post(&d->e, MIG_EV_LINK_DOWN);
+	}
+}
+
+static void accept_preempt(struct dst *d, int fd)
+{
+	enum mig_state st = mig_engine_state(&d->e);
+
+	if (mig_engine_get_chan(&d->e, MIG_CHAN_PREEMPT) >= 0 ||
+	    (st != MIG_STATE_ACTIVE && st != MIG_STATE_POSTCOPY_ACTIVE &&
+	     st != MIG_STATE_POSTCOPY_RECOVER)) {
+		refuse(fd, MIG_REFUSE_STATE, "no preempt channel expected now");
+		return;
+	}
+	mig_engine_set_chan(&d->e, MIG_CHAN_PREEMPT, fd);
+	if (hello_ack(d, fd, MIG_ROLE_PREEMPT) < 0 ||
+	    start_rx(d, MIG_CHAN_PREEMPT) < 0)
+		mig_engine_post(&d->e, MIG_EV_LINK_DOWN);
+}
+
+static void accept_main(struct dst *d, int fd, const struct mig_hello *h)
+{
+	enum mig_state st = mig_engine_state(&d->e);
+
+	if (h->flags & MIG_HELLO_RESUME) {
+		if (st != MIG_STATE_POSTCOPY_PAUSED || !atomic_load(&d->armed))
+			refuse(fd, MIG_REFUSE_STATE, st == MIG_STATE_POSTCOPY_PAUSED ?
+			       "paused, but migrate-recover has not been issued "
+			       "here" : "nothing to recover in this state");
+		else
+			begin_recovery(d, fd);
+		return;
+	}
+	if (d->have_migration) {
+		refuse(fd, MIG_REFUSE_STATE, "a migration is already running here");
+		return;
+	}
+	d->have_migration = true;
+	memcpy(d->e.uuid, h->uuid, 16);
+	mig_uuid_format(d->e.uuid, d->e.uuid_str);
+	mig_engine_set_chan(&d->e, MIG_CHAN_MAIN, fd);
+	if (hello_ack(d, fd, MIG_ROLE_MAIN) < 0 || start_session(d, fd) < 0)
+		mig_engine_post(&d->e, MIG_EV_LINK_DOWN);
+}
+
+static void on_hello(struct dst *d, struct pending *p)
+{
+	struct mig_hello h;
+	uint32_t type, len;
+	int fd = p->fd, r;
+	char want[37], got[37], why[128];
+
+	p->fd = -1;
+	mig_set_nonblock(fd, false);
+	r = mig_wire_dec_hdr(p->buf, &type, &len);
+	if (r == 0 && (type != MIG_MSG_HELLO || len != MIG_HELLO_BYTES))
+		r = -EBADMSG;
+	if (r == 0)
+		r = mig_wire_dec_hello(p->buf + MIG_WIRE_HDR_BYTES, len, &h);
+	if (r < 0) {
+		refuse(fd, r == -EPROTO ? MIG_REFUSE_VERSION : MIG_REFUSE_PROTOCOL,
+		       r == -EPROTO ? "not a mig peer of protocol version 1" :
+		       "malformed hello");
+		return;
+	}
+	if (d->have_migration && memcmp(h.uuid, d->e.uuid, 16)) {
+		mig_uuid_format(d->e.uuid, want);
+		mig_uuid_format(h.uuid, got);
+		snprintf(why, sizeof(why), "migration UUID %s is not the one "
+			 "running here (%s)", got, want);
+		refuse(fd, MIG_REFUSE_UUID, why);
+		return;
+	}
+	if (h.role == MIG_ROLE_PREEMPT && d->have_migration)
+		accept_preempt(d, fd);
+	else if (h.role == MIG_ROLE_MAIN)
+		accept_main(d, fd, &h);
+	else
+		refuse(fd, MIG_REFUSE_ROLE, "preempt channel before any migration");
+}
+
+static void add_pending(struct dst *d, int lfd)
+{
+	int fd = mig_chan_accept(lfd);
+
+	if (fd < 0)
+		return;
+	for (int i = 0; i < MAX_PENDING; i++) {
+		if (d->pend[i].fd >= 0)
+			continue;
+		mig_set_nonblock(fd, true);
+		d->pend[i] = (struct pending){ .fd = fd, .deadline_ns =
+			mig_now_ns() + HELLO_TIMEOUT_MS * 1000000ull };
+		return;
+	}
+	mig_warn("chan", "too many connections waiting for their hello");
+	close(fd);
+}
+
+static void read_pending(struct dst *d, struct pending *p)
+{
+	ssize_t n = read(p->fd, p->buf + p->have, sizeof(p->buf) - p->have);
+
+	if (n <= 0) {
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		close(p->fd);
+		p->fd = -1;
+		return;
+	}
+	p->have += n;
+	if (p->have == sizeof(p->buf))
+		on_hello(d, p);
+}
+
+static void expire_pending(struct dst *d)
+{
+	uint64_t now = mig_now_ns();
+
+	for (int i = 0; i < MAX_PENDING; i++) {
+		if (d->pend[i].fd >= 0 && now > d->pend[i].deadline_ns) {
+			mig_warn("chan", "dropped a connection that sent no hello");
+			close(d->pend[i].fd);
+			d->pend[i].fd = -1;
+		}
+	}
+}
+
+/* One round of the control loop's poll: listeners, hellos, wakeups. */
+static unsigned poll_once(struct dst *d, int timeout_ms)
+{
+	struct pollfd p[3 + MAX_PENDING];
+	int n = 0, idx[MAX_PENDING];
+
+	pthread_mutex_lock(&d->e.lock);
+	if (d->new_rfd >= 0) {
+		if (d->rfd >= 0)
+			close(d->rfd);
+		d->rfd = d->new_rfd;
+		d->new_rfd = -1;
+	}
+	pthread_mutex_unlock(&d->e.lock);
+
+	p[n++] = (struct pollfd){ .fd = d->e.efd, .events = POLLIN };
+	p[n++] = (struct pollfd){ .fd = d->lfd, .events = POLLIN };
+	p[n++] = (struct pollfd){ .fd = d->rfd, .events = POLLIN };
+	for (int i = 0; i < MAX_PENDING; i++) {
+		if (d->pend[i].fd < 0)
+			continue;
+		idx[n - 3] = i;
+		p[n++] = (struct pollfd){ .fd = d->pend[i].fd, .events = POLLIN };
+	}
+	if (poll(p, n, timeout_ms) > 0) {
+		for (int i = 3; i < n; i++)
+			if (p[i].revents)
+				read_pending(d, &d->pend[idx[i - 3]]);
+		if (p[1].revents)
+			add_pending(d, d->lfd);
+		if (p[2].revents)
+			add_pending(d, d->rfd);
+	}
+	expire_pending(d);
+	return mig_engine_wait(&d->e, 0);
+}
+
+/* SWITCHOVER arrived: load the guest's state and let it run here. */
+static int do_switchover(struct dst *d)
+{
+	uint8_t *blob;
+	size_t len;
+	int r;
+
+	pthread_mutex_lock(&d->blob_lock);
+	blob = d->blob;
+	len = d->blob_len;
+	d->blob = NULL;
+	pthread_mutex_unlock(&d->blob_lock);
+	if (!blob)
+		return 0;
+	r = mig_guest_load_state(d->guest, blob, len);
+	free(blob);
+	if (r == 0)
+		r = mig_guest_cont(d->guest);
+	if (r < 0) {
+		mig_engine_error(&d->e, "guest rejected its state: %s",
+				 strerror(-r));
+		return r;
+	}
+	d->e.t_pump_start_ns = mig_now_ns();
+	mig_engine_move(&d->e, MIG_STATE_POSTCOPY_ACTIVE);
+	rp_send(d, MIG_MSG_RESUME_ACK, NULL, 0);
+	return 0;
+}
+
+static void resume_requests(struct dst *d)
+{
+	uint64_t n = 0;
+
+	pthread_mutex_lock(&d->rp_lock);
+	d->link_up = true;
+	pthread_mutex_unlock(&d->rp_lock);
+	for (uint64_t p = mig_bitmap_next_set(d->requested, 0); p < d->npages;
+	     p = mig_bitmap_next_set(d->requested, p + 1)) {
+		if (mig_bitmap_test(d->received, p))
+			continue;
+		send_req(d, p);
+		n++;
+	}
+	if (n)
+		mig_info("recover", "asked again for %llu pages vCPUs wait for",
+			 (unsigned long long)n);
+}
+
+static void on_resumed(struct dst *d)
+{
+	if (mig_engine_state(&d->e) != MIG_STATE_POSTCOPY_RECOVER)
+		return;
+	mig_engine_move(&d->e, MIG_STATE_POSTCOPY_ACTIVE);
+	resume_requests(d);
+	rp_send(d, MIG_MSG_RESUME_ACK, NULL, 0);
+}
+
+static void kill_guest(struct dst *d)
+{
+	if (d->guest)
+		mig_guest_quit(d->guest);
+	if (d->guest_pid > 0) {
+		kill(d->guest_pid, SIGKILL);
+		d->guest_pid = 0;
+	}
+}
+
+static void complete(struct dst *d)
+{
+	int r;
+
+	if (mig_engine_state(&d->e) == MIG_STATE_ACTIVE)
+		return; /* pages before switchover: wait for the guest state */
+	stop_fault(d);
+	r = mig_guest_incoming_done(d->guest);
+	if (r < 0)
+		mig_warn("guest", "could not release its userfaultfd: %s",
+			 strerror(-r));
+	if (rp_send(d, MIG_MSG_COMPLETE, NULL, 0) < 0)
+		mig_warn("link", "could not tell the source we are complete");
+	d->e.t_end_ns = mig_now_ns();
+	mig_engine_move(&d->e, MIG_STATE_COMPLETED);
+	stop_rx(d);
+}
+
+static void pause_now(struct dst *d, const char *why)
+{
+	mig_warn("engine", "pausing: %s", why);
+	stop_rx(d);
+	mig_engine_move(&d->e, MIG_STATE_POSTCOPY_PAUSED);
+}
+
+static void heartbeat(struct dst *d, uint64_t *last_ns)
+{
+	uint8_t buf[8];
+	uint64_t now = mig_now_ns();
+
+	if (now - *last_ns < MIG_HEARTBEAT_MS * 1000000ull)
+		return;
+	*last_ns = now;
+	if (pthread_mutex_trylock(&d->rp_lock))
+		return; /* a request is going out: that is a heartbeat */
+	if (d->link_up &&
+	    mig_wire_send(d->e.chan_fd[MIG_CHAN_MAIN], MIG_MSG_PING, buf,
+			  mig_wire_enc_u64(buf, 0)) < 0)
+		mig_engine_post(&d->e, MIG_EV_LINK_DOWN);
+	pthread_mutex_unlock(&d->rp_lock);
+}
+
+/* Handle the loop's events; true when the migration has ended. */
+static bool handle(struct dst *d, unsigned ev)
+{
+	enum mig_state st = mig_engine_state(&d->e);
+	bool split = mig_state_postcopy(st);
+
+	if ((ev & MIG_EV_SWITCH) && do_switchover(d) < 0)
+		ev |= MIG_EV_LINK_DOWN;
+	if ((ev & MIG_EV_COMPLETE) || (d->complete_posted &&
+	    mig_engine_state(&d->e) == MIG_STATE_POSTCOPY_ACTIVE))
+		complete(d);
+	st = mig_engine_state(&d->e);
+	split = mig_state_postcopy(st);
+	if (st == MIG_STATE_COMPLETED)
+		return true;
+	if ((ev & MIG_EV_CANCEL) && !split) {
+		stop_rx(d);
+		kill_guest(d);
+		mig_engine_move(&d->e, MIG_STATE_CANCELLED);
+		return true;
+	}
+	if (ev & MIG_EV_SIGNAL) {
+		if (!split) {
+			stop_rx(d);
+			kill_guest(d);
+			mig_engine_move(&d->e, MIG_STATE_FAILED);
+		} else {
+			if (st != MIG_STATE_POSTCOPY_PAUSED)
+				pause_now(d, "terminated by signal");
+			mig_warn("engine", "stopping while paused: the guest is "
+				 "kept, waiting for its missing pages");
+		}
+		return true;
+	}
+	if (ev & (MIG_EV_LINK_DOWN | MIG_EV_PAUSE)) {
+		if (!split && d->have_migration) {
+			mig_engine_error(&d->e, "link lost before switchover");
+			stop_rx(d);
+			kill_guest(d);
+			mig_engine_move(&d->e, MIG_STATE_FAILED);
+			return true;
+		}
+		if (st == MIG_STATE_POSTCOPY_ACTIVE || st == MIG_STATE_POSTCOPY_RECOVER)
+			pause_now(d, ev & MIG_EV_PAUSE ? "migrate-pause" :
+				  "link failure");
+	}
+	if (ev & MIG_EV_RESUMED)
+		on_resumed(d);
+	return false;
+}
+
+static void loop(struct dst *d)
+{
+	uint64_t last_hb = 0;
+
+	for (;;) {
+		unsigned ev = poll_once(d, MIG_HEARTBEAT_MS / 2);
+
+		if (handle(d, ev))
+			return;
+		if (mig_engine_state(&d->e) == MIG_STATE_POSTCOPY_ACTIVE)
+			heartbeat(d, &last_hb);
+	}
+}
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	if (signal_dst) {
+		__atomic_or_fetch(&signal_dst->e.pending, MIG_EV_SIGNAL,
+				  __ATOMIC_SEQ_CST);
+		mig_engine_signal(&signal_dst->e);
+	}
+}
+
+static int dst_command(struct mig_engine *e, const char *cmd,
+		       const struct mig_json *args, struct mig_json **ret,
+		       char *desc, size_t desclen);
+static void dst_query(struct mig_engine *e, struct mig_json *ret);
+
+static const struct mig_engine_ops dst_ops = {
+	.command = dst_command,
+	.query = dst_query,
+};
+
+static int dst_open(struct dst *d, const struct mig_dest_opts *o)
+{
+	struct mig_uri u;
+	int r;
+
+	d->o = o;
+	d->lfd = d->rfd = d->new_rfd = d->uffd = d->memfd = d->fault_efd = -1;
+	for (int i = 0; i < MAX_PENDING; i++)
+		d->pend[i].fd = -1;
+	pthread_mutex_init(&d->rp_lock, NULL);
+	pthread_mutex_init(&d->blob_lock, NULL);
+	r = mig_uri_parse(o->listen, &u);
+	if (r < 0) {
+		mig_err("chan", "bad listen URI '%s' (tcp:HOST:PORT or unix:PATH)",
+			o->listen);
+		return -EINVAL;
+	}
+	r = mig_engine_init(&d->e, MIG_SIDE_DEST, o->name, o->bus_path,
+			    &dst_ops, d);
+	if (r < 0)
+		return r;
+	if (o->link_timeout_ms > 0)
+		d->e.link_timeout_ms = o->link_timeout_ms;
+	d->fault_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	d->lfd = mig_chan_listen(&u);
+	if (d->lfd < 0) {
+		mig_err("chan", "cannot listen on %s: %s", o->listen,
+			d->lfd == -EADDRINUSE ? "address already in use" :
+			strerror(-d->lfd));
+		return d->lfd;
+	}
+	return d->fault_efd < 0 ? -errno : 0;
+}
+
+static void dst_close(struct dst *d)
+{
+	stop_rx(d);
+	stop_fault(d);
+	for (int i = 0; i < MAX_PENDING; i++)
+		if (d->pend[i].fd >= 0)
+			close(d->pend[i].fd);
+	if (d->lfd >= 0)
+		close(d->lfd);
+	if (d->rfd >= 0)
+		close(d->rfd);
+	if (d->new_rfd >= 0)
+		close(d->new_rfd);
+	if (d->uffd >= 0)
+		close(d->uffd);
+	if (d->memfd >= 0)
+		close(d->memfd);
+	if (d->fault_efd >= 0)
+		close(d->fault_efd);
+	mig_guest_close(d->guest);
+	mig_bitmap_free(d->received);
+	mig_bitmap_free(d->requested);
+	free(d->fault_ns);
+	free(d->blob);
+	pthread_mutex_destroy(&d->rp_lock);
+	pthread_mutex_destroy(&d->blob_lock);
+}
+
+static int default_guest_ctl(struct dst *d, const struct mig_dest_opts *o)
+{
+	char dir[100];
+	int r;
+
+	if (o->guest_ctl) {
+		if (strlen(o->guest_ctl) >= sizeof(d->guest_ctl))
+			return -ENAMETOOLONG;
+		strcpy(d->guest_ctl, o->guest_ctl);
+		return 0;
+	}
+	r = mig_runtime_dir(dir, sizeof(dir), true);
+	if (r == 0 && snprintf(d->guest_ctl, sizeof(d->guest_ctl), "%s/%s.guest.sock",
+			       dir, o->name) >= (int)sizeof(d->guest_ctl))
+		r = -ENAMETOOLONG;
+	return r;
+}
+
+int mig_dest_run(const struct mig_dest_opts *o, enum mig_state *final)
+{
+	struct dst *d = calloc(1, sizeof(*d));
+	struct sigaction sa = { .sa_handler = on_signal };
+	int r, ready_fd;
+
+	if (!d)
+		return -ENOMEM;
+	r = default_guest_ctl(d, o);
+	if (r == 0)
+		r = dst_open(d, o);
+	if (r < 0)
+		goto out;
+	signal_dst = d;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	d->e.t_start_ns = mig_now_ns();
+	mig_engine_move(&d->e, MIG_STATE_SETUP);
+	ready_fd = o->ready_fd;
+	mig_ready_notify(&ready_fd);
+	loop(d);
+	*final = mig_engine_state(&d->e);
+	if (!d->e.t_end_ns)
+		d->e.t_end_ns = mig_now_ns();
+	if (o->summary)
+		mig_engine_summary(&d->e, stdout);
+out:
+	signal_dst = NULL;
+	dst_close(d);
+	if (d->e.sm)
+		mig_engine_fini(&d->e);
+	free(d);
+	return r;
+}
+
+/* Bus commands (bus thread: no blocking here). */
+static int cmd_recover(struct dst *d, const struct mig_json *args, char *desc,
+		       size_t desclen)
+{
+	const char *uri = args ? mig_json_get_str(args, "uri") : NULL;
+	enum mig_state st = mig_engine_state(&d->e);
+	struct mig_uri u;
+	int fd;
+
+	if (!uri || mig_uri_parse(uri, &u) < 0) {
+		snprintf(desc, desclen, "migrate-recover: bad or missing 'uri' "
+			 "(tcp:HOST:PORT or unix:PATH)");
+		return -EINVAL;
+	}
+	if (st != MIG_STATE_POSTCOPY_PAUSED && st != MIG_STATE_POSTCOPY_RECOVER) {
+		snprintf(desc, desclen, "migrate-recover: nothing to recover in "
+			 "state %s", mig_state_name(st));
+		return -EINVAL;
+	}
+	if (strcmp(uri, d->o->listen)) {
+		fd = mig_chan_listen(&u);
+		if (fd < 0) {
+			snprintf(desc, desclen, "migrate-recover: cannot listen on "
+				 "%s: %s", uri, strerror(-fd));
+			return fd;
+		}
+		/* the loop may be polling the old one: it swaps them */
+		pthread_mutex_lock(&d->e.lock);
+		if (d->new_rfd >= 0)
+			close(d->new_rfd);
+		d->new_rfd = fd;
+		pthread_mutex_unlock(&d->e.lock);
+	}
+	atomic_store(&d->armed, true);
+	mig_engine_signal(&d->e);
+	return 0;
+}
+
+static int dst_command(struct mig_engine *e, const char *cmd,
+		       const struct mig_json *args, struct mig_json **ret,
+		       char *desc, size_t desclen)
+{
+	struct dst *d = e->ctx;
+	enum mig_state st = mig_engine_state(e);
+
+	*ret = NULL;
+	if (!strcmp(cmd, "migrate-recover"))
+		return cmd_recover(d, args, desc, desclen);
+	if (!strcmp(cmd, "migrate-pause")) {
+		if (st != MIG_STATE_POSTCOPY_ACTIVE && st != MIG_STATE_POSTCOPY_RECOVER) {
+			snprintf(desc, desclen, "migrate-pause: nothing to pause "
+				 "in state %s (only postcopy-active or "
+				 "postcopy-recover)", mig_state_name(st));
+			return -EINVAL;
+		}
+		mig_engine_post(e, MIG_EV_PAUSE);
+		mig_engine_kick_all(e);
+		return 0;
+	}
+	if (!strcmp(cmd, "migrate-cancel")) {
+		snprintf(desc, desclen, "migrate-cancel: %s", mig_state_postcopy(st) ?
+			 "refused: postcopy has started and the guest's memory "
+			 "is split between the hosts; use migrate-pause and "
+			 "migrate-recover" : "cancel the migration on the source");
+		return -EPERM;
+	}
+	return -ENOENT;
+}
+
+static void dst_query(struct mig_engine *e, struct mig_json *ret)
+{
+	struct dst *d = e->ctx;
+	struct mig_latency_summary s;
+	struct mig_json *lat;
+
+	if (!d->e.lat)
+		return;
+	mig_latency_summary(d->e.lat, &s);
+	lat = mig_json_new_object();
+	mig_json_add_int(lat, "count", s.count);
+	mig_json_add_double(lat, "p50-us", s.p50_ns / 1e3);
+	mig_json_add_double(lat, "p90-us", s.p90_ns / 1e3);
+	mig_json_add_double(lat, "p99-us", s.p99_ns / 1e3);
+	mig_json_add_double(lat, "max-us", s.max_ns / 1e3);
+	mig_json_add(ret, "postcopy-latency", lat);
+	mig_json_add_double(ret, "postcopy-blocktime", s.sum_ns / 1e6);
+	if (d->guest_ctl[0])
+		mig_json_add_str(ret, "guest-ctl", d->guest_ctl);
+}

@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The destination engine (mig-recv): listens, accepts the migration, spawns
+ * its dedicated mig-guest in incoming mode, serves the guest's userfaults by
+ * requesting pages on the return path, places arriving pages, starts the guest
+ * at switchover, pauses on any link failure after it and recovers when told
+ * to, until every page is present. The guest then runs on without us.
+ */
+#ifndef MIG_DEST_H
+#define MIG_DEST_H
+
+#include <stdbool.h>
+
+#include "state.h"
+
+struct mig_dest_opts {
+	const char *name;       /* migration name (bus socket), "default" */
+	const char *bus_path;   /* overrides the name's bus path */
+	const char *listen;     /* URI to listen on */
+	const char *guest_ctl;  /* control socket of the guest we spawn */
+	int link_timeout_ms;    /* silence after which a link is broken */
+	bool summary;            /* print a summary line on stdout at the end */
+	int ready_fd;           /* newline once listening, or -1 */
+};
+
+/* Run one incoming migration to its end. Returns 0 with *final set (see
+ * mig_source_run), or -errno when it could not start: -EADDRINUSE (bus or
+ * listen address taken), -EINVAL (bad URI). */
+int mig_dest_run(const struct mig_dest_opts *o, enum mig_state *final);
+
+#endif

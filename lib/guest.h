@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The engine side of mig-guest: connect to a guest's control socket, claim
+ * it, obtain its memfd and userfaultfd (SCM_RIGHTS), stop and continue its
+ * vCPUs, save and load its state blob, verify its invariant, and spawn a
+ * fresh guest in incoming mode on the destination. The guest keeps its own
+ * copies of both fds, so an engine that dies loses nothing.
+ */
+#ifndef MIG_GUEST_H
+#define MIG_GUEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct mig_guest_info {
+	pid_t pid;
+	uint64_t ram_bytes;
+	uint64_t ram_base;  /* RAM's address inside the guest process: the
+			     * destination of UFFDIO_COPY */
+	bool incoming;      /* RAM registered for missing faults, pages due */
+	bool running;       /* vCPUs running (not stopped) */
+	bool attached;      /* some engine holds the claim */
+	char workload[64];  /* "ab", "idle", ... ("" while incoming, not loaded) */
+	unsigned vcpus;
+	uint64_t progress;  /* page writes by vCPUs so far: moves while running */
+};
+
+struct mig_guest;
+
+/* NULL with errno: ENOENT/ECONNREFUSED (no guest there), ETIMEDOUT,
+ * EPROTO (not a mig-guest). */
+struct mig_guest *mig_guest_connect(const char *ctl_path, int timeout_ms);
+/* Reply timeout for the requests that follow (the connect timeout until
+ * then); < 0 waits as long as the guest lives, e.g. for a long VERIFY. */
+void mig_guest_set_timeout(struct mig_guest *g, int timeout_ms);
+/* Closing releases the claim if this connection held it. NULL is a no-op. */
+void mig_guest_close(struct mig_guest *g);
+/* Claim the guest for one engine: -EBUSY (with the holder's pid in *holder)
+ * if another connection holds it. */
+int mig_guest_attach(struct mig_guest *g, pid_t *holder);
+int mig_guest_info(struct mig_guest *g, struct mig_guest_info *info);
+/* Needs the claim (-EACCES without it, -EBUSY if another holds it). *uffd
+ * is -1 unless the guest is incoming. Both fds are the caller's to close. */
+int mig_guest_get_fds(struct mig_guest *g, int *memfd, int *uffd);
+/* Returns once every vCPU is parked at a consistent point. STOP, CONT and
+ * LOAD_STATE are for the claim holder, or anyone while nobody holds it
+ * (-EBUSY otherwise). A STOP that times out stays requested: the guest parks
+ * when it can (a vCPU waiting in a userfault parks once its page arrives). */
+int mig_guest_stop(struct mig_guest *g);
+/* -EINVAL on an incoming guest whose state is not loaded yet. */
+int mig_guest_cont(struct mig_guest *g);
+/* Needs the claim and stopped vCPUs. *blob is malloc'd. */
+int mig_guest_save_state(struct mig_guest *g, uint8_t **blob, size_t *len);
+/* Incoming guest only, before its first CONT (-EINVAL otherwise); -EBADMSG
+ * for a malformed blob or one for another RAM size (nothing changed). */
+int mig_guest_load_state(struct mig_guest *g, const uint8_t *blob, size_t len);
+/* Every page is present: the guest unregisters and closes its uffd (pages
+ * never placed read as zero from then on). Again after that: 0. */
+int mig_guest_incoming_done(struct mig_guest *g);
+/* Check the workload's invariant (vCPUs are parked meanwhile): 0 holds,
+ * -EBADMSG broken, -EAGAIN not yet checkable (incoming with pages still
+ * missing, or no state loaded); msg gets a one-line verdict in all three. */
+int mig_guest_verify(struct mig_guest *g, char *msg, size_t len);
+/* Ask the guest process to exit. */
+int mig_guest_quit(struct mig_guest *g);
+
+/* Start mig-guest (from the directory of the running program) with
+ * --ctl ctl_path --ram ram_bytes, in incoming mode if asked, in its own
+ * session so it outlives the engine; returns once its control socket
+ * answers (or -ETIMEDOUT after timeout_ms; the child is then killed). */
+int mig_guest_spawn(const char *ctl_path, uint64_t ram_bytes, bool incoming,
+		    const char *workload, unsigned vcpus, int timeout_ms,
+		    pid_t *pid);
+
+#endif

@@ -1,0 +1,1173 @@
+// SPDX-License-Identifier: MIT
+/*
+ * mig-guest, the guest-memory process: see guestd.h.
+ *
+ * Threads: one control thread (the caller of mig_guestd_run) serves every
+ * client with poll(); N vCPU threads run the workload. The control thread
+ * never blocks on a vCPU: STOP and VERIFY are answered once the last vCPU
+ * to park wakes it through an eventfd, because on an incoming guest a vCPU
+ * can sit in a userfault for as long as no engine serves it, and a restarted
+ * engine must still be able to attach meanwhile. For the same reason the
+ * control thread never reads RAM that may be missing.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "guestd.h"
+#include "log.h"
+#include "uffd.h"
+#include "util.h"
+#include "workload.h"
+
+/* Concurrent control connections: an engine plus a handful of mig-guest
+ * info/verify runs and scripts; more are refused, not queued. */
+#define MAX_CLIENTS 32
+#define LISTEN_BACKLOG 16
+
+enum pending { PEND_NONE, PEND_STOP, PEND_VERIFY };
+
+struct client {
+	int fd;               /* -1: free slot */
+	pid_t pid;            /* SO_PEERCRED at accept */
+	enum pending pending; /* answered once every vCPU is parked */
+	uint32_t seq;         /* of the pending request */
+};
+
+struct guestd;
+
+struct vcpu {
+	struct guestd *gd;
+	unsigned idx;
+	pthread_t tid;
+};
+
+struct guestd {
+	const struct mig_guestd_opts *o;
+	uint64_t ram_bytes;
+	uint8_t *ram;
+	int memfd, uffd, lfd, sigfd, evfd, ready_fd;
+	bool incoming;  /* RAM registered, pages due */
+	bool continued; /* CONT seen: LOAD_STATE is refused from then on */
+	bool running;   /* as the clients see it: STOP / CONT */
+	bool done;      /* leave the loop */
+	struct mig_workload *wl; /* NULL on an incoming guest until LOAD_STATE */
+	struct vcpu vc[MIG_WORKLOAD_MAX_VCPUS];
+	unsigned nthreads;
+	/* vCPU parking: stop is read lock-free before every page write;
+	 * parked, quit and the cond are under lock. */
+	atomic_bool stop;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned parked;
+	bool quit;
+	struct client cl[MAX_CLIENTS];
+	int holder;     /* slot holding the claim, -1 none */
+	dev_t sock_dev; /* our socket file, so we unlink only our own */
+	ino_t sock_ino;
+	bool sock_bound;
+	sigset_t oldmask;
+	bool masked;
+};
+
+/* --- wire helpers (shared with guest.c) ----------------------------------- */
+
+static void put16(uint8_t *p, uint16_t v)
+{
+	v = htole16(v);
+	memcpy(p, &v, 2);
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	v = htole32(v);
+	memcpy(p, &v, 4);
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	v = htole64(v);
+	memcpy(p, &v, 8);
+}
+
+static uint16_t get16(const uint8_t *p)
+{
+	uint16_t v;
+
+	memcpy(&v, p, 2);
+	return le16toh(v);
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, 4);
+	return le32toh(v);
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, 8);
+	return le64toh(v);
+}
+
+void mig_ctl_hdr_pack(uint8_t *b, const struct mig_ctl_hdr *h)
+{
+	put32(b, h->magic);
+	put16(b + 4, h->version);
+	put16(b + 6, h->op);
+	put32(b + 8, h->seq);
+	put32(b + 12, (uint32_t)h->status);
+	put32(b + 16, h->len);
+}
+
+int mig_ctl_hdr_unpack(const uint8_t *b, size_t len, struct mig_ctl_hdr *h)
+{
+	if (len < MIG_CTL_HDR_BYTES)
+		return -EPROTO;
+	h->magic = get32(b);
+	h->version = get16(b + 4);
+	h->op = get16(b + 6);
+	h->seq = get32(b + 8);
+	h->status = (int32_t)get32(b + 12);
+	h->len = get32(b + 16);
+	if (h->magic != MIG_CTL_MAGIC || h->version != MIG_CTL_VERSION ||
+	    h->len != len - MIG_CTL_HDR_BYTES)
+		return -EPROTO;
+	return 0;
+}
+
+void mig_ctl_info_pack(uint8_t *b, const struct mig_guest_info *in)
+{
+	uint32_t flags = (in->incoming ? MIG_CTL_F_INCOMING : 0) |
+			 (in->running ? MIG_CTL_F_RUNNING : 0) |
+			 (in->attached ? MIG_CTL_F_ATTACHED : 0);
+
+	put32(b, (uint32_t)in->pid);
+	put32(b + 4, flags);
+	put32(b + 8, in->vcpus);
+	put64(b + 12, in->ram_bytes);
+	put64(b + 20, in->ram_base);
+	put64(b + 28, in->progress);
+	memset(b + 36, 0, sizeof(in->workload));
+	memcpy(b + 36, in->workload, strnlen(in->workload, sizeof(in->workload) - 1));
+}
+
+int mig_ctl_info_unpack(const uint8_t *b, size_t len, struct mig_guest_info *in)
+{
+	uint32_t flags;
+
+	if (len != MIG_CTL_INFO_BYTES)
+		return -EPROTO;
+	memset(in, 0, sizeof(*in));
+	in->pid = (pid_t)get32(b);
+	flags = get32(b + 4);
+	in->incoming = flags & MIG_CTL_F_INCOMING;
+	in->running = flags & MIG_CTL_F_RUNNING;
+	in->attached = flags & MIG_CTL_F_ATTACHED;
+	in->vcpus = get32(b + 8);
+	in->ram_bytes = get64(b + 12);
+	in->ram_base = get64(b + 20);
+	in->progress = get64(b + 28);
+	/* NUL-terminate whatever came: never trust the peer's padding */
+	memcpy(in->workload, b + 36, sizeof(in->workload) - 1);
+	in->workload[sizeof(in->workload) - 1] = '\0';
+	return 0;
+}
+
+int mig_ctl_blob_fd(const uint8_t *blob, size_t len)
+{
+	int fd = memfd_create("mig-state", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	int r;
+
+	if (fd < 0)
+		return -errno;
+	r = mig_write_full(fd, blob, len);
+	/* sealed: the receiver reads exactly what we wrote, nothing later */
+	if (r == 0 && fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW |
+			    F_SEAL_WRITE | F_SEAL_SEAL) < 0)
+		r = -errno;
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+int mig_ctl_blob_read(int fd, size_t len, uint8_t **out)
+{
+	struct stat st;
+	uint8_t *b;
+	size_t got = 0;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	/* only a regular file (memfd) of at least len bytes: never a pipe or
+	 * socket a hostile peer could leave us blocked on */
+	if (!S_ISREG(st.st_mode) || !len || len > MIG_WORKLOAD_MAX_STATE_BYTES ||
+	    (uint64_t)st.st_size < len)
+		return -EBADMSG;
+	b = malloc(len);
+	if (!b)
+		return -ENOMEM;
+	while (got < len) {
+		ssize_t n = pread(fd, b + got, len - got, (off_t)got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			free(b);
+			return n < 0 ? -errno : -EBADMSG;
+		}
+		got += (size_t)n;
+	}
+	*out = b;
+	return 0;
+}
+
+/* --- vCPUs ------------------------------------------------------------------ */
+
+static void wake_control(struct guestd *gd)
+{
+	uint64_t one = 1;
+
+	if (write(gd->evfd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		mig_err("guest", "eventfd write: %s", strerror(errno));
+}
+
+static void *vcpu_main(void *arg)
+{
+	struct vcpu *v = arg;
+	struct guestd *gd = v->gd;
+
+	pthread_mutex_lock(&gd->lock);
+	while (!gd->quit) {
+		if (!atomic_load(&gd->stop)) {
+			pthread_mutex_unlock(&gd->lock);
+			mig_workload_run(gd->wl, v->idx, &gd->stop);
+			pthread_mutex_lock(&gd->lock);
+			continue;
+		}
+		if (++gd->parked == gd->nthreads)
+			wake_control(gd);
+		while (atomic_load(&gd->stop) && !gd->quit)
+			pthread_cond_wait(&gd->cond, &gd->lock);
+		gd->parked--;
+	}
+	pthread_mutex_unlock(&gd->lock);
+	return NULL;
+}
+
+/* Park (true) or release (false) the vCPUs; does not wait. */
+static void set_stop(struct guestd *gd, bool stop)
+{
+	pthread_mutex_lock(&gd->lock);
+	if (atomic_load(&gd->stop) != stop) {
+		atomic_store(&gd->stop, stop);
+		if (!stop)
+			pthread_cond_broadcast(&gd->cond);
+	}
+	pthread_mutex_unlock(&gd->lock);
+}
+
+static bool all_parked(struct guestd *gd)
+{
+	bool r;
+
+	pthread_mutex_lock(&gd->lock);
+	r = atomic_load(&gd->stop) && gd->parked == gd->nthreads;
+	pthread_mutex_unlock(&gd->lock);
+	return r;
+}
+
+static void vcpus_join(struct guestd *gd)
+{
+	pthread_mutex_lock(&gd->lock);
+	gd->quit = true;
+	atomic_store(&gd->stop, true);
+	pthread_cond_broadcast(&gd->cond);
+	pthread_mutex_unlock(&gd->lock);
+	for (unsigned i = 0; i < gd->nthreads; i++)
+		pthread_join(gd->vc[i].tid, NULL);
+	gd->nthreads = 0;
+	gd->parked = 0;
+	gd->quit = false;
+}
+
+/* Start one thread per vCPU of gd->wl; they run or park as gd->stop says. */
+static int vcpus_start(struct guestd *gd)
+{
+	unsigned n = mig_workload_threads(gd->wl);
+
+	for (unsigned i = 0; i < n; i++) {
+		int r;
+
+		gd->vc[i] = (struct vcpu){ .gd = gd, .idx = i };
+		/* nthreads first: a vCPU that parks compares against it */
+		pthread_mutex_lock(&gd->lock);
+		gd->nthreads = i + 1;
+		pthread_mutex_unlock(&gd->lock);
+		r = pthread_create(&gd->vc[i].tid, NULL, vcpu_main, &gd->vc[i]);
+		if (r) {
+			mig_err("guest", "starting vcpu %u: %s", i, strerror(r));
+			pthread_mutex_lock(&gd->lock);
+			gd->nthreads = i;
+			pthread_mutex_unlock(&gd->lock);
+			vcpus_join(gd);
+			return -r;
+		}
+	}
+	return 0;
+}
+
+/* --- setup ------------------------------------------------------------------- */
+
+static int ram_open(struct guestd *gd)
+{
+	gd->memfd = memfd_create("mig-guest-ram", MFD_CLOEXEC);
+	if (gd->memfd < 0) {
+		mig_err("guest", "memfd_create: %s", strerror(errno));
+		return -errno;
+	}
+	if (ftruncate(gd->memfd, (off_t)gd->ram_bytes) < 0) {
+		mig_err("guest", "sizing RAM to %" PRIu64 " bytes: %s",
+			gd->ram_bytes, strerror(errno));
+		return -errno;
+	}
+	gd->ram = mmap(NULL, gd->ram_bytes, PROT_READ | PROT_WRITE, MAP_SHARED,
+		       gd->memfd, 0);
+	if (gd->ram == MAP_FAILED) {
+		gd->ram = NULL;
+		mig_err("guest", "mapping RAM: %s", strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+/* Incoming: every page faults until an engine places it. Registered before
+ * any vCPU exists, and nothing here touches RAM afterwards. */
+static int uffd_setup(struct guestd *gd)
+{
+	int r = mig_uffd_open(UFFD_FEATURE_MISSING_SHMEM);
+
+	if (r < 0) {
+		mig_err("guest", "userfaultfd: %s", mig_uffd_strerror(r));
+		return r;
+	}
+	gd->uffd = r;
+	r = mig_uffd_register_missing(gd->uffd, gd->ram, gd->ram_bytes);
+	if (r < 0)
+		mig_err("guest", "registering RAM with userfaultfd: %s",
+			mig_uffd_strerror(r));
+	return r;
+}
+
+/* A socket file nobody listens on is left over from a dead guest: replace
+ * it. A live one, or anything that is not a socket, is left alone. */
+static int clear_stale(const struct sockaddr_un *sa)
+{
+	struct stat st;
+	int fd, r;
+
+	if (lstat(sa->sun_path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISSOCK(st.st_mode))
+		return -EEXIST;
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	r = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
+	r = r == 0 ? -EADDRINUSE : -errno;
+	close(fd);
+	if (r == -EPROTOTYPE || r == -EAGAIN) /* something listens there */
+		r = -EADDRINUSE;
+	if (r != -ECONNREFUSED)
+		return r;
+	mig_info("guest", "replacing stale control socket %s", sa->sun_path);
+	return unlink(sa->sun_path) < 0 && errno != ENOENT ? -errno : 0;
+}
+
+static int sock_bind(struct guestd *gd, const struct sockaddr_un *sa)
+{
+	struct stat st;
+	mode_t old;
+	int r;
+
+	/* umask rather than chmod after bind: no window where another user
+	 * could connect. Single-threaded here, so the process-wide umask is
+	 * ours to borrow. */
+	old = umask(0177);
+	r = bind(gd->lfd, (const struct sockaddr *)sa, sizeof(*sa));
+	umask(old);
+	if (r < 0)
+		return -errno;
+	gd->sock_bound = true;
+	if (stat(sa->sun_path, &st) == 0) {
+		gd->sock_dev = st.st_dev;
+		gd->sock_ino = st.st_ino;
+	}
+	return listen(gd->lfd, LISTEN_BACKLOG) < 0 ? -errno : 0;
+}
+
+static int sock_listen(struct guestd *gd)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	const char *path = gd->o->ctl_path;
+	int r;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		mig_err("guest", "control socket path is too long (max %zu bytes): %s",
+			sizeof(sa.sun_path) - 1, path);
+		return -ENAMETOOLONG;
+	}
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	r = clear_stale(&sa);
+	if (r == -EADDRINUSE)
+		mig_err("guest", "control socket %s is in use", path);
+	else if (r == -EEXIST)
+		mig_err("guest", "%s exists and is not a socket", path);
+	else if (r < 0)
+		mig_err("guest", "control socket %s: %s", path, strerror(-r));
+	if (r < 0)
+		return r;
+	gd->lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (gd->lfd < 0) {
+		mig_err("guest", "socket: %s", strerror(errno));
+		return -errno;
+	}
+	r = sock_bind(gd, &sa);
+	if (r < 0)
+		mig_err("guest", "listening on %s: %s", path, strerror(-r));
+	return r;
+}
+
+/* SIGTERM/SIGINT arrive on a signalfd: a clean stop through the loop. The
+ * mask is set before any vCPU starts so every thread inherits it. */
+static int signals_setup(struct guestd *gd)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	/* an inherited SIG_IGN would discard them before the signalfd sees them */
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_DFL);
+	if (pthread_sigmask(SIG_BLOCK, &set, &gd->oldmask) != 0)
+		return -EINVAL;
+	gd->masked = true;
+	gd->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (gd->sigfd < 0) {
+		mig_err("guest", "signalfd: %s", strerror(errno));
+		return -errno;
+	}
+	gd->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (gd->evfd < 0) {
+		mig_err("guest", "eventfd: %s", strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+static int workload_setup(struct guestd *gd)
+{
+	const char *text = gd->o->workload ? gd->o->workload : "ab";
+	struct mig_workload_spec spec;
+	struct mig_workload_state st;
+
+	if (mig_workload_parse(text, &spec) < 0) {
+		mig_err("guest", "unknown workload '%s' (%s)", text,
+			mig_workload_names());
+		return -EINVAL;
+	}
+	if (gd->o->incoming)
+		return 0; /* the state blob brings the workload */
+	mig_workload_state_init(&st, &spec, gd->ram_bytes, gd->o->vcpus);
+	gd->wl = mig_workload_new(&st, gd->ram);
+	if (!gd->wl) {
+		mig_err("guest", "workload %s: %s", text, strerror(errno));
+		return -errno;
+	}
+	mig_workload_fill(gd->wl);
+	gd->running = true;
+	return 0;
+}
+
+/* --- replies ---------------------------------------------------------------- */
+
+static void client_close(struct guestd *gd, int ci)
+{
+	struct client *c = &gd->cl[ci];
+
+	if (c->fd < 0)
+		return;
+	if (gd->holder == ci) {
+		/* the guest stays as it is (perhaps stopped): mid-migration,
+		 * its RAM is the truth and the next engine takes over */
+		mig_info("guest", "engine pid %d detached", (int)c->pid);
+		gd->holder = -1;
+	}
+	close(c->fd);
+	*c = (struct client){ .fd = -1 };
+}
+
+static void reply_fds(struct guestd *gd, int ci, uint16_t op, uint32_t seq,
+		      int status, const void *pl, size_t plen, const int *fds,
+		      int nfds)
+{
+	uint8_t buf[MIG_CTL_MSG_MAX];
+	struct mig_ctl_hdr h = {
+		.magic = MIG_CTL_MAGIC, .version = MIG_CTL_VERSION, .op = op,
+		.seq = seq, .status = status, .len = (uint32_t)plen,
+	};
+	int r;
+
+	if (plen > sizeof(buf) - MIG_CTL_HDR_BYTES)
+		plen = h.len = 0; /* never: payloads are fixed and small */
+	mig_ctl_hdr_pack(buf, &h);
+	if (plen)
+		memcpy(buf + MIG_CTL_HDR_BYTES, pl, plen);
+	/* non-blocking: a client that does not read its replies is dropped
+	 * rather than allowed to stall the control thread */
+	r = mig_send_with_fds(gd->cl[ci].fd, buf, MIG_CTL_HDR_BYTES + plen,
+			      fds, nfds);
+	if (r < 0) {
+		mig_dbg("guest", "reply to pid %d: %s", (int)gd->cl[ci].pid,
+			strerror(-r));
+		client_close(gd, ci);
+	}
+}
+
+static void reply(struct guestd *gd, int ci, const struct mig_ctl_hdr *req,
+		  int status, const void *pl, size_t plen)
+{
+	reply_fds(gd, ci, req->op, req->seq, status, pl, plen, NULL, 0);
+}
+
+static void reply_text(struct guestd *gd, int ci, uint16_t op, uint32_t seq,
+		       int status, const char *text)
+{
+	reply_fds(gd, ci, op, seq, status, text, strlen(text), NULL, 0);
+}
+
+/* --- requests ---------------------------------------------------------------- */
+
+static void do_info(struct guestd *gd, int ci, const struct mig_ctl_hdr *h)
+{
+	struct mig_guest_info in = {
+		.pid = getpid(),
+		.ram_bytes = gd->ram_bytes,
+		.ram_base = (uint64_t)(uintptr_t)gd->ram,
+		.incoming = gd->incoming,
+		.running = gd->running,
+		.attached = gd->holder >= 0,
+	};
+	uint8_t pl[MIG_CTL_INFO_BYTES];
+
+	if (gd->wl) {
+		snprintf(in.workload, sizeof(in.workload), "%s",
+			 mig_workload_spec_text(gd->wl));
+		in.vcpus = mig_workload_vcpus(gd->wl);
+		in.progress = mig_workload_progress(gd->wl);
+	}
+	mig_ctl_info_pack(pl, &in);
+	reply(gd, ci, h, 0, pl, sizeof(pl));
+}
+
+static void do_attach(struct guestd *gd, int ci, const struct mig_ctl_hdr *h)
+{
+	uint8_t pl[4];
+
+	if (gd->holder >= 0 && gd->holder != ci) {
+		put32(pl, (uint32_t)gd->cl[gd->holder].pid);
+		reply(gd, ci, h, -EBUSY, pl, sizeof(pl));
+		return;
+	}
+	if (gd->holder != ci)
+		mig_info("guest", "engine pid %d attached", (int)gd->cl[ci].pid);
+	gd->holder = ci;
+	reply(gd, ci, h, 0, NULL, 0);
+}
+
+/* Needs the claim: -EACCES if nobody holds it, -EBUSY if another does. */
+static int need_claim(const struct guestd *gd, int ci)
+{
+	return gd->holder == ci ? 0 : gd->holder < 0 ? -EACCES : -EBUSY;
+}
+
+/* STOP/CONT/LOAD_STATE: by the claim holder, or by anyone when unclaimed. */
+static int may_steer(const struct guestd *gd, int ci)
+{
+	return gd->holder < 0 || gd->holder == ci ? 0 : -EBUSY;
+}
+
+static void do_get_fds(struct guestd *gd, int ci, const struct mig_ctl_hdr *h)
+{
+	int fds[2] = { gd->memfd, gd->uffd };
+	int nfds = gd->incoming && gd->uffd >= 0 ? 2 : 1;
+	int r = need_claim(gd, ci);
+	uint8_t pl[4];
+
+	if (r < 0) {
+		reply(gd, ci, h, r, NULL, 0);
+		return;
+	}
+	put32(pl, (uint32_t)nfds);
+	/* the kernel duplicates them: we keep our own references */
+	reply_fds(gd, ci, h->op, h->seq, 0, pl, sizeof(pl), fds, nfds);
+}
+
+/* One STOP or VERIFY waits per client. A client that sends another gave
+ * up on the first (its reply timed out): that one is cancelled, and the
+ * client drops the late reply by its seq. */
+static void set_pending(struct guestd *gd, int ci, enum pending p, uint32_t seq)
+{
+	struct client *c = &gd->cl[ci];
+
+	if (c->pending != PEND_NONE) {
+		enum pending old = c->pending;
+
+		c->pending = PEND_NONE;
+		reply_text(gd, ci, old == PEND_STOP ? MIG_CTL_STOP : MIG_CTL_VERIFY,
+			   c->seq, -ECANCELED, "");
+		if (c->fd < 0)
+			return;
+	}
+	c->pending = p;
+	c->seq = seq;
+}
+
+static void do_stop(struct guestd *gd, int ci, const struct mig_ctl_hdr *h)
+{
+	int r = may_steer(gd, ci);
+
+	if (r < 0) {
+		reply(gd, ci, h, r, NULL, 0);
+		return;
+	}
+	gd->running = false;
+	set_pending(gd, ci, PEND_STOP, h->seq);
+}
+
+static void do_cont(struct guestd *gd, int ci, const struct mig_ctl_hdr *h)
+{
+	int r = may_steer(gd, ci);
+
+	if (r == 0 && !gd->wl) {
+		mig_warn("guest", "CONT before LOAD_STATE: no workload to run");
+		r = -EINVAL;
+	}
+	if (r < 0) {
+		reply(gd, ci, h, r, NULL, 0);
+		return;
+	}
+	/* a STOP still waiting for its vCPUs (unclaimed guest, two clients)
+	 * is overtaken */
+	for (int i = 0; i < MAX_CLIENTS; i++) {
+		if (gd->cl[i].fd >= 0 && gd->cl[i].pending == PEND_STOP) {
+			gd->cl[i].pending = PEND_NONE;
+			reply_text(gd, i, MIG_CTL_STOP, gd->cl[i].seq,
+				   -ECANCELED, "");
+		}
+	}
+	gd->running = true;
+	gd->continued = true;
+	reply(gd, ci, h, 0, NULL, 0);
+}
+
+static int save_state(struct guestd *gd, int ci, int *blob_fd, size_t *len)
+{
+	struct mig_workload_state st;
+	uint8_t *blob;
+	int r = need_claim(gd, ci);
+
+	if (r < 0)
+		return r;
+	if (!gd->wl)
+		return -EINVAL;
+	if (gd->running || !all_parked(gd))
+		return -EBUSY;
+	mig_workload_save(gd->wl, &st);
+	r = mig_workload_state_encode(&st, &blob, len);
+	if (r < 0)
+		return r;
+	r = mig_ctl_blob_fd(blob, *len);
+	free(blob);
+	if (r < 0)
+		return r;
+	*blob_fd = r;
+	return 0;
+}
+
+static void do_save_state(struct guestd *gd, int ci, const struct mig_ctl_hdr *h)
+{
+	uint8_t pl[4];
+	size_t len = 0;
+	int fd = -1;
+	int r = save_state(gd, ci, &fd, &len);
+
+	if (r < 0) {
+		mig_dbg("guest", "SAVE_STATE: %s", strerror(-r));
+		reply(gd, ci, h, r, NULL, 0);
+		return;
+	}
+	put32(pl, (uint32_t)len);
+	reply_fds(gd, ci, h->op, h->seq, 0, pl, sizeof(pl), &fd, 1);
+	close(fd);
+}
+
+/* Decode first, then swap: a bad blob leaves the guest exactly as it was. */
+static int load_state(struct guestd *gd, const uint8_t *pl, size_t plen,
+		      const int *fds, int nfds)
+{
+	struct mig_workload_state st;
+	struct mig_workload *wl;
+	uint8_t *blob;
+	int r;
+
+	if (plen != 4 || nfds != 1)
+		return -EINVAL;
+	r = mig_ctl_blob_read(fds[0], get32(pl), &blob);
+	if (r < 0)
+		return r;
+	r = mig_workload_state_decode(blob, get32(pl), gd->ram_bytes, &st);
+	free(blob);
+	if (r < 0)
+		return r;
+	wl = mig_workload_new(&st, gd->ram);
+	if (!wl)
+		return -errno;
+	/* a reload before the first CONT: the old vCPUs are parked */
+	vcpus_join(gd);
+	mig_workload_free(gd->wl);
+	gd->wl = wl;
+	atomic_store(&gd->stop, true); /* they start parked, until CONT */
+	r = vcpus_start(gd);
+	if (r == 0)
+		mig_info("guest", "state loaded: workload %s, %u vcpus", st.spec.text,
+			 st.vcpus);
+	return r;
+}
+
+static void do_load_state(struct guestd *gd, int ci, const struct mig_ctl_hdr *h,
+			  const uint8_t *pl, const int *fds, int nfds)
+{
+	int r = may_steer(gd, ci);
+
+	if (r == 0 && (!gd->o->incoming || gd->continued))
+		r = -EINVAL; /* only into a guest that never ran here */
+	if (r == 0)
+		r = load_state(gd, pl, h->len, fds, nfds);
+	/* a malformed blob is worth a warning; a request out of turn is the
+	 * client's to report */
+	if (r == -EBADMSG)
+		mig_warn("guest", "LOAD_STATE from pid %d: malformed state blob "
+			 "refused", (int)gd->cl[ci].pid);
+	else if (r < 0)
+		mig_dbg("guest", "LOAD_STATE from pid %d refused: %s",
+			(int)gd->cl[ci].pid, strerror(-r));
+	reply(gd, ci, h, r, NULL, 0);
+}
+
+/* Pages of RAM not in the memfd yet (never placed): SEEK_HOLE sees them
+ * without touching the mapping, so this never faults. */
+static int64_t count_missing(struct guestd *gd, uint64_t *first)
+{
+	off_t off = 0, end = (off_t)gd->ram_bytes;
+	int64_t missing = 0;
+
+	*first = UINT64_MAX;
+	while (off < end) {
+		off_t hole = lseek(gd->memfd, off, SEEK_HOLE), data;
+
+		if (hole < 0)
+			return -errno;
+		if (hole >= end)
+			break;
+		data = lseek(gd->memfd, hole, SEEK_DATA);
+		if (data < 0 && errno != ENXIO)
+			return -errno;
+		if (data < 0 || data > end)
+			data = end;
+		if (*first == UINT64_MAX)
+			*first = (uint64_t)hole / MIG_PAGE_SIZE;
+		missing += (data - hole) / MIG_PAGE_SIZE;
+		off = data;
+	}
+	return missing;
+}
+
+static void do_incoming_done(struct guestd *gd, int ci, const struct mig_ctl_hdr *h)
+{
+	uint64_t first;
+	int64_t missing;
+	int r = need_claim(gd, ci);
+
+	if (r < 0 || !gd->incoming) { /* done twice: already so */
+		reply(gd, ci, h, r, NULL, 0);
+		return;
+	}
+	/* an engine may legitimately leave zero pages unplaced: after the
+	 * unregister they read as zero. Say so, for whoever debugs it. */
+	missing = count_missing(gd, &first);
+	if (missing > 0)
+		mig_info("guest", "incoming done with %" PRId64 " pages never "
+			 "placed (first: page %" PRIu64 "): they read as zero",
+			 missing, first);
+	/* unregistering also wakes any vCPU still waiting in a fault */
+	r = mig_uffd_unregister(gd->uffd, gd->ram, gd->ram_bytes);
+	if (r < 0) {
+		mig_err("guest", "UFFDIO_UNREGISTER: %s", mig_uffd_strerror(r));
+		reply(gd, ci, h, r, NULL, 0);
+		return;
+	}
+	close(gd->uffd);
+	gd->uffd = -1;
+	gd->incoming = false;
+	mig_info("guest", "incoming done: every page present");
+	reply(gd, ci, h, 0, NULL, 0);
+}
+
+/* What VERIFY can say before parking anything: nothing loaded yet, or
+ * pages still missing. Missing pages are reported, not read: reading one
+ * would block this thread until an engine places it, and the vCPUs might
+ * never park either, waiting in the same faults. 1: go ahead and park. */
+static int verify_precheck(struct guestd *gd, char *msg, size_t len)
+{
+	uint64_t first;
+	int64_t missing;
+
+	if (!gd->wl) {
+		snprintf(msg, len, "no workload yet: the state has not been loaded");
+		return -EAGAIN;
+	}
+	if (!gd->incoming)
+		return 1;
+	missing = count_missing(gd, &first);
+	if (missing < 0) {
+		snprintf(msg, len, "counting missing pages: %s",
+			 strerror((int)-missing));
+		return (int)missing;
+	}
+	if (missing > 0) {
+		snprintf(msg, len, "incoming: %" PRId64 " pages not placed yet "
+			 "(first: page %" PRIu64 ")", missing, first);
+		return -EAGAIN;
+	}
+	return 1;
+}
+
+static void do_verify(struct guestd *gd, int ci, const struct mig_ctl_hdr *h)
+{
+	char msg[MIG_CTL_TEXT_MAX];
+	int r = verify_precheck(gd, msg, sizeof(msg));
+
+	if (r == 1)
+		set_pending(gd, ci, PEND_VERIFY, h->seq);
+	else
+		reply_text(gd, ci, h->op, h->seq, r, msg);
+}
+
+static void answer_pending(struct guestd *gd)
+{
+	char msg[MIG_CTL_TEXT_MAX] = "";
+	bool verified = false;
+	int vr = 0;
+
+	for (int i = 0; i < MAX_CLIENTS; i++) {
+		struct client *c = &gd->cl[i];
+		enum pending p = c->pending;
+
+		if (c->fd < 0 || p == PEND_NONE)
+			continue;
+		c->pending = PEND_NONE;
+		if (p == PEND_VERIFY && !verified) {
+			/* pages never go missing again: the precheck holds */
+			vr = mig_workload_verify(gd->wl, msg, sizeof(msg));
+			verified = true;
+			mig_info("guest", "verify: %s", msg);
+		}
+		reply_text(gd, i, p == PEND_STOP ? MIG_CTL_STOP : MIG_CTL_VERIFY,
+			   c->seq, p == PEND_STOP ? 0 : vr,
+			   p == PEND_STOP ? "" : msg);
+	}
+}
+
+/* After every event: answer STOP/VERIFY once the vCPUs are parked, then park
+ * or release them as the clients now want. */
+static void settle(struct guestd *gd)
+{
+	bool pending = false;
+
+	for (int i = 0; i < MAX_CLIENTS; i++)
+		pending |= gd->cl[i].fd >= 0 && gd->cl[i].pending != PEND_NONE;
+	set_stop(gd, !gd->running || pending);
+	/* with no vCPU threads (idle, or nothing loaded yet) nobody wakes us
+	 * later: they count as parked at once */
+	if (pending && all_parked(gd)) {
+		answer_pending(gd);
+		set_stop(gd, !gd->running);
+	}
+}
+
+static void dispatch(struct guestd *gd, int ci, const struct mig_ctl_hdr *h,
+		     const uint8_t *pl, const int *fds, int nfds)
+{
+	/* only LOAD_STATE carries an fd or a payload */
+	if (h->op != MIG_CTL_LOAD_STATE && (nfds || h->len)) {
+		reply(gd, ci, h, -EINVAL, NULL, 0);
+		return;
+	}
+	switch (h->op) {
+	case MIG_CTL_INFO: do_info(gd, ci, h); break;
+	case MIG_CTL_ATTACH: do_attach(gd, ci, h); break;
+	case MIG_CTL_GET_FDS: do_get_fds(gd, ci, h); break;
+	case MIG_CTL_STOP: do_stop(gd, ci, h); break;
+	case MIG_CTL_CONT: do_cont(gd, ci, h); break;
+	case MIG_CTL_SAVE_STATE: do_save_state(gd, ci, h); break;
+	case MIG_CTL_LOAD_STATE: do_load_state(gd, ci, h, pl, fds, nfds); break;
+	case MIG_CTL_INCOMING_DONE: do_incoming_done(gd, ci, h); break;
+	case MIG_CTL_VERIFY: do_verify(gd, ci, h); break;
+	case MIG_CTL_QUIT:
+		mig_info("guest", "quit requested by pid %d", (int)gd->cl[ci].pid);
+		reply(gd, ci, h, 0, NULL, 0);
+		gd->done = true;
+		break;
+	default:
+		reply(gd, ci, h, -EOPNOTSUPP, NULL, 0);
+	}
+}
+
+/* One message from a client: anything malformed gets an error reply. */
+static void client_read(struct guestd *gd, int ci)
+{
+	uint8_t buf[MIG_CTL_MSG_MAX];
+	int fds[2], nfds = MIG_ARRAY_SIZE(fds);
+	struct mig_ctl_hdr h = { .op = 0 };
+	ssize_t n = mig_recv_with_fds(gd->cl[ci].fd, buf, sizeof(buf), fds, &nfds);
+
+	if (n == -EAGAIN)
+		return;
+	if (n <= 0 && n != -EMSGSIZE) {
+		client_close(gd, ci);
+		return;
+	}
+	if (n > 0 && mig_ctl_hdr_unpack(buf, (size_t)n, &h) == 0 && h.status == 0)
+		dispatch(gd, ci, &h, buf + MIG_CTL_HDR_BYTES, fds, nfds);
+	else if (gd->cl[ci].fd >= 0)
+		/* echo a seq if there was a header to take it from */
+		reply_fds(gd, ci, 0, n >= 12 ? get32(buf + 8) : 0,
+			  n == -EMSGSIZE ? -EMSGSIZE : -EPROTO, NULL, 0, NULL, 0);
+	for (int i = 0; i < nfds; i++)
+		close(fds[i]);
+}
+
+static void client_accept(struct guestd *gd)
+{
+	for (;;) {
+		struct ucred cred = { .pid = 0 };
+		socklen_t cl = sizeof(cred);
+		int fd = accept4(gd->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int ci;
+
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+				mig_warn("guest", "accept: %s", strerror(errno));
+			return;
+		}
+		for (ci = 0; ci < MAX_CLIENTS && gd->cl[ci].fd >= 0; ci++)
+			;
+		if (ci == MAX_CLIENTS) {
+			mig_warn("guest", "too many control connections (%d): refusing one",
+				 MAX_CLIENTS);
+			close(fd);
+			continue;
+		}
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0)
+			mig_warn("guest", "SO_PEERCRED: %s", strerror(errno));
+		gd->cl[ci] = (struct client){ .fd = fd, .pid = cred.pid };
+		mig_dbg("guest", "client pid %d connected", (int)cred.pid);
+	}
+}
+
+static void on_signal(struct guestd *gd)
+{
+	struct signalfd_siginfo si;
+
+	if (read(gd->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		mig_info("guest", "%s: exiting", strsignal((int)si.ssi_signo));
+		gd->done = true;
+	}
+}
+
+static int serve(struct guestd *gd)
+{
+	struct pollfd pfd[3 + MAX_CLIENTS];
+	int slot[MAX_CLIENTS];
+
+	while (!gd->done) {
+		nfds_t n = 3;
+		uint64_t ev;
+
+		pfd[0] = (struct pollfd){ .fd = gd->lfd, .events = POLLIN };
+		pfd[1] = (struct pollfd){ .fd = gd->sigfd, .events = POLLIN };
+		pfd[2] = (struct pollfd){ .fd = gd->evfd, .events = POLLIN };
+		for (int i = 0; i < MAX_CLIENTS; i++) {
+			if (gd->cl[i].fd < 0)
+				continue;
+			pfd[n].fd = gd->cl[i].fd;
+			pfd[n].events = POLLIN;
+			slot[n - 3] = i;
+			n++;
+		}
+		if (poll(pfd, n, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			mig_err("guest", "poll: %s", strerror(errno));
+			return -errno;
+		}
+		if (pfd[1].revents)
+			on_signal(gd);
+		if ((pfd[2].revents & POLLIN) && read(gd->evfd, &ev, sizeof(ev)) < 0)
+			mig_dbg("guest", "eventfd read: %s", strerror(errno));
+		for (nfds_t k = 3; k < n && !gd->done; k++) {
+			int ci = slot[k - 3];
+
+			if (gd->cl[ci].fd != pfd[k].fd)
+				continue; /* closed meanwhile */
+			if (pfd[k].revents & POLLIN)
+				client_read(gd, ci);
+			else if (pfd[k].revents & (POLLHUP | POLLERR | POLLNVAL))
+				client_close(gd, ci);
+		}
+		if (pfd[0].revents & POLLIN)
+			client_accept(gd);
+		settle(gd);
+	}
+	return 0;
+}
+
+/* --- lifecycle -------------------------------------------------------------- */
+
+static int start(struct guestd *gd)
+{
+	int r = signals_setup(gd);
+
+	if (r == 0)
+		r = ram_open(gd);
+	if (r == 0 && gd->o->incoming)
+		r = uffd_setup(gd);
+	if (r == 0)
+		r = workload_setup(gd);
+	if (r == 0)
+		r = sock_listen(gd);
+	if (r == 0 && gd->wl)
+		r = vcpus_start(gd);
+	return r;
+}
+
+/*
+ * Orderly shutdown, in this order: park and join the vCPUs, then drop the
+ * clients and the socket, then unregister and close RAM. On an incoming
+ * guest the unregister comes first: a vCPU waiting in a fault that no
+ * engine will serve any more is woken only by it (the page then reads as
+ * zero, which no longer matters).
+ */
+static void teardown(struct guestd *gd)
+{
+	struct stat st;
+
+	if (gd->uffd >= 0 && gd->ram)
+		mig_uffd_unregister(gd->uffd, gd->ram, gd->ram_bytes);
+	vcpus_join(gd);
+	for (int i = 0; i < MAX_CLIENTS; i++)
+		client_close(gd, i);
+	if (gd->sock_bound && stat(gd->o->ctl_path, &st) == 0 &&
+	    st.st_dev == gd->sock_dev && st.st_ino == gd->sock_ino)
+		unlink(gd->o->ctl_path);
+	if (gd->lfd >= 0)
+		close(gd->lfd);
+	if (gd->uffd >= 0)
+		close(gd->uffd);
+	mig_workload_free(gd->wl);
+	if (gd->ram)
+		munmap(gd->ram, gd->ram_bytes);
+	if (gd->memfd >= 0)
+		close(gd->memfd);
+	if (gd->sigfd >= 0)
+		close(gd->sigfd);
+	if (gd->evfd >= 0)
+		close(gd->evfd);
+	if (gd->masked)
+		pthread_sigmask(SIG_SETMASK, &gd->oldmask, NULL);
+	if (gd->ready_fd >= 0)
+		close(gd->ready_fd); /* never ready: the waiter sees EOF */
+	pthread_mutex_destroy(&gd->lock);
+	pthread_cond_destroy(&gd->cond);
+}
+
+static int opts_check(const struct mig_guestd_opts *o)
+{
+	if (!o->ctl_path || !*o->ctl_path || !o->ram_bytes ||
+	    o->ram_bytes % MIG_PAGE_SIZE || o->ram_bytes > MIG_WORKLOAD_MAX_RAM_BYTES ||
+	    o->vcpus > MIG_WORKLOAD_MAX_VCPUS) {
+		mig_err("guest", "invalid options");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int mig_guestd_run(const struct mig_guestd_opts *o)
+{
+	struct guestd *gd;
+	char sz[32];
+	int r = opts_check(o);
+
+	if (r < 0)
+		return r;
+	gd = calloc(1, sizeof(*gd));
+	if (!gd)
+		return -ENOMEM;
+	gd->o = o;
+	gd->ram_bytes = o->ram_bytes;
+	gd->memfd = gd->uffd = gd->lfd = gd->sigfd = gd->evfd = -1;
+	gd->ready_fd = o->ready_fd;
+	gd->incoming = o->incoming;
+	gd->holder = -1;
+	atomic_init(&gd->stop, false);
+	pthread_mutex_init(&gd->lock, NULL);
+	pthread_cond_init(&gd->cond, NULL);
+	for (int i = 0; i < MAX_CLIENTS; i++)
+		gd->cl[i].fd = -1;
+	r = start(gd);
+	if (r == 0) {
+		mig_info("guest", "pid %d listening on %s: %s RAM at %p, %s%s",
+			 (int)getpid(), o->ctl_path,
+			 mig_fmt_bytes(o->ram_bytes, sz, sizeof(sz)), (void *)gd->ram,
+			 gd->wl ? mig_workload_spec_text(gd->wl) : "incoming",
+			 gd->wl ? "" : " (RAM registered, waiting for pages)");
+		mig_ready_notify(&gd->ready_fd);
+		r = serve(gd);
+	}
+	teardown(gd);
+	free(gd);
+	return r;
+}

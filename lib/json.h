@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A thin JSON layer over cJSON, so that cJSON's types stay inside json.c and
+ * the bus (STYLE: one module per third-party library). Objects are built and
+ * read through these calls only.
+ */
+#ifndef MIG_JSON_H
+#define MIG_JSON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct mig_json;
+
+struct mig_json *mig_json_new_object(void);
+struct mig_json *mig_json_new_array(void);
+/* A string value (NULL is taken as ""). */
+struct mig_json *mig_json_new_str(const char *v);
+/* NULL if text is not exactly one valid JSON value (trailing spaces ok). */
+struct mig_json *mig_json_parse(const char *text, size_t len);
+void mig_json_free(struct mig_json *j);
+struct mig_json *mig_json_dup(const struct mig_json *j);
+/* malloc'd text, compact unless pretty. */
+char *mig_json_print(const struct mig_json *j, bool pretty);
+
+/* Setters replace an existing key. add() takes ownership of child. */
+void mig_json_add(struct mig_json *obj, const char *key, struct mig_json *child);
+void mig_json_add_str(struct mig_json *obj, const char *key, const char *v);
+void mig_json_add_int(struct mig_json *obj, const char *key, int64_t v);
+void mig_json_add_double(struct mig_json *obj, const char *key, double v);
+void mig_json_add_bool(struct mig_json *obj, const char *key, bool v);
+void mig_json_append(struct mig_json *arr, struct mig_json *child);
+/* Remove key from obj and hand its value to the caller (NULL if absent). */
+struct mig_json *mig_json_detach(struct mig_json *obj, const char *key);
+
+/* Getters: NULL / false when the key is missing or of another type. */
+struct mig_json *mig_json_get(const struct mig_json *obj, const char *key);
+const char *mig_json_get_str(const struct mig_json *obj, const char *key);
+bool mig_json_get_int(const struct mig_json *obj, const char *key, int64_t *v);
+bool mig_json_get_double(const struct mig_json *obj, const char *key, double *v);
+bool mig_json_get_bool(const struct mig_json *obj, const char *key, bool *v);
+bool mig_json_is_object(const struct mig_json *j);
+bool mig_json_is_array(const struct mig_json *j);
+size_t mig_json_array_len(const struct mig_json *arr);
+struct mig_json *mig_json_array_at(const struct mig_json *arr, size_t i);
+const char *mig_json_str_value(const struct mig_json *j); /* NULL if not a string */
+
+#endif

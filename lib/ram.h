@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Page bitmaps (sent, received, requested, dirty) shared between threads:
+ * single bits are set and tested atomically, so the fault thread, the channel
+ * readers and the pump need no lock to agree on which pages exist.
+ */
+#ifndef MIG_RAM_H
+#define MIG_RAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct mig_bitmap;
+
+/* All bits clear. NULL with errno=ENOMEM. */
+struct mig_bitmap *mig_bitmap_new(uint64_t nbits);
+void mig_bitmap_free(struct mig_bitmap *b);
+uint64_t mig_bitmap_size(const struct mig_bitmap *b);
+/* Out-of-range indexes: test returns false, set/clear do nothing. */
+bool mig_bitmap_test(const struct mig_bitmap *b, uint64_t i);
+/* Atomic; returns the previous value of the bit. */
+bool mig_bitmap_set(struct mig_bitmap *b, uint64_t i);
+bool mig_bitmap_clear(struct mig_bitmap *b, uint64_t i);
+/* Non-atomic bulk operations: callers make sure no one else writes. */
+void mig_bitmap_set_all(struct mig_bitmap *b);
+void mig_bitmap_clear_all(struct mig_bitmap *b);
+uint64_t mig_bitmap_count(const struct mig_bitmap *b); /* set bits */
+/* First set / clear bit at or after `from`; size() when there is none. */
+uint64_t mig_bitmap_next_set(const struct mig_bitmap *b, uint64_t from);
+uint64_t mig_bitmap_next_clear(const struct mig_bitmap *b, uint64_t from);
+/* Bits [first, first+n) as packed little-endian bytes (bit i of byte k is
+ * page first + 8k + i), for the wire. export writes (n+7)/8 bytes; import ORs
+ * them in (unused high bits of the last byte must be zero). -ERANGE if the
+ * range leaves the bitmap, -EINVAL for set padding bits. */
+int mig_bitmap_export(const struct mig_bitmap *b, uint64_t first, uint64_t n,
+		      uint8_t *out);
+int mig_bitmap_import(struct mig_bitmap *b, uint64_t first, uint64_t n,
+		      const uint8_t *in);
+/* this |= other (same size), this &= ~other: -EINVAL on size mismatch. */
+int mig_bitmap_or(struct mig_bitmap *b, const struct mig_bitmap *other);
+int mig_bitmap_andnot(struct mig_bitmap *b, const struct mig_bitmap *other);
+
+/* True if the 4 KiB page is all zero: cheap reject on the first 8 bytes. */
+bool mig_page_is_zero(const void *page);
+
+#endif

@@ -1,0 +1,987 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The source engine: see source.h. Threads: the control loop (this file's
+ * mig_source_run) owns every fd and every state move; the pump thread sends
+ * pages in bounded runs; the return-path thread serves page requests; the
+ * preempt thread connects the preempt channel without blocking anyone. A
+ * pause kicks the channels, joins the workers, then closes, in that order.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "chan.h"
+#include "compress.h"
+#include "engine.h"
+#include "guest.h"
+#include "log.h"
+#include "ram.h"
+#include "source.h"
+#include "util.h"
+#include "wire.h"
+
+/* Pages per background run: 64 KiB amortises the UFFDIO_COPY syscall on the
+ * destination; larger runs gain nothing (MACHINE-FACTS) and delay requests
+ * that share the main channel. */
+#define PUMP_RUN_PAGES 16u
+#define CONNECT_TIMEOUT_MS 5000
+
+struct src {
+	struct mig_engine e;
+	const struct mig_source_opts *o;
+	struct mig_guest *guest;
+	struct mig_guest_info gi;
+	int memfd;
+	const uint8_t *ram;
+	uint64_t npages;
+	struct mig_bitmap *sent;  /* pages sent at least once since (re)start */
+
+	pthread_mutex_t tx[MIG_CHAN__COUNT]; /* one writer per channel */
+	bool preempt;
+	bool compress;
+	uint64_t max_bw;
+
+	pthread_t pump_thr, rp_thr, pre_thr;
+	bool pump_on, rp_on, pre_on;
+	atomic_bool stop;
+	_Atomic uint64_t pump_hint; /* page after the last request, or 0 */
+	struct mig_uri pre_uri;  /* preempt thread's input */
+	int pre_fd;              /* its output: fd, or -errno */
+	bool pre_resume;
+
+	char recover_uri[256];   /* under e.lock */
+};
+
+static struct src *signal_src;
+
+static int send_msg(struct src *s, enum mig_chan_slot c, uint32_t type,
+		    const void *p1, size_t l1, const void *p2, size_t l2)
+{
+	int fd = s->e.chan_fd[c], r;
+
+	pthread_mutex_lock(&s->tx[c]);
+	r = mig_wire_send2(fd, type, p1, l1, p2, l2);
+	pthread_mutex_unlock(&s->tx[c]);
+	if (r == 0)
+		s->e.st.bytes += MIG_WIRE_HDR_BYTES + l1 + l2;
+	return r;
+}
+
+/* Send pages [first, first+n) that are all zero or all data, as one message. */
+static int send_segment(struct src *s, enum mig_chan_slot c, uint64_t first,
+		       uint32_t n, bool zero, uint8_t *scratch)
+{
+	uint8_t hdr[MIG_PAGES_HDR_BYTES];
+	const uint8_t *data = s->ram + first * MIG_PAGE_SIZE;
+	size_t len = (size_t)n * MIG_PAGE_SIZE, clen = 0;
+	uint32_t flags = zero ? MIG_PAGES_ZERO : 0;
+	int r;
+
+	if (!zero && s->compress && scratch)
+		clen = mig_compress(data, len, scratch,
+				    mig_compress_bound(PUMP_RUN_PAGES * MIG_PAGE_SIZE));
+	if (clen) {
+		flags = MIG_PAGES_LZ4;
+		data = scratch;
+		len = clen;
+	}
+	mig_wire_enc_pages_hdr(hdr, first * MIG_PAGE_SIZE, n, flags);
+	r = send_msg(s, c, MIG_MSG_PAGES, hdr, sizeof(hdr), data, zero ? 0 : len);
+	if (r < 0)
+		return r;
+	if (zero)
+		s->e.st.zero += n;
+	else
+		s->e.st.normal += n;
+	return 0;
+}
+
+/* Pages the guest never touched are holes in its memfd: known zero without
+ * reading them (reading would allocate them). SEEK_DATA counts swapped-out
+ * pages as data, so nothing real is ever mistaken for a hole. Returns the
+ * length of the extent at `first` (at most n) and whether it is a hole. */
+static uint64_t extent(struct src *s, uint64_t first, uint64_t n, bool *hole)
+{
+	off_t off = (off_t)(first * MIG_PAGE_SIZE), end;
+
+	end = lseek(s->memfd, off, SEEK_DATA);
+	*hole = end != off;
+	if (end < 0 && errno == ENXIO)
+		return n; /* nothing but holes up to the end */
+	if (end < 0)
+		return *hole = false, n; /* cannot tell: read it */
+	if (end == off)
+		end = lseek(s->memfd, off, SEEK_HOLE);
+	if (end <= off)
+		return n;
+	return MIG_MIN(n, (uint64_t)(end - off) / MIG_PAGE_SIZE);
+}
+
+/* Send a run of pages, split into zero and data segments. */
+static int send_run(struct src *s, enum mig_chan_slot c, uint64_t first,
+		    uint64_t n, uint8_t *scratch)
+{
+	while (n) {
+		bool zero;
+		uint64_t k = extent(s, first, n, &zero);
+		int r;
+
+		if (!zero) {
+			const uint8_t *p = s->ram + first * MIG_PAGE_SIZE;
+			uint64_t lim = MIG_MIN(k, (uint64_t)PUMP_RUN_PAGES);
+
+			zero = mig_page_is_zero(p);
+			for (k = 1; k < lim; k++)
+				if (mig_page_is_zero(p + k * MIG_PAGE_SIZE) != zero)
+					break;
+		}
+		k = MIG_MIN(k, (uint64_t)MIG_WIRE_MAX_RUN_PAGES);
+		r = send_segment(s, c, first, (uint32_t)k, zero, scratch);
+		if (r < 0)
+			return r;
+		first += k;
+		n -= k;
+	}
+	return 0;
+}
+
+static void link_down(struct src *s, const char *what, int err)
+{
+	if (!atomic_load(&s->stop))
+		mig_warn("link", "%s: %s", what, strerror(-err));
+	mig_engine_post(&s->e, MIG_EV_LINK_DOWN);
+}
+
+static void throttle(struct src *s, uint64_t t0, uint64_t bytes)
+{
+	uint64_t due_ns, now;
+
+	if (!s->max_bw)
+		return;
+	due_ns = t0 + bytes * 1000000000ull / s->max_bw;
+	now = mig_now_ns();
+	while (now < due_ns && !atomic_load(&s->stop)) {
+		uint64_t d = MIG_MIN(due_ns - now, 50000000ull);
+		struct timespec ts = { 0, (long)d };
+
+		nanosleep(&ts, NULL);
+		now = mig_now_ns();
+	}
+}
+
+/* Background pump: every page not yet sent, in order, in bounded runs. */
+static void *pump_main(void *arg)
+{
+	struct src *s = arg;
+	uint8_t *scratch = s->compress ?
+		malloc(mig_compress_bound(PUMP_RUN_PAGES * MIG_PAGE_SIZE)) : NULL;
+	uint64_t p = 0, t0 = mig_now_ns(), bytes0 = s->e.st.bytes;
+
+	mig_thread_bulk();
+	while (!atomic_load(&s->stop)) {
+		uint64_t first, n = 1, hint = atomic_exchange(&s->pump_hint, 0);
+		int r;
+
+		/* a vCPU faulted just before `hint`: it will most likely touch
+		 * what follows next, so that is where the pump goes on */
+		if (hint)
+			p = hint < s->npages ? hint : 0;
+		first = mig_bitmap_next_clear(s->sent, p);
+		if (first >= s->npages && p)
+			first = mig_bitmap_next_clear(s->sent, 0);
+		if (first >= s->npages) {
+			r = send_msg(s, MIG_CHAN_MAIN, MIG_MSG_EOS, NULL, 0, NULL, 0);
+			if (r < 0)
+				link_down(s, "main channel", r);
+			else
+				mig_info("pump", "every page sent");
+			break;
+		}
+		while (n < PUMP_RUN_PAGES && first + n < s->npages &&
+		       !mig_bitmap_test(s->sent, first + n))
+			n++;
+		/* mark before sending: a request racing with us sends again
+		 * rather than nobody sending at all */
+		for (uint64_t i = 0; i < n; i++)
+			mig_bitmap_set(s->sent, first + i);
+		r = send_run(s, MIG_CHAN_MAIN, first, n, scratch);
+		if (r < 0) {
+			link_down(s, "main channel", r);
+			break;
+		}
+		p = first + n;
+		throttle(s, t0, s->e.st.bytes - bytes0);
+	}
+	free(scratch);
+	return NULL;
+}
+
+static int serve_request(struct src *s, const uint8_t *buf, uint32_t len)
+{
+	struct mig_req req;
+	enum mig_chan_slot c = s->preempt ? MIG_CHAN_PREEMPT : MIG_CHAN_MAIN;
+	uint64_t first;
+	int r = mig_wire_dec_req(buf, len, s->e.ram_bytes, &req);
+
+	if (r < 0)
+		return r;
+	s->e.st.requests++;
+	first = req.offset / MIG_PAGE_SIZE;
+	for (uint32_t i = 0; i < req.npages; i++)
+		mig_bitmap_set(s->sent, first + i);
+	atomic_store(&s->pump_hint, first + req.npages);
+	r = send_run(s, c, first, req.npages, NULL);
+	if (r < 0)
+		link_down(s, c == MIG_CHAN_PREEMPT ? "preempt channel" :
+			  "main channel", r);
+	return 0;
+}
+
+/* The return path: requests, the switchover ack, completion, heartbeats. */
+static void *rp_main(void *arg)
+{
+	struct src *s = arg;
+	uint8_t *buf = malloc(MIG_WIRE_MAX_PAYLOAD);
+	int fd = s->e.chan_fd[MIG_CHAN_MAIN];
+
+	while (buf && !atomic_load(&s->stop)) {
+		uint32_t type, len;
+		int r = mig_wire_recv(fd, &type, buf, MIG_WIRE_MAX_PAYLOAD, &len);
+
+		if (r == 0 && type == MIG_MSG_REQ)
+			r = serve_request(s, buf, len);
+		else if (r == 0 && type == MIG_MSG_RESUME_ACK) {
+			if (s->e.t_stop_ns && !s->e.downtime_ns)
+				s->e.downtime_ns = mig_now_ns() - s->e.t_stop_ns;
+		} else if (r == 0 && type == MIG_MSG_COMPLETE) {
+			mig_engine_post(&s->e, MIG_EV_COMPLETE);
+			break;
+		} else if (r == 0 && type != MIG_MSG_PING) {
+			mig_err("wire", "unexpected %s on the return path",
+				mig_wire_type_name(type));
+			r = -EBADMSG;
+		}
+		if (r < 0) {
+			link_down(s, "return path", r);
+			break;
+		}
+	}
+	free(buf);
+	return NULL;
+}
+
+/* Receive the peer's answer to our hello: its hello, or its refusal. */
+static int hello_answer(struct src *s, int fd, uint32_t role)
+{
+	uint8_t buf[MIG_WIRE_MAX_REASON + 8];
+	uint32_t type, len;
+	struct mig_hello h;
+	struct mig_refuse rf;
+	int r = mig_wire_recv(fd, &type, buf, sizeof(buf), &len);
+
+	if (r < 0)
+		return r;
+	if (type == MIG_MSG_REFUSE) {
+		if (mig_wire_dec_refuse(buf, len, &rf) < 0)
+			return -EBADMSG;
+		mig_engine_error(&s->e, "destination refused the connection: %s",
+				 rf.reason);
+		return -EPROTO;
+	}
+	if (type != MIG_MSG_HELLO)
+		return -EBADMSG;
+	r = mig_wire_dec_hello(buf, len, &h);
+	if (r < 0)
+		return r;
+	if (memcmp(h.uuid, s->e.uuid, 16) || h.role != role) {
+		mig_engine_error(&s->e, "destination answered for another migration");
+		return -EPROTO;
+	}
+	return 0;
+}
+
+static int say_hello(struct src *s, int fd, uint32_t role, uint32_t flags)
+{
+	struct mig_hello h = { .version = MIG_WIRE_VERSION, .role = role,
+			       .flags = flags };
+	uint8_t buf[MIG_HELLO_BYTES];
+	int r;
+
+	memcpy(h.uuid, s->e.uuid, 16);
+	mig_chan_tune(fd, s->e.link_timeout_ms / 1000);
+	r = mig_chan_set_timeouts(fd, s->e.link_timeout_ms, s->e.link_timeout_ms);
+	if (r == 0)
+		r = mig_wire_send(fd, MIG_MSG_HELLO, buf, mig_wire_enc_hello(buf, &h));
+	if (r == 0)
+		r = hello_answer(s, fd, role);
+	return r;
+}
+
+/* Connect, unless a pause arrives first (the fd is not yet kickable). */
+static int connect_interruptible(struct src *s, const struct mig_uri *u)
+{
+	struct pollfd p[2] = { { .events = POLLOUT }, { .fd = s->e.efd, .events = POLLIN } };
+	uint64_t deadline = mig_now_ns() + CONNECT_TIMEOUT_MS * 1000000ull;
+	int fd = mig_chan_connect_start(u), r = -ETIMEDOUT;
+
+	if (fd < 0)
+		return fd;
+	p[0].fd = fd;
+	for (;;) {
+		uint64_t now = mig_now_ns();
+		bool paused;
+
+		if (now >= deadline)
+			break;
+		r = poll(p, 2, (int)((deadline - now) / 1000000) + 1);
+		if (r < 0 && errno != EINTR) {
+			r = -errno;
+			break;
+		}
+		if (r > 0 && p[0].revents) {
+			r = mig_chan_connect_finish(fd);
+			break;
+		}
+		pthread_mutex_lock(&s->e.lock);
+		paused = s->e.pending & (MIG_EV_PAUSE | MIG_EV_SIGNAL);
+		pthread_mutex_unlock(&s->e.lock);
+		if (paused) {
+			r = -EINTR;
+			break;
+		}
+		if (r > 0)
+			p[1].fd = -1; /* other news: the loop takes it later */
+		r = -ETIMEDOUT;
+	}
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+static void *preempt_main(void *arg)
+{
+	struct src *s = arg;
+	int fd = mig_chan_connect(&s->pre_uri, CONNECT_TIMEOUT_MS), r;
+
+	if (fd >= 0) {
+		r = say_hello(s, fd, MIG_ROLE_PREEMPT,
+			      s->pre_resume ? MIG_HELLO_RESUME : 0);
+		if (r < 0) {
+			close(fd);
+			fd = r;
+		}
+	}
+	s->pre_fd = fd;
+	mig_engine_signal(&s->e);
+	return NULL;
+}
+
+/* The preempt channel is connected on a thread of its own: nothing waits for
+ * it until postcopy starts or a recovery needs it. */
+static int preempt_start(struct src *s, const struct mig_uri *u, bool resume)
+{
+	int r;
+
+	s->pre_uri = *u;
+	s->pre_resume = resume;
+	s->pre_fd = -EINPROGRESS;
+	r = pthread_create(&s->pre_thr, NULL, preempt_main, s);
+	if (r)
+		return -r;
+	s->pre_on = true;
+	return 0;
+}
+
+/* Wait for the preempt connection; register it. 0 or -errno. */
+static int preempt_finish(struct src *s)
+{
+	int fd;
+
+	if (!s->pre_on)
+		return 0;
+	pthread_join(s->pre_thr, NULL);
+	s->pre_on = false;
+	fd = s->pre_fd;
+	if (fd < 0)
+		return fd;
+	mig_engine_set_chan(&s->e, MIG_CHAN_PREEMPT, fd);
+	return 0;
+}
+
+static void close_chans(struct src *s)
+{
+	for (int c = 0; c < MIG_CHAN__COUNT; c++) {
+		int fd = mig_engine_get_chan(&s->e, c);
+
+		mig_engine_set_chan(&s->e, c, -1);
+		if (fd >= 0)
+			close(fd);
+	}
+}
+
+/* Connect the main channel (and start the preempt one) to u. */
+static int open_chans(struct src *s, const struct mig_uri *u, bool resume)
+{
+	char name[300];
+	uint32_t flags = (resume ? MIG_HELLO_RESUME : 0) |
+			 (s->preempt ? MIG_HELLO_PREEMPT : 0);
+	int fd = connect_interruptible(s, u), r;
+
+	mig_uri_format(u, name, sizeof(name));
+	if (fd < 0) {
+		mig_engine_error(&s->e, "cannot connect to %s: %s", name,
+				 fd == -ENXIO ? "unknown host" : strerror(-fd));
+		return fd;
+	}
+	mig_engine_set_chan(&s->e, MIG_CHAN_MAIN, fd);
+	r = say_hello(s, fd, MIG_ROLE_MAIN, flags);
+	if (r < 0) {
+		if (r != -EPROTO)
+			mig_engine_error(&s->e, "hello with %s failed: %s", name,
+					 strerror(-r));
+		close_chans(s);
+		return r;
+	}
+	if (s->preempt) {
+		r = preempt_start(s, u, resume);
+		if (r < 0)
+			close_chans(s);
+	}
+	return r;
+}
+
+static int start_workers(struct src *s)
+{
+	int r;
+
+	atomic_store(&s->stop, false);
+	r = pthread_create(&s->rp_thr, NULL, rp_main, s);
+	if (r)
+		return -r;
+	s->rp_on = true;
+	r = pthread_create(&s->pump_thr, NULL, pump_main, s);
+	if (r)
+		return -r;
+	s->pump_on = true;
+	return 0;
+}
+
+/* Stop flag, kick the channels so blocked threads return, join, close. */
+static void stop_workers(struct src *s)
+{
+	atomic_store(&s->stop, true);
+	mig_engine_kick_all(&s->e);
+	if (s->pump_on)
+		pthread_join(s->pump_thr, NULL);
+	if (s->rp_on)
+		pthread_join(s->rp_thr, NULL);
+	if (s->pre_on)
+		preempt_finish(s);
+	s->pump_on = s->rp_on = false;
+	close_chans(s);
+}
+
+static int attach_guest(struct src *s)
+{
+	pid_t holder = 0;
+	int r, uffd = -1;
+
+	s->guest = mig_guest_connect(s->o->guest_ctl, 2000);
+	if (!s->guest) {
+		r = -errno;
+		mig_engine_error(&s->e, "no guest at %s: %s", s->o->guest_ctl,
+				 strerror(errno));
+		return r;
+	}
+	r = mig_guest_attach(s->guest, &holder);
+	if (r == -EBUSY) {
+		mig_engine_error(&s->e, "guest %s is already being migrated "
+				 "(attached to pid %d)", s->o->guest_ctl, (int)holder);
+		return r;
+	}
+	if (r == 0)
+		r = mig_guest_info(s->guest, &s->gi);
+	if (r == 0 && s->gi.incoming)
+		r = -EAGAIN; /* still receiving its own pages */
+	if (r == 0)
+		r = mig_guest_get_fds(s->guest, &s->memfd, &uffd);
+	if (uffd >= 0)
+		close(uffd);
+	if (r < 0) {
+		mig_engine_error(&s->e, "guest %s: %s", s->o->guest_ctl,
+				 r == -EAGAIN ? "still incoming" : strerror(-r));
+		return r == -EAGAIN ? -EBUSY : r;
+	}
+	s->ram = mmap(NULL, s->gi.ram_bytes, PROT_READ, MAP_SHARED, s->memfd, 0);
+	if (s->ram == MAP_FAILED) {
+		s->ram = NULL;
+		return -errno;
+	}
+	s->e.ram_bytes = s->gi.ram_bytes;
+	s->npages = s->gi.ram_bytes / MIG_PAGE_SIZE;
+	s->sent = mig_bitmap_new(s->npages);
+	return s->sent ? 0 : -ENOMEM;
+}
+
+static int send_ram_info(struct src *s)
+{
+	struct mig_ram_info ri = { .ram_bytes = s->e.ram_bytes,
+				   .page_size = MIG_PAGE_SIZE };
+	uint8_t buf[MIG_RAM_INFO_BYTES];
+
+	return send_msg(s, MIG_CHAN_MAIN, MIG_MSG_RAM_INFO, buf,
+			mig_wire_enc_ram_info(buf, &ri), NULL, 0);
+}
+
+/* Fail before switchover: the guest is whole here and keeps running. */
+static void fail_early(struct src *s, bool cancelled)
+{
+	if (mig_engine_get_chan(&s->e, MIG_CHAN_MAIN) >= 0)
+		send_msg(s, MIG_CHAN_MAIN, MIG_MSG_CANCEL, NULL, 0, NULL, 0);
+	stop_workers(s);
+	if (s->guest)
+		mig_guest_cont(s->guest);
+	if (cancelled) {
+		mig_engine_move(&s->e, MIG_STATE_CANCELLING);
+		mig_engine_move(&s->e, MIG_STATE_CANCELLED);
+	} else {
+		mig_engine_move(&s->e, MIG_STATE_FAILED);
+	}
+}
+
+/* The point of no return: stop the guest, send its state, and from then on
+ * the guest lives on the destination. */
+static int switchover(struct src *s)
+{
+	uint8_t *blob = NULL;
+	size_t len = 0;
+	int r = preempt_finish(s);
+
+	if (r < 0) {
+		mig_engine_error(&s->e, "preempt channel: %s", strerror(-r));
+		return r;
+	}
+	s->e.t_stop_ns = mig_now_ns();
+	r = mig_guest_stop(s->guest);
+	if (r == 0)
+		r = mig_guest_save_state(s->guest, &blob, &len);
+	if (r < 0) {
+		mig_engine_error(&s->e, "guest: cannot stop and save: %s",
+				 strerror(-r));
+		return r;
+	}
+	/* postcopy-active before the state leaves: from here a failure must
+	 * pause, since the destination may already run the guest */
+	mig_engine_move(&s->e, MIG_STATE_POSTCOPY_ACTIVE);
+	s->e.t_pump_start_ns = mig_now_ns();
+	r = send_msg(s, MIG_CHAN_MAIN, MIG_MSG_SWITCHOVER, blob, len, NULL, 0);
+	free(blob);
+	if (r < 0) {
+		link_down(s, "main channel", r);
+		return 0;
+	}
+	r = start_workers(s);
+	if (r < 0)
+		link_down(s, "workers", r);
+	return 0;
+}
+
+/* Recovery handshake: the destination's bitmap of present pages. */
+static int recv_bitmap(struct src *s, struct mig_bitmap *have, bool *complete)
+{
+	uint8_t *buf = malloc(MIG_WIRE_MAX_PAYLOAD);
+	int fd = mig_engine_get_chan(&s->e, MIG_CHAN_MAIN), r = -ENOMEM;
+
+	*complete = false;
+	while (buf) {
+		uint32_t type, len;
+		struct mig_bitmap_chunk c;
+		uint64_t total;
+
+		r = mig_wire_recv(fd, &type, buf, MIG_WIRE_MAX_PAYLOAD, &len);
+		if (r < 0)
+			break;
+		if (type == MIG_MSG_PING)
+			continue;
+		if (type == MIG_MSG_COMPLETE) {
+			*complete = true;
+			break;
+		}
+		if (type == MIG_MSG_BITMAP_END) {
+			r = mig_wire_dec_u64(buf, len, &total);
+			if (r == 0 && total != s->npages)
+				r = -EBADMSG;
+			break;
+		}
+		r = type == MIG_MSG_BITMAP ?
+			mig_wire_dec_bitmap(buf, len, s->npages, &c) : -EBADMSG;
+		if (r == 0)
+			r = mig_bitmap_import(have, c.first_page, c.nbits, c.bits);
+		if (r < 0)
+			break;
+	}
+	free(buf);
+	return r;
+}
+
+static int recv_resume_ack(struct src *s)
+{
+	uint8_t buf[16];
+	uint32_t type, len;
+	int fd = mig_engine_get_chan(&s->e, MIG_CHAN_MAIN), r;
+
+	do
+		r = mig_wire_recv(fd, &type, buf, sizeof(buf), &len);
+	while (r == 0 && type == MIG_MSG_PING);
+	if (r == 0 && type != MIG_MSG_RESUME_ACK)
+		r = -EBADMSG;
+	return r;
+}
+
+/* In postcopy-recover: learn what the destination has, re-send the rest. */
+static int resync(struct src *s, bool *complete)
+{
+	struct mig_bitmap *have = mig_bitmap_new(s->npages);
+	int r = have ? recv_bitmap(s, have, complete) : -ENOMEM;
+
+	if (r == 0 && !*complete) {
+		uint64_t missing = s->npages - mig_bitmap_count(have);
+
+		mig_info("recover", "destination lacks %llu pages",
+			 (unsigned long long)missing);
+		/* every page the destination lacks, in flight ones included,
+		 * is sent again: sent := have */
+		mig_bitmap_clear_all(s->sent);
+		mig_bitmap_or(s->sent, have);
+		r = send_msg(s, MIG_CHAN_MAIN, MIG_MSG_RESUME, NULL, 0, NULL, 0);
+		if (r == 0)
+			r = recv_resume_ack(s);
+	}
+	mig_bitmap_free(have);
+	return r;
+}
+
+static void recover(struct src *s)
+{
+	struct mig_uri u;
+	bool complete = false;
+	int r;
+
+	pthread_mutex_lock(&s->e.lock);
+	r = mig_uri_parse(s->recover_uri, &u);
+	pthread_mutex_unlock(&s->e.lock);
+	if (r < 0 || mig_engine_move(&s->e, MIG_STATE_POSTCOPY_RECOVER_SETUP) < 0)
+		return;
+	r = open_chans(s, &u, true);
+	if (r == 0)
+		r = preempt_finish(s);
+	if (r < 0) {
+		if (r != -EPROTO)
+			mig_engine_error(&s->e, "recovery: cannot set up channels: %s",
+					 strerror(-r));
+		stop_workers(s);
+		mig_engine_move(&s->e, MIG_STATE_POSTCOPY_PAUSED);
+		return;
+	}
+	mig_engine_move(&s->e, MIG_STATE_POSTCOPY_RECOVER);
+	r = resync(s, &complete);
+	if (r == 0 && complete) {
+		mig_engine_post(&s->e, MIG_EV_COMPLETE);
+		return;
+	}
+	if (r == 0)
+		r = start_workers(s);
+	if (r < 0) {
+		mig_engine_error(&s->e, "recovery handshake failed: %s",
+				 strerror(-r));
+		stop_workers(s);
+		mig_engine_move(&s->e, MIG_STATE_POSTCOPY_PAUSED);
+		return;
+	}
+	mig_engine_move(&s->e, MIG_STATE_POSTCOPY_ACTIVE);
+}
+
+static void heartbeat(struct src *s)
+{
+	uint8_t buf[8];
+
+	for (int c = 0; c < MIG_CHAN__COUNT; c++) {
+		int fd = s->e.chan_fd[c], r;
+
+		if (fd < 0 || pthread_mutex_trylock(&s->tx[c]))
+			continue; /* a message is going out: that is a heartbeat */
+		r = mig_wire_send(fd, MIG_MSG_PING, buf, mig_wire_enc_u64(buf, 0));
+		pthread_mutex_unlock(&s->tx[c]);
+		if (r < 0)
+			link_down(s, c ? "preempt channel" : "main channel", r);
+	}
+}
+
+static void pause_now(struct src *s, const char *why)
+{
+	mig_warn("engine", "pausing: %s", why);
+	stop_workers(s);
+	mig_engine_move(&s->e, MIG_STATE_POSTCOPY_PAUSED);
+}
+
+static void finish(struct src *s)
+{
+	stop_workers(s);
+	s->e.t_end_ns = mig_now_ns();
+	mig_engine_move(&s->e, MIG_STATE_COMPLETED);
+	mig_guest_quit(s->guest); /* the guest lives on the destination now */
+}
+
+/* After switchover: never fail; pause, recover, until complete. */
+static void postcopy_loop(struct src *s)
+{
+	for (;;) {
+		unsigned ev = mig_engine_wait(&s->e, MIG_HEARTBEAT_MS);
+		enum mig_state st = mig_engine_state(&s->e);
+
+		if (ev & MIG_EV_COMPLETE) {
+			finish(s);
+			return;
+		}
+		if (ev & MIG_EV_SIGNAL) {
+			if (st != MIG_STATE_POSTCOPY_PAUSED)
+				pause_now(s, "terminated by signal");
+			mig_warn("engine", "stopping while paused: the guest is "
+				 "kept, stopped, with all its pages");
+			return;
+		}
+		if ((ev & (MIG_EV_LINK_DOWN | MIG_EV_PAUSE)) &&
+		    st == MIG_STATE_POSTCOPY_ACTIVE)
+			pause_now(s, ev & MIG_EV_PAUSE ? "migrate-pause" :
+				  "link failure");
+		if ((ev & MIG_EV_RECOVER) &&
+		    mig_engine_state(&s->e) == MIG_STATE_POSTCOPY_PAUSED)
+			recover(s);
+		if (mig_engine_state(&s->e) == MIG_STATE_POSTCOPY_ACTIVE)
+			heartbeat(s);
+	}
+}
+
+static int set_uuid(struct src *s)
+{
+	if (s->o->uuid) {
+		if (mig_uuid_parse(s->o->uuid, s->e.uuid) < 0)
+			return -EINVAL;
+	} else {
+		mig_uuid_generate(s->e.uuid);
+	}
+	mig_uuid_format(s->e.uuid, s->e.uuid_str);
+	return 0;
+}
+
+/* Everything before switchover; the guest keeps running on any failure. */
+static int setup(struct src *s)
+{
+	struct mig_uri to;
+	int r;
+
+	mig_engine_move(&s->e, MIG_STATE_SETUP);
+	s->e.t_start_ns = mig_now_ns();
+	r = attach_guest(s);
+	if (r == 0 && (r = mig_uri_parse(s->o->to, &to)) < 0)
+		mig_engine_error(&s->e, "bad destination URI '%s'", s->o->to);
+	if (r == 0)
+		r = open_chans(s, &to, false);
+	if (r == 0 && (r = send_ram_info(s)) < 0)
+		mig_engine_error(&s->e, "main channel: %s", strerror(-r));
+	if (r < 0)
+		return r;
+	s->e.t_setup_ns = mig_now_ns();
+	mig_engine_move(&s->e, MIG_STATE_ACTIVE);
+	return 0;
+}
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	if (signal_src) {
+		/* no mutex in a signal handler: an atomic OR of the bit,
+		 * then the (async-signal-safe) eventfd write */
+		__atomic_or_fetch(&signal_src->e.pending, MIG_EV_SIGNAL,
+				  __ATOMIC_SEQ_CST);
+		mig_engine_signal(&signal_src->e);
+	}
+}
+
+static int src_command(struct mig_engine *e, const char *cmd,
+		       const struct mig_json *args, struct mig_json **ret,
+		       char *desc, size_t desclen);
+
+static const struct mig_engine_ops src_ops = { .command = src_command };
+
+static void src_free(struct src *s)
+{
+	if (s->ram)
+		munmap((void *)s->ram, s->e.ram_bytes);
+	if (s->memfd >= 0)
+		close(s->memfd);
+	mig_guest_close(s->guest);
+	mig_bitmap_free(s->sent);
+	for (int c = 0; c < MIG_CHAN__COUNT; c++)
+		pthread_mutex_destroy(&s->tx[c]);
+	free(s);
+}
+
+static void install_signals(struct src *s)
+{
+	struct sigaction sa = { .sa_handler = on_signal };
+
+	signal_src = s;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+int mig_source_run(const struct mig_source_opts *o, enum mig_state *final)
+{
+	struct src *s = calloc(1, sizeof(*s));
+	int r, ready_fd;
+
+	if (!s)
+		return -ENOMEM;
+	s->o = o;
+	s->memfd = -1;
+	s->preempt = o->preempt;
+	s->compress = o->compress;
+	s->max_bw = o->max_bandwidth;
+	for (int c = 0; c < MIG_CHAN__COUNT; c++)
+		pthread_mutex_init(&s->tx[c], NULL);
+	r = mig_engine_init(&s->e, MIG_SIDE_SOURCE, o->name, o->bus_path,
+			    &src_ops, s);
+	if (r == 0)
+		r = set_uuid(s);
+	if (r < 0)
+		goto out;
+	if (o->link_timeout_ms > 0)
+		s->e.link_timeout_ms = o->link_timeout_ms;
+	install_signals(s);
+	ready_fd = o->ready_fd;
+	mig_ready_notify(&ready_fd);
+	r = setup(s);
+	if (r == 0 && (mig_engine_wait(&s->e, 0) & (MIG_EV_CANCEL | MIG_EV_SIGNAL)))
+		r = -ECANCELED;
+	if (r == 0)
+		r = switchover(s);
+	if (r < 0) {
+		fail_early(s, r == -ECANCELED);
+		if (r == -ECANCELED)
+			r = 0;
+	} else {
+		postcopy_loop(s);
+	}
+	*final = mig_engine_state(&s->e);
+	if (!s->e.t_end_ns)
+		s->e.t_end_ns = mig_now_ns();
+	if (o->summary)
+		mig_engine_summary(&s->e, stdout);
+out:
+	signal_src = NULL;
+	mig_engine_fini(&s->e);
+	src_free(s);
+	return r;
+}
+
+/* Bus commands (bus thread: no blocking here). */
+static int cmd_pause(struct src *s, char *desc, size_t desclen)
+{
+	enum mig_state st = mig_engine_state(&s->e);
+
+	if (st != MIG_STATE_POSTCOPY_ACTIVE && st != MIG_STATE_POSTCOPY_RECOVER &&
+	    st != MIG_STATE_POSTCOPY_RECOVER_SETUP) {
+		snprintf(desc, desclen, "migrate-pause: nothing to pause in "
+			 "state %s (only postcopy-active or postcopy-recover)",
+			 mig_state_name(st));
+		return -EINVAL;
+	}
+	mig_engine_post(&s->e, MIG_EV_PAUSE);
+	mig_engine_kick_all(&s->e);
+	return 0;
+}
+
+static int cmd_migrate(struct src *s, const struct mig_json *args, char *desc,
+		       size_t desclen)
+{
+	const char *uri = args ? mig_json_get_str(args, "uri") : NULL;
+	bool resume = false;
+	struct mig_uri u;
+
+	if (args)
+		mig_json_get_bool(args, "resume", &resume);
+	if (!resume) {
+		snprintf(desc, desclen, "migrate: this engine runs its "
+			 "migration already; only 'resume': true is accepted");
+		return -EINVAL;
+	}
+	if (!uri || mig_uri_parse(uri, &u) < 0) {
+		snprintf(desc, desclen, "migrate: bad or missing 'uri' "
+			 "(tcp:HOST:PORT or unix:PATH)");
+		return -EINVAL;
+	}
+	if (mig_engine_state(&s->e) != MIG_STATE_POSTCOPY_PAUSED) {
+		snprintf(desc, desclen, "migrate: resume needs state "
+			 "postcopy-paused, not %s",
+			 mig_state_name(mig_engine_state(&s->e)));
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&s->e.lock);
+	snprintf(s->recover_uri, sizeof(s->recover_uri), "%s", uri);
+	pthread_mutex_unlock(&s->e.lock);
+	mig_engine_post(&s->e, MIG_EV_RECOVER);
+	return 0;
+}
+
+static int cmd_cancel(struct src *s, char *desc, size_t desclen)
+{
+	enum mig_state st = mig_engine_state(&s->e);
+
+	if (mig_state_postcopy(st)) {
+		snprintf(desc, desclen, "migrate-cancel: refused: postcopy has "
+			 "started and the guest's memory is split between the "
+			 "hosts; use migrate-pause and migrate-recover");
+		return -EPERM;
+	}
+	if (mig_state_terminal(st)) {
+		snprintf(desc, desclen, "migrate-cancel: migration already %s",
+			 mig_state_name(st));
+		return -EINVAL;
+	}
+	mig_engine_post(&s->e, MIG_EV_CANCEL);
+	return 0;
+}
+
+static int src_command(struct mig_engine *e, const char *cmd,
+		       const struct mig_json *args, struct mig_json **ret,
+		       char *desc, size_t desclen)
+{
+	struct src *s = e->ctx;
+
+	*ret = NULL;
+	if (!strcmp(cmd, "migrate-pause"))
+		return cmd_pause(s, desc, desclen);
+	if (!strcmp(cmd, "migrate"))
+		return cmd_migrate(s, args, desc, desclen);
+	if (!strcmp(cmd, "migrate-cancel"))
+		return cmd_cancel(s, desc, desclen);
+	if (!strcmp(cmd, "migrate-recover")) {
+		snprintf(desc, desclen, "migrate-recover is a destination "
+			 "command; on the source use migrate with resume");
+		return -EINVAL;
+	}
+	return -ENOENT;
+}

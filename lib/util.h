@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Small helpers every module needs: sizes, clocks, full reads and writes,
+ * UUIDs, runtime paths, fd passing, readiness notification.
+ */
+#ifndef MIG_UTIL_H
+#define MIG_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* The only page size mig migrates: the kernel's base page on x86-64. */
+#define MIG_PAGE_SIZE 4096u
+#define MIG_PAGE_SHIFT 12
+
+#define MIG_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define MIG_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MIG_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* "512M", "1G", "4096", "64k": bytes. -EINVAL on syntax, -ERANGE on overflow. */
+int mig_parse_size(const char *s, uint64_t *out);
+/* Decimal unsigned in [min, max]; -EINVAL / -ERANGE. */
+int mig_parse_ulong(const char *s, unsigned long min, unsigned long max,
+		    unsigned long *out);
+/* Seconds, possibly fractional ("2.5"), >= 0: milliseconds. */
+int mig_parse_seconds(const char *s, int64_t *ms_out);
+
+uint64_t mig_now_ns(void);  /* CLOCK_MONOTONIC */
+uint64_t mig_wall_us(void); /* CLOCK_REALTIME, for event timestamps */
+
+/* Read/write exactly len bytes, retrying on EINTR and short transfers.
+ * Returns 0, -errno, or -ECONNRESET when the peer closed mid-way (for reads,
+ * also when it closed before the first byte). */
+int mig_read_full(int fd, void *buf, size_t len);
+int mig_write_full(int fd, const void *buf, size_t len);
+
+void mig_uuid_generate(uint8_t uuid[16]);
+/* 36 characters + NUL. */
+void mig_uuid_format(const uint8_t uuid[16], char out[37]);
+int mig_uuid_parse(const char *s, uint8_t uuid[16]);
+
+/* $MIG_RUNTIME_DIR, else /run/mig for root, else $XDG_RUNTIME_DIR/mig.
+ * Creates it (0700) when create is set. */
+int mig_runtime_dir(char *buf, size_t len, bool create);
+/* The bus socket of migration NAME on SIDE ("send" / "recv"). */
+int mig_bus_path(const char *name, const char *side, char *buf, size_t len,
+		 bool create_dir);
+/* A --name must be usable as a file name: [A-Za-z0-9._-]{1,64}, no leading dot. */
+bool mig_name_valid(const char *name);
+
+/* Directory of the running executable: sibling programs are exec'd from it. */
+int mig_self_dir(char *buf, size_t len);
+
+/* --ready-fd: write "\n" and close. fd < 0 is a no-op. */
+void mig_ready_notify(int *fd);
+
+int mig_set_nonblock(int fd, bool on);
+
+/* SCM_RIGHTS over a UNIX socket: one message carrying data and up to nfds fds. */
+int mig_send_with_fds(int sock, const void *buf, size_t len, const int *fds,
+		      int nfds);
+/* Receives one message; *nfds in: capacity, out: fds received (closed on
+ * error). Returns bytes received, 0 on EOF, or -errno. */
+ssize_t mig_recv_with_fds(int sock, void *buf, size_t len, int *fds, int *nfds);
+
+/* Mark the calling thread as bulk work (SCHED_BATCH, nice +5): on a busy
+ * host the latency-critical threads (faults, requests) then win every
+ * wakeup instead of waiting a time slice behind the page pump. */
+void mig_thread_bulk(void);
+
+/* Human-readable bytes ("1.5 GiB") into buf. */
+const char *mig_fmt_bytes(uint64_t bytes, char *buf, size_t len);
+
+#endif
