@@ -104,34 +104,56 @@ static int send_segment(struct src *s, enum mig_chan_slot c, uint64_t first,
 	return 0;
 }
 
+/* The extent of the guest's memfd around the pump's cursor, cached: one
+ * SEEK_HOLE over fully populated shmem walks to the end of the file, so it
+ * is asked once per extent, never once per run. */
+struct extent {
+	uint64_t start, end; /* pages */
+	bool hole;
+};
+
 /* Pages the guest never touched are holes in its memfd: known zero without
  * reading them (reading would allocate them). SEEK_DATA counts swapped-out
- * pages as data, so nothing real is ever mistaken for a hole. Returns the
- * length of the extent at `first` (at most n) and whether it is a hole. */
-static uint64_t extent(struct src *s, uint64_t first, uint64_t n, bool *hole)
+ * pages as data, so nothing real is ever mistaken for a hole. */
+static void extent_at(struct src *s, uint64_t page, struct extent *x)
 {
-	off_t off = (off_t)(first * MIG_PAGE_SIZE), end;
+	off_t off = (off_t)(page * MIG_PAGE_SIZE), end;
 
+	x->start = page;
+	x->end = s->npages;
 	end = lseek(s->memfd, off, SEEK_DATA);
-	*hole = end != off;
-	if (end < 0 && errno == ENXIO)
-		return n; /* nothing but holes up to the end */
-	if (end < 0)
-		return *hole = false, n; /* cannot tell: read it */
-	if (end == off)
+	x->hole = end != off;
+	if (end < 0) {
+		x->hole = errno == ENXIO; /* ENXIO: holes up to the end */
+		return;
+	}
+	if (!x->hole)
 		end = lseek(s->memfd, off, SEEK_HOLE);
-	if (end <= off)
+	if (end > off)
+		x->end = MIG_MIN(s->npages, (uint64_t)end / MIG_PAGE_SIZE);
+}
+
+/* How many pages from `first` (at most n) lie in one extent, and whether it
+ * is a hole. Without a cache (requests) every page counts as data. */
+static uint64_t extent(struct src *s, struct extent *x, uint64_t first,
+		       uint64_t n, bool *hole)
+{
+	*hole = false;
+	if (!x)
 		return n;
-	return MIG_MIN(n, (uint64_t)(end - off) / MIG_PAGE_SIZE);
+	if (first < x->start || first >= x->end)
+		extent_at(s, first, x);
+	*hole = x->hole;
+	return MIG_MIN(n, x->end - first);
 }
 
 /* Send a run of pages, split into zero and data segments. */
 static int send_run(struct src *s, enum mig_chan_slot c, uint64_t first,
-		    uint64_t n, uint8_t *scratch)
+		    uint64_t n, uint8_t *scratch, struct extent *x)
 {
 	while (n) {
 		bool zero;
-		uint64_t k = extent(s, first, n, &zero);
+		uint64_t k = extent(s, x, first, n, &zero);
 		int r;
 
 		if (!zero) {
@@ -184,6 +206,7 @@ static void *pump_main(void *arg)
 	uint8_t *scratch = s->compress ?
 		malloc(mig_compress_bound(PUMP_RUN_PAGES * MIG_PAGE_SIZE)) : NULL;
 	uint64_t p = 0, t0 = mig_now_ns(), bytes0 = s->e.st.bytes;
+	struct extent x = { 0, 0, false };
 
 	mig_thread_bulk();
 	while (!atomic_load(&s->stop)) {
@@ -212,7 +235,7 @@ static void *pump_main(void *arg)
 		 * rather than nobody sending at all */
 		for (uint64_t i = 0; i < n; i++)
 			mig_bitmap_set(s->sent, first + i);
-		r = send_run(s, MIG_CHAN_MAIN, first, n, scratch);
+		r = send_run(s, MIG_CHAN_MAIN, first, n, scratch, &x);
 		if (r < 0) {
 			link_down(s, "main channel", r);
 			break;
@@ -238,7 +261,7 @@ static int serve_request(struct src *s, const uint8_t *buf, uint32_t len)
 	for (uint32_t i = 0; i < req.npages; i++)
 		mig_bitmap_set(s->sent, first + i);
 	atomic_store(&s->pump_hint, first + req.npages);
-	r = send_run(s, c, first, req.npages, NULL);
+	r = send_run(s, c, first, req.npages, NULL, NULL);
 	if (r < 0)
 		link_down(s, c == MIG_CHAN_PREEMPT ? "preempt channel" :
 			  "main channel", r);
