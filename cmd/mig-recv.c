@@ -27,7 +27,7 @@ static void usage(void)
 	       "      --link-timeout SECS   silence after which a link is broken (5)\n"
 	       "  -n, --name NAME           migration name for the status bus (default)\n"
 	       "  -b, --bus PATH            status bus socket (overrides --name)\n"
-	       "  -s, --summary             print a summary line when it ends\n"
+	       "      --summary             print a summary line when it ends\n"
 	       "      --ready-fd N          write a newline to fd N once listening\n"
 	       "  -v, --verbose             more log output (repeatable)\n"
 	       "  -q, --quiet               less log output\n"
@@ -39,7 +39,7 @@ static void usage(void)
 	       "75 stopped while paused (the guest is kept). See mig-recv(1).\n");
 }
 
-enum { OPT_LINKTO = 256, OPT_READY };
+enum { OPT_LINKTO = 256, OPT_READY, OPT_SUMMARY };
 
 static const struct option longopts[] = {
 	{ "listen", required_argument, NULL, 'l' },
@@ -47,7 +47,7 @@ static const struct option longopts[] = {
 	{ "link-timeout", required_argument, NULL, OPT_LINKTO },
 	{ "name", required_argument, NULL, 'n' },
 	{ "bus", required_argument, NULL, 'b' },
-	{ "summary", no_argument, NULL, 's' },
+	{ "summary", no_argument, NULL, OPT_SUMMARY },
 	{ "ready-fd", required_argument, NULL, OPT_READY },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "quiet", no_argument, NULL, 'q' },
@@ -62,12 +62,12 @@ static int parse(int argc, char **argv, struct mig_dest_opts *o)
 	int64_t ms;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "l:G:n:b:svqhV", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "l:G:n:b:vqhV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'l': o->listen = optarg; break;
 		case 'G': o->guest_ctl = optarg; break;
 		case 'n': o->name = optarg; break;
-		case 's': o->summary = true; break;
+		case OPT_SUMMARY: o->summary = true; break;
 		case 'b': o->bus_path = optarg; break;
 		case OPT_LINKTO:
 			if (mig_parse_seconds(optarg, &ms) < 0 || ms < 100)

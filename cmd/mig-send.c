@@ -24,7 +24,7 @@ static void usage(void)
 	       "\n"
 	       "Options:\n"
 	       "  -g, --guest PATH          control socket of the running mig-guest\n"
-	       "  -t, --to URI              destination (mig-recv --listen URI)\n"
+	       "  -T, --to URI              destination (mig-recv --listen URI)\n"
 	       "      --postcopy            switch to postcopy at once (the default)\n"
 	       "      --max-bandwidth RATE  limit the background pump, bytes/s (K/M/G)\n"
 	       "      --no-preempt          send requested pages on the main channel\n"
@@ -33,7 +33,7 @@ static void usage(void)
 	       "      --link-timeout SECS   silence after which a link is broken (5)\n"
 	       "  -n, --name NAME           migration name for the status bus (default)\n"
 	       "  -b, --bus PATH            status bus socket (overrides --name)\n"
-	       "  -s, --summary             print a summary line when it ends\n"
+	       "      --summary             print a summary line when it ends\n"
 	       "      --ready-fd N          write a newline to fd N once the bus listens\n"
 	       "  -v, --verbose             more log output (repeatable)\n"
 	       "  -q, --quiet               less log output\n"
@@ -46,11 +46,11 @@ static void usage(void)
 }
 
 enum { OPT_POSTCOPY = 256, OPT_MAXBW, OPT_NOPREEMPT, OPT_COMPRESS, OPT_UUID,
-       OPT_LINKTO, OPT_READY };
+       OPT_LINKTO, OPT_READY, OPT_SUMMARY };
 
 static const struct option longopts[] = {
 	{ "guest", required_argument, NULL, 'g' },
-	{ "to", required_argument, NULL, 't' },
+	{ "to", required_argument, NULL, 'T' },
 	{ "postcopy", no_argument, NULL, OPT_POSTCOPY },
 	{ "max-bandwidth", required_argument, NULL, OPT_MAXBW },
 	{ "no-preempt", no_argument, NULL, OPT_NOPREEMPT },
@@ -59,7 +59,7 @@ static const struct option longopts[] = {
 	{ "link-timeout", required_argument, NULL, OPT_LINKTO },
 	{ "name", required_argument, NULL, 'n' },
 	{ "bus", required_argument, NULL, 'b' },
-	{ "summary", no_argument, NULL, 's' },
+	{ "summary", no_argument, NULL, OPT_SUMMARY },
 	{ "ready-fd", required_argument, NULL, OPT_READY },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "quiet", no_argument, NULL, 'q' },
@@ -75,12 +75,12 @@ static int parse(int argc, char **argv, struct mig_source_opts *o)
 	uint8_t uuid[16];
 	int c;
 
-	while ((c = getopt_long(argc, argv, "g:t:n:b:svqhV", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "g:T:n:b:vqhV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'g': o->guest_ctl = optarg; break;
-		case 't': o->to = optarg; break;
+		case 'T': o->to = optarg; break;
 		case 'n': o->name = optarg; break;
-		case 's': o->summary = true; break;
+		case OPT_SUMMARY: o->summary = true; break;
 		case 'b': o->bus_path = optarg; break;
 		case OPT_POSTCOPY: break;
 		case OPT_NOPREEMPT: o->preempt = false; break;

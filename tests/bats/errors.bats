@@ -1,0 +1,129 @@
+#!/usr/bin/env bats
+# SPDX-License-Identifier: MIT
+# Bad input gets one clear line and a documented exit status, and leaves
+# nothing running that the test did not start.
+
+load ../helpers/common
+
+setup() { mig_setup; }
+teardown() { mig_teardown; }
+
+# Nothing of this test's is running but the listed daemons.
+assert_only_running() {
+	local pid ok
+	for pid in $(pgrep -f "$T/"); do
+		ok=0
+		for want in "$@"; do [ "$pid" = "$want" ] && ok=1; done
+		if [ "$ok" -eq 0 ]; then
+			echo "# stray process: $(ps -o pid=,args= -p "$pid")" >&2
+			return 1
+		fi
+	done
+}
+
+@test "unknown options are usage errors (64) in every program" {
+	local p
+	for p in mig-guest mig-send mig-recv mig-pause mig-recover mig-status; do
+		expect 64 "$p" --no-such-option
+		[[ "$output" == *"Try '$p --help'."* ]] || { echo "# $p: $output" >&2; false; }
+		expect 0 "$p" --help
+		[[ "$output" == Usage:* ]]
+		expect 0 "$p" --version
+	done
+}
+
+@test "bad sizes are refused with the value named" {
+	for size in 12X 0 4097 -1 1.5G 2T ""; do
+		expect 64 mig-guest --ctl "$T/g.ctl" --ram "$size"
+		[ "${#lines[@]}" -le 2 ]
+	done
+	expect 64 mig-send --guest "$T/g.ctl" --to tcp:127.0.0.1:1 --max-bandwidth 10Q
+	[[ "$output" == *"--max-bandwidth"* ]]
+	assert_only_running
+}
+
+@test "bad URIs are refused before anything starts" {
+	for uri in foo:bar tcp:host tcp:host:0 tcp:host:70000 unix: "tcp::80" udp:h:1; do
+		expect 64 mig-recv --listen "$uri"
+		[[ "$output" == *"$uri"* ]] || { echo "# $output" >&2; false; }
+		expect 64 mig-send --guest "$T/g.ctl" --to "$uri"
+	done
+	expect 64 mig-recover --bus "$T/b.sock" --to "tcp:nohost"
+	assert_only_running
+}
+
+@test "a listen address in use is refused, the running listener unharmed" {
+	local port; port=$(free_port)
+	start one mig-recv --name one --listen "tcp:127.0.0.1:$port" --guest-ctl "$T/d1.ctl"
+	expect 1 mig-recv --name two --listen "tcp:127.0.0.1:$port" --guest-ctl "$T/d2.ctl"
+	[[ "$output" == *"address already in use"* ]]
+	[ "${#lines[@]}" -le 2 ]
+	# and the same for the status bus of a name already taken
+	expect 1 mig-recv --name one --listen "tcp:127.0.0.1:$(free_port)"
+	[[ "$output" == *"in use"* ]]
+	assert_only_running "$PID_one"
+	expect 0 mig-status --bus "$(bus_of one recv)" --wait-for setup --timeout 5
+}
+
+@test "no guest at --guest: 69, and no listener left behind" {
+	local port; port=$(free_port)
+	start r mig-recv --name r --listen "tcp:127.0.0.1:$port" --guest-ctl "$T/d.ctl"
+	expect 69 mig-send --name s --guest "$T/nothing.ctl" --to "tcp:127.0.0.1:$port"
+	[[ "$output" == *"no guest at $T/nothing.ctl"* ]]
+	[ ! -e "$(bus_of s send)" ]
+	assert_only_running "$PID_r"
+}
+
+@test "no destination: 69, and the guest keeps running untouched" {
+	guest src 32M
+	expect 69 mig-send --guest "$T/src.ctl" --to "tcp:127.0.0.1:$(free_port)"
+	[[ "$output" == *"cannot connect"* ]]
+	run mig-guest info --ctl "$T/src.ctl" --json 3>&-
+	echo "$output" | jq -e '.running == true and .attached == false'
+	expect 0 mig-guest verify --ctl "$T/src.ctl"
+}
+
+@test "a second mig-send on a guest being migrated is refused; the first completes" {
+	guest src 128M
+	local port; port=$(free_port)
+	start r mig-recv --name a --listen "tcp:127.0.0.1:$port" --guest-ctl "$T/dst.ctl"
+	start s1 mig-send --name a --guest "$T/src.ctl" --to "tcp:127.0.0.1:$port" --max-bandwidth 64M
+	expect 1 mig-send --name b --guest "$T/src.ctl" --to "tcp:127.0.0.1:$(free_port)"
+	[[ "$output" == *"already being migrated (attached to pid $PID_s1)"* ]]
+	wait_exit s1 60
+	[ "$status" -eq 0 ]
+	expect 0 mig-guest verify --ctl "$T/dst.ctl"
+}
+
+@test "a peer whose hello carries another UUID is refused and reported" {
+	guest src 128M
+	guest other 16M
+	local port; port=$(free_port)
+	start r mig-recv --name a --listen "tcp:127.0.0.1:$port" --guest-ctl "$T/dst.ctl"
+	start s1 mig-send --name a --guest "$T/src.ctl" --to "tcp:127.0.0.1:$port" \
+		--uuid 11111111-2222-4333-8444-555555555555 --max-bandwidth 64M
+	expect 0 mig-status --bus "$(bus_of a send)" --wait-for postcopy-active --timeout 20
+	expect 1 mig-send --name b --guest "$T/other.ctl" --to "tcp:127.0.0.1:$port" \
+		--uuid 99999999-2222-4333-8444-555555555555
+	[[ "$output" == *"refused"*"99999999-2222-4333-8444-555555555555 is not the one running here"* ]]
+	grep -q "refused connection from" "$T/r.log"
+	# the refused source's guest is whole and running; the first migration goes on
+	expect 0 mig-guest verify --ctl "$T/other.ctl"
+	wait_exit s1 60
+	[ "$status" -eq 0 ]
+	expect 0 mig-guest verify --ctl "$T/dst.ctl"
+}
+
+@test "a hello that is not mig's is dropped without disturbing the listener" {
+	local port; port=$(free_port)
+	start r mig-recv --name a --listen "tcp:127.0.0.1:$port" --guest-ctl "$T/dst.ctl"
+	printf 'GET / HTTP/1.0\r\n\r\nxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' |
+		timeout 5 socat - "TCP:127.0.0.1:$port" 3>&- || true
+	head -c 100000 /dev/urandom | timeout 5 socat - "TCP:127.0.0.1:$port" 3>&- || true
+	expect 0 mig-status --bus "$(bus_of a recv)" --wait-for setup --timeout 5
+	guest src 16M
+	start s mig-send --name a --guest "$T/src.ctl" --to "tcp:127.0.0.1:$port"
+	wait_exit s 60
+	[ "$status" -eq 0 ]
+	grep -q "refused connection" "$T/r.log"
+}
