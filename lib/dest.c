@@ -34,6 +34,9 @@
 #define MAX_PENDING 8
 #define HELLO_TIMEOUT_MS 5000
 #define SPAWN_TIMEOUT_MS 10000
+/* After telling a reconnected source that we are complete, stay a moment:
+ * its recovery opens the preempt channel too, and must not find us gone. */
+#define COMPLETE_LINGER_MS 3000
 
 struct pending {
 	int fd;
@@ -65,6 +68,8 @@ struct dst {
 	pthread_t rx_thr[MIG_CHAN__COUNT], fault_thr;
 	bool rx_on[MIG_CHAN__COUNT], fault_on;
 	atomic_bool stop_rx, stop_fault, complete_posted;
+	bool source_told;           /* the source knows we are complete */
+	uint64_t linger_until_ns;   /* ...but may still open its preempt */
 	int fault_efd;
 
 	pthread_mutex_t blob_lock;  /* the switchover blob, rx -> loop */
@@ -131,6 +136,8 @@ static int place(struct dst *d, const struct mig_pages *pg, uint8_t *scratch)
 		r = mig_uffd_zeropage(d->uffd, dst, len);
 	else
 		r = mig_uffd_copy(d->uffd, dst, src, len);
+	if (r < 0 && atomic_load(&d->complete_posted))
+		return 0; /* every page is here: a late duplicate, nothing lost */
 	if (r < 0) {
 		mig_err("uffd", "placing %u pages at 0x%llx: %s", pg->npages,
 			(unsigned long long)dst, mig_uffd_strerror((int)r));
@@ -214,8 +221,10 @@ static void *rx_main(void *arg)
 		uint32_t type, len;
 
 		r = mig_wire_recv(fd, &type, buf, MIG_WIRE_MAX_PAYLOAD, &len);
-		if (r == 0)
+		if (r == 0) {
+			d->e.st.bytes += MIG_WIRE_HDR_BYTES + len;
 			r = handle_msg(d, c, type, buf, len, scratch);
+		}
 		if (r == -EBADMSG || r == -ERANGE)
 			mig_err("wire", "%s channel: malformed %s message",
 				c ? "preempt" : "main", mig_wire_type_name(type));
@@ -475,9 +484,29 @@ static void begin_recovery(struct dst *d, int fd)
 	}
 }
 
+/* A source that missed our COMPLETE reconnects to recover: tell it. */
+static void tell_complete(struct dst *d, int fd)
+{
+	if (hello_ack(d, fd, MIG_ROLE_MAIN) == 0 &&
+	    mig_wire_send(fd, MIG_MSG_COMPLETE, NULL, 0) == 0) {
+		mig_info("engine", "told the reconnected source we are complete");
+		d->source_told = true;
+		d->linger_until_ns = mig_now_ns() + COMPLETE_LINGER_MS * 1000000ull;
+		mig_engine_signal(&d->e);
+	}
+	close(fd);
+}
+
 static void accept_preempt(struct dst *d, int fd)
 {
 	enum mig_state st = mig_engine_state(&d->e);
+
+	if (st == MIG_STATE_COMPLETED) {
+		/* the source's recovery opens it before it learns we are done */
+		hello_ack(d, fd, MIG_ROLE_PREEMPT);
+		close(fd);
+		return;
+	}
 
 	if (mig_engine_get_chan(&d->e, MIG_CHAN_PREEMPT) >= 0 ||
 	    (st != MIG_STATE_ACTIVE && st != MIG_STATE_POSTCOPY_ACTIVE &&
@@ -495,6 +524,10 @@ static void accept_main(struct dst *d, int fd, const struct mig_hello *h)
 {
 	enum mig_state st = mig_engine_state(&d->e);
 
+	if ((h->flags & MIG_HELLO_RESUME) && st == MIG_STATE_COMPLETED) {
+		tell_complete(d, fd);
+		return;
+	}
 	if (h->flags & MIG_HELLO_RESUME) {
 		if (st != MIG_STATE_POSTCOPY_PAUSED || !atomic_load(&d->armed))
 			refuse(fd, MIG_REFUSE_STATE, st == MIG_STATE_POSTCOPY_PAUSED ?
@@ -665,32 +698,33 @@ static int do_switchover(struct dst *d)
 	return 0;
 }
 
-static void resume_requests(struct dst *d)
+/* RESUME_ACK must be the first message of the resumed return path: the
+ * link opens to the fault thread only once it is out, then every request
+ * that waited through the pause is sent again. */
+static void on_resumed(struct dst *d)
 {
 	uint64_t n = 0;
+	int r;
 
+	if (mig_engine_state(&d->e) != MIG_STATE_POSTCOPY_RECOVER)
+		return;
 	pthread_mutex_lock(&d->rp_lock);
-	d->link_up = true;
+	r = mig_wire_send(d->e.chan_fd[MIG_CHAN_MAIN], MIG_MSG_RESUME_ACK, NULL, 0);
+	d->link_up = r == 0;
 	pthread_mutex_unlock(&d->rp_lock);
+	if (r < 0) {
+		mig_engine_post(&d->e, MIG_EV_LINK_DOWN);
+		return;
+	}
+	mig_engine_move(&d->e, MIG_STATE_POSTCOPY_ACTIVE);
 	for (uint64_t p = mig_bitmap_next_set(d->requested, 0); p < d->npages;
 	     p = mig_bitmap_next_set(d->requested, p + 1)) {
-		if (mig_bitmap_test(d->received, p))
-			continue;
-		send_req(d, p);
-		n++;
+		if (!mig_bitmap_test(d->received, p) && send_req(d, p) == 0)
+			n++;
 	}
 	if (n)
 		mig_info("recover", "asked again for %llu pages vCPUs wait for",
 			 (unsigned long long)n);
-}
-
-static void on_resumed(struct dst *d)
-{
-	if (mig_engine_state(&d->e) != MIG_STATE_POSTCOPY_RECOVER)
-		return;
-	mig_engine_move(&d->e, MIG_STATE_POSTCOPY_ACTIVE);
-	resume_requests(d);
-	rp_send(d, MIG_MSG_RESUME_ACK, NULL, 0);
 }
 
 static void kill_guest(struct dst *d)
@@ -714,8 +748,10 @@ static void complete(struct dst *d)
 	if (r < 0)
 		mig_warn("guest", "could not release its userfaultfd: %s",
 			 strerror(-r));
-	if (rp_send(d, MIG_MSG_COMPLETE, NULL, 0) < 0)
-		mig_warn("link", "could not tell the source we are complete");
+	d->source_told = rp_send(d, MIG_MSG_COMPLETE, NULL, 0) == 0;
+	if (!d->source_told)
+		mig_warn("link", "could not tell the source we are complete: "
+			 "waiting for it to reconnect");
 	d->e.t_end_ns = mig_now_ns();
 	mig_engine_move(&d->e, MIG_STATE_COMPLETED);
 	stop_rx(d);
@@ -759,7 +795,8 @@ static bool handle(struct dst *d, unsigned ev)
 	st = mig_engine_state(&d->e);
 	split = mig_state_postcopy(st);
 	if (st == MIG_STATE_COMPLETED)
-		return true;
+		return (d->source_told && mig_now_ns() >= d->linger_until_ns) ||
+		       (ev & MIG_EV_SIGNAL);
 	if ((ev & MIG_EV_CANCEL) && !split) {
 		stop_rx(d);
 		kill_guest(d);

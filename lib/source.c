@@ -33,6 +33,8 @@
  * that share the main channel. */
 #define PUMP_RUN_PAGES 16u
 #define CONNECT_TIMEOUT_MS 5000
+/* QEMU's default downtime-limit, kept for scripts that set and read it. */
+#define MIG_DOWNTIME_LIMIT_MS_DEFAULT 300
 
 struct src {
 	struct mig_engine e;
@@ -47,7 +49,8 @@ struct src {
 	pthread_mutex_t tx[MIG_CHAN__COUNT]; /* one writer per channel */
 	bool preempt;
 	bool compress;
-	uint64_t max_bw;
+	_Atomic uint64_t max_bw;   /* bytes/s, 0 = unlimited; set live by the bus */
+	_Atomic uint64_t downtime_limit_ms;
 
 	pthread_t pump_thr, rp_thr, pre_thr;
 	bool pump_on, rp_on, pre_on;
@@ -182,15 +185,25 @@ static void link_down(struct src *s, const char *what, int err)
 	mig_engine_post(&s->e, MIG_EV_LINK_DOWN);
 }
 
-static void throttle(struct src *s, uint64_t t0, uint64_t bytes)
-{
-	uint64_t due_ns, now;
+/* Keep the pump under max-bandwidth, measured from the last change of the
+ * limit (a raised limit takes effect at once, not after a catch-up burst). */
+struct throttle {
+	uint64_t limit, t0_ns, bytes0;
+};
 
-	if (!s->max_bw)
+static void throttle(struct src *s, struct throttle *t)
+{
+	uint64_t limit = atomic_load(&s->max_bw), due_ns, now = mig_now_ns();
+
+	if (limit != t->limit) {
+		*t = (struct throttle){ limit, now, s->e.st.bytes };
 		return;
-	due_ns = t0 + bytes * 1000000000ull / s->max_bw;
-	now = mig_now_ns();
-	while (now < due_ns && !atomic_load(&s->stop)) {
+	}
+	if (!limit)
+		return;
+	due_ns = t->t0_ns + (s->e.st.bytes - t->bytes0) * 1000000000ull / limit;
+	while (now < due_ns && !atomic_load(&s->stop) &&
+	       atomic_load(&s->max_bw) == limit) {
 		uint64_t d = MIG_MIN(due_ns - now, 50000000ull);
 		struct timespec ts = { 0, (long)d };
 
@@ -205,8 +218,9 @@ static void *pump_main(void *arg)
 	struct src *s = arg;
 	uint8_t *scratch = s->compress ?
 		malloc(mig_compress_bound(PUMP_RUN_PAGES * MIG_PAGE_SIZE)) : NULL;
-	uint64_t p = 0, t0 = mig_now_ns(), bytes0 = s->e.st.bytes;
+	uint64_t p = 0;
 	struct extent x = { 0, 0, false };
+	struct throttle t = { 0, 0, 0 };
 
 	mig_thread_bulk();
 	while (!atomic_load(&s->stop)) {
@@ -241,7 +255,7 @@ static void *pump_main(void *arg)
 			break;
 		}
 		p = first + n;
-		throttle(s, t0, s->e.st.bytes - bytes0);
+		throttle(s, &t);
 	}
 	free(scratch);
 	return NULL;
@@ -883,6 +897,7 @@ int mig_source_run(const struct mig_source_opts *o, enum mig_state *final)
 	s->preempt = o->preempt;
 	s->compress = o->compress;
 	s->max_bw = o->max_bandwidth;
+	s->downtime_limit_ms = MIG_DOWNTIME_LIMIT_MS_DEFAULT;
 	for (int c = 0; c < MIG_CHAN__COUNT; c++)
 		pthread_mutex_init(&s->tx[c], NULL);
 	r = mig_engine_init(&s->e, MIG_SIDE_SOURCE, o->name, o->bus_path,
@@ -988,6 +1003,46 @@ static int cmd_cancel(struct src *s, char *desc, size_t desclen)
 	return 0;
 }
 
+static int cmd_set_parameters(struct src *s, const struct mig_json *args,
+			      char *desc, size_t desclen)
+{
+	int64_t bw = -1, dl = -1;
+
+	if (!args || !mig_json_is_object(args)) {
+		snprintf(desc, desclen, "migrate-set-parameters: arguments missing");
+		return -EINVAL;
+	}
+	if (mig_json_get(args, "max-bandwidth") &&
+	    (!mig_json_get_int(args, "max-bandwidth", &bw) || bw < 0)) {
+		snprintf(desc, desclen, "max-bandwidth: bytes per second, >= 0");
+		return -EINVAL;
+	}
+	if (mig_json_get(args, "downtime-limit") &&
+	    (!mig_json_get_int(args, "downtime-limit", &dl) || dl < 0 ||
+	     dl > 2000000)) {
+		snprintf(desc, desclen, "downtime-limit: milliseconds, 0-2000000");
+		return -EINVAL;
+	}
+	if (bw >= 0)
+		atomic_store(&s->max_bw, (uint64_t)bw);
+	if (dl >= 0)
+		atomic_store(&s->downtime_limit_ms, (uint64_t)dl);
+	return 0;
+}
+
+static struct mig_json *query_parameters(struct src *s)
+{
+	struct mig_json *r = mig_json_new_object();
+
+	mig_json_add_int(r, "max-bandwidth", (int64_t)atomic_load(&s->max_bw));
+	mig_json_add_int(r, "downtime-limit",
+			 (int64_t)atomic_load(&s->downtime_limit_ms));
+	mig_json_add_bool(r, "postcopy-preempt", s->preempt);
+	mig_json_add_bool(r, "compress", s->compress);
+	mig_json_add_int(r, "link-timeout", s->e.link_timeout_ms);
+	return r;
+}
+
 static int src_command(struct mig_engine *e, const char *cmd,
 		       const struct mig_json *args, struct mig_json **ret,
 		       char *desc, size_t desclen)
@@ -995,6 +1050,12 @@ static int src_command(struct mig_engine *e, const char *cmd,
 	struct src *s = e->ctx;
 
 	*ret = NULL;
+	if (!strcmp(cmd, "migrate-set-parameters"))
+		return cmd_set_parameters(s, args, desc, desclen);
+	if (!strcmp(cmd, "query-migrate-parameters")) {
+		*ret = query_parameters(s);
+		return 0;
+	}
 	if (!strcmp(cmd, "migrate-pause"))
 		return cmd_pause(s, desc, desclen);
 	if (!strcmp(cmd, "migrate"))

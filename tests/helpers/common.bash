@@ -91,8 +91,8 @@ wait_exit() {
 		fi
 		sleep 0.1
 	done
-	wait "$pid"
-	status=$?
+	status=0
+	wait "$pid" || status=$?
 }
 
 # expect STATUS CMD...: run with a timeout and fd 3 closed (a background

@@ -1,0 +1,393 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# make bench: measure the engines against loopback references taken in the
+# same run on the same machine, print a table of ratios and append the same
+# figures as JSON lines to $MIG_BENCH_DIR/results.jsonl so runs can be
+# compared. Speed is measured here, never asserted in tests.
+#
+# Usage: bench/run.sh [SCENARIO...]   (default: all of them; see SCENARIOS)
+# Environment: MIG_BIN, MIG_BENCH_DIR (set by make bench), MIG_BENCH_RAM
+# (guest size, default 1G), MIG_BENCH_POLL_S (bus poll interval, 0.1).
+#
+# Every process this script starts, and the guests mig-recv spawns in their
+# own session, name the private temporary directory $T on their command
+# line: that is how they are all found and ended on exit, even on failure.
+#
+# Adding a scenario: write scenario_NAME that leaves a JSON object in
+# "$R/ROW.json" and appends ROW to "$R/order" (record_migration does both
+# for a migration), then add NAME to SCENARIOS.
+# shellcheck disable=SC2154 # REF_* and PID_* are set through printf -v
+set -Eeuo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+MIG_BIN=${MIG_BIN:-$here/../build/bin}
+MIG_BENCH_DIR=${MIG_BENCH_DIR:-$here/../build/bench}
+RAM=${MIG_BENCH_RAM:-1G}
+POLL_S=${MIG_BENCH_POLL_S:-0.1}
+MIGRATION_TIMEOUT_S=120   # a 1 GiB loopback migration takes seconds
+READY_TIMEOUT_S=20
+RESULTS=$MIG_BENCH_DIR/results.jsonl
+
+SCENARIOS=(postcopy_preempt postcopy_nopreempt)
+
+PATH=$MIG_BIN:$PATH
+# short: sun_path holds 108 bytes
+T=$(mktemp -d /tmp/mig-bench.XXXXXX)
+R=$T/results                 # one JSON object per scenario
+export MIG_RUNTIME_DIR=$T/run
+mkdir -p "$MIG_RUNTIME_DIR" "$R"
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+# where errexit stops us (not commands whose failure is handled)
+trap 'rc=$?; [[ $- == *e* ]] && log "line $LINENO: \"$BASH_COMMAND\" failed (status $rc)"' ERR
+
+# --- processes -------------------------------------------------------------
+
+# Every process started by or for us: all their command lines name our
+# directory (the guest mig-recv spawns lives in its own session, so only
+# this finds it). Matching on $T, not on recorded pids, is immune to reuse.
+our_pids() {
+	pgrep -f "$T/" || true
+}
+
+# stop_all: TERM everything of ours, wait (bounded), then KILL.
+stop_all() {
+	local pids i
+	pids=$(our_pids)
+	[ -n "$pids" ] || return 0
+	# shellcheck disable=SC2086 # one pid per word
+	kill -TERM $pids 2>/dev/null || true
+	for i in $(seq 50); do
+		pids=$(our_pids)
+		[ -z "$pids" ] && return 0
+		sleep 0.1
+	done
+	log "still running 5 s after SIGTERM, killing: $(pgrep -af "$T/" | tr '\n' ';')"
+	# shellcheck disable=SC2086
+	kill -KILL $pids 2>/dev/null || true
+}
+
+SCENARIO_PID=
+cleanup() {
+	local rc=$?
+	trap - ERR EXIT INT TERM
+	set +e
+	# the scenario's shell first, so it starts nothing more
+	[ -n "$SCENARIO_PID" ] && kill -TERM "$SCENARIO_PID" 2>/dev/null
+	stop_all
+	wait 2>/dev/null
+	if pgrep -f "$T/" >/dev/null; then
+		log "left behind: $(pgrep -af "$T/")"
+		rc=1
+	fi
+	rm -rf "$T"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# start NAME DIR CMD...: run CMD in the background with --ready-fd 3 on a
+# FIFO and wait, bounded, for its readiness newline. Output to DIR/NAME.out,
+# DIR/NAME.log. Sets PID_NAME.
+start() {
+	local name=$1 dir=$2 fifo pid
+	shift 2
+	fifo=$dir/$name.ready
+	mkfifo "$fifo"
+	"$@" --ready-fd 3 3>"$fifo" >"$dir/$name.out" 2>"$dir/$name.log" &
+	pid=$!
+	printf -v "PID_$name" %s "$pid"
+	# the read end opens once the child has opened the write end (or died)
+	if ! read -r -t "$READY_TIMEOUT_S" _ <"$fifo"; then
+		log "$name did not become ready:"
+		sed 's/^/  /' "$dir/$name.log" >&2
+		return 1
+	fi
+	rm -f "$fifo"
+}
+
+# wait_exit VAR PID TIMEOUT: wait, bounded, for a child of this shell; its
+# exit status goes to VAR (not printed: $(...) runs in a subshell, which
+# cannot wait for its parent's children).
+wait_exit() {
+	local var=$1 pid=$2 timeout=$3 i=0 rc=0
+	while kill -0 "$pid" 2>/dev/null; do
+		i=$((i + 1))
+		if [ "$i" -gt $((timeout * 10)) ]; then
+			log "pid $pid still running after ${timeout}s"
+			return 1
+		fi
+		sleep 0.1
+	done
+	wait "$pid" || rc=$?
+	printf -v "$var" %s "$rc"
+}
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# guest_populate CTL: the guest runs ~1 s and until the workload has written
+# every page once (bounded), so the migration moves real data, not holes.
+guest_populate() {
+	local ctl=$1 pages progress i
+	sleep 1 # settle
+	for i in $(seq 300); do
+		read -r pages progress < <(mig-guest info --ctl "$ctl" --json |
+			jq -r '"\(."ram-bytes" / 4096) \(.progress)"') || true
+		[ "${progress:-0}" -ge "${pages:-1}" ] && return 0
+		sleep 0.1
+	done
+	log "guest at $ctl did not write all its pages in 30 s ($progress of $pages)"
+	return 1
+}
+
+# guest_stop CTL: ask a guest we cannot wait(2) for to quit, and make sure
+# it is gone (its pid from info --json).
+guest_stop() {
+	local ctl=$1 pid i
+	pid=$(mig-guest info --ctl "$ctl" --json 2>/dev/null | jq -r .pid) || return 0
+	mig-guest quit --ctl "$ctl" >/dev/null 2>&1 || kill -TERM "$pid" 2>/dev/null || true
+	for i in $(seq 50); do
+		kill -0 "$pid" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+}
+
+# poll_bus BUS OUT PID...: while any PID runs, save the bus's query-migrate
+# JSON every POLL_S; OUT keeps the last good answer (the bus disappears
+# when the engine exits, so the final state itself is usually missed).
+poll_bus() {
+	local bus=$1 out=$2 p alive
+	shift 2
+	for _ in $(seq $((MIGRATION_TIMEOUT_S * 10))); do
+		alive=0
+		for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
+		[ "$alive" -eq 1 ] || return 0
+		if mig-status --bus "$bus" --json >"$out.new" 2>/dev/null &&
+			jq -e .status "$out.new" >/dev/null 2>&1; then
+			mv "$out.new" "$out"
+		fi
+		sleep "$POLL_S"
+	done
+	log "migration still running after ${MIGRATION_TIMEOUT_S}s"
+	return 1
+}
+
+# --- parsing -----------------------------------------------------------------
+
+# summary_field FILE BEFORE [AFTER]: the number between the regexes BEFORE
+# and AFTER in an engine's --summary line ("mig-send: source completed in
+# 0.288 s: ...", see mig_engine_summary()), or null when it is not there.
+summary_field() {
+	local v
+	v=$(sed -nE "s#.*$2 ([0-9.]+)${3:-}.*#\\1#p" "$1" | head -n1)
+	echo "${v:-null}"
+}
+
+# ratio A B: A/B with 3 decimals, or null when either is missing or B is 0.
+ratio() {
+	awk -v a="$1" -v b="$2" 'BEGIN {
+		if (a == "null" || b == "null" || a == "" || b == "" || b + 0 == 0) print "null";
+		else printf "%.3f\n", a / b }'
+}
+
+# --- references --------------------------------------------------------------
+
+ref_tcp() {
+	local out=$T/tcpref.out
+	log "references: loopback TCP (tcpref)"
+	"$MIG_BENCH_DIR/tcpref" >"$out"
+	# tcpref prints key=value lines; keep them as REF_key
+	while IFS='=' read -r k v; do
+		printf -v "REF_$k" %s "$v"
+	done <"$out"
+	jq -n --arg s tcpref --argjson tp "$REF_tcp_bytes_per_s" \
+		--argjson r16 "$REF_rtt16_p50_us" --argjson r16q "$REF_rtt16_p99_us" \
+		--argjson r4 "$REF_rtt4k_p50_us" --argjson r4q "$REF_rtt4k_p99_us" \
+		'{scenario: $s, tcp_mb_per_s: ($tp / 1e6), rtt16_p50_us: $r16,
+		  rtt16_p99_us: $r16q, rtt4k_p50_us: $r4, rtt4k_p99_us: $r4q}' \
+		>"$R/tcpref.json"
+}
+
+# The destination's ceiling: one thread placing 1 GiB with UFFDIO_COPY into
+# a new memfd, twice: first with pages as the kernel hands them out (often
+# cold on this VM, as a migrating guest's are), then reusing those (warm).
+# How cold the first pass is depends on what ran before: noisy by nature.
+ref_uffd() {
+	local out=$T/uffdref.out
+	log "references: UFFDIO_COPY placement (uffdref)"
+	"$MIG_BENCH_DIR/uffdref" 1G >"$out"
+	while IFS='=' read -r k v; do
+		printf -v "REF_$k" %s "$v"
+	done <"$out"
+	jq -n --arg s uffdref --argjson c "$REF_uffd_copy_first_bytes_per_s" \
+		--argjson w "$REF_uffd_copy_reused_bytes_per_s" \
+		'{scenario: $s, copy_first_mb_per_s: ($c / 1e6),
+		  copy_reused_mb_per_s: ($w / 1e6)}' >"$R/uffdref.json"
+}
+
+# --- scenarios ---------------------------------------------------------------
+
+# migrate_postcopy NAME SEND-ARGS...: a RAM-sized ab guest with one vCPU (the
+# machine has two cores: the engines need the other), migrated on loopback
+# TCP with postcopy; the destination bus is polled for its statistics, the
+# migrated guest verified. Leaves $R/NAME.json.
+migrate_postcopy() {
+	local name=$1 d=$T/$1 port rc_send rc_recv vrc=0 vmsg
+	shift
+	mkdir -p "$d"
+	port=$(free_port)
+	log "$name: $RAM ab guest, mig-send $*"
+
+	start guest "$d" mig-guest --ctl "$d/A" --ram "$RAM" --workload ab --vcpus 1
+	guest_populate "$d/A"
+	start recv "$d" mig-recv --name "$name" --listen "tcp:127.0.0.1:$port" \
+		--guest-ctl "$d/B" --summary
+	start send "$d" mig-send --name "$name" --guest "$d/A" \
+		--to "tcp:127.0.0.1:$port" --summary "$@"
+	poll_bus "$MIG_RUNTIME_DIR/$name.recv.sock" "$d/recv.json" "$PID_send" "$PID_recv"
+	wait_exit rc_send "$PID_send" 10
+	wait_exit rc_recv "$PID_recv" 10
+
+	if [ -S "$d/B" ]; then
+		vmsg=$(timeout 60 mig-guest verify --ctl "$d/B" 2>&1) || vrc=$?
+	else
+		vrc=69 vmsg="no migrated guest at $d/B"
+	fi
+	log "$name: verify: ${vmsg//$'\n'/ } (status $vrc)"
+	guest_stop "$d/B"
+	kill -TERM "$PID_guest" 2>/dev/null || true
+	wait_exit _ "$PID_guest" 10 || true
+
+	record_migration "$name" "$d" "$rc_send" "$rc_recv" "$vrc" "$vmsg" "$*"
+	if [ "$rc_send" -ne 0 ] || [ "$rc_recv" -ne 0 ] || [ "$vrc" -ne 0 ]; then
+		log "$name: mig-send $rc_send, mig-recv $rc_recv, verify $vrc; logs:"
+		tail -n 20 "$d"/*.log "$d"/*.out >&2 || true
+		return 1
+	fi
+}
+
+# record_migration NAME DIR RC_SEND RC_RECV RC_VERIFY VERIFY_MSG SEND_ARGS:
+# final figures from the --summary lines, the rest from the last bus answer.
+record_migration() {
+	local name=$1 d=$2 s=$2/send.out r=$2/recv.out j=$2/recv.json
+	local mbps p50 p99
+	[ -s "$j" ] || echo '{}' >"$j"
+	mbps=$(summary_field "$s" ',' ' MB/s')
+	p50=$(summary_field "$r" 'latency p50')
+	p99=$(summary_field "$r" 'p99')
+	jq -n --arg scenario "$name" --arg args "$7" --arg ram "$RAM" \
+		--argjson rc_send "$3" --argjson rc_recv "$4" --argjson rc_verify "$5" \
+		--arg verify "$6" \
+		--argjson total_s "$(summary_field "$s" '[a-z-]+ in')" \
+		--argjson downtime_ms "$(summary_field "$s" 'downtime')" \
+		--argjson mb_per_s "$mbps" \
+		--argjson mb_ratio_tcp "$(ratio "$mbps" "$(awk -v b="$REF_tcp_bytes_per_s" 'BEGIN { print b / 1e6 }')")" \
+		--argjson mb_ratio_copy "$(ratio "$mbps" "$(awk -v b="$REF_uffd_copy_first_bytes_per_s" 'BEGIN { print b / 1e6 }')")" \
+		--argjson requests "$(summary_field "$s" ',' ' page requests')" \
+		--argjson lat_p50_us "$p50" --argjson lat_p99_us "$p99" \
+		--argjson p50_ratio_rtt4k "$(ratio "$p50" "$REF_rtt4k_p50_us")" \
+		--argjson p99_ratio_rtt4k "$(ratio "$p99" "$REF_rtt4k_p50_us")" \
+		--argjson blocked_ms "$(summary_field "$r" 'vCPUs blocked')" \
+		--slurpfile q "$j" \
+		--arg send_summary "$(cat "$s")" --arg recv_summary "$(cat "$r")" \
+		'{scenario: $scenario, send_args: $args, ram: $ram,
+		  rc_send: $rc_send, rc_recv: $rc_recv,
+		  verify: (if $rc_verify == 0 then "pass" else "FAIL" end),
+		  verify_msg: $verify,
+		  total_s: $total_s, downtime_ms: $downtime_ms,
+		  mb_per_s: $mb_per_s, mb_ratio_tcp: $mb_ratio_tcp,
+		  mb_ratio_copy: $mb_ratio_copy,
+		  requests: $requests,
+		  lat_p50_us: $lat_p50_us, lat_p99_us: $lat_p99_us,
+		  p50_ratio_rtt4k: $p50_ratio_rtt4k, p99_ratio_rtt4k: $p99_ratio_rtt4k,
+		  blocked_ms: $blocked_ms,
+		  last_recv_query: ($q[0] | {status, "total-time", "postcopy-latency",
+		                           "postcopy-blocktime",
+		                           requests: .ram."postcopy-requests"}),
+		  send_summary: $send_summary, recv_summary: $recv_summary}' \
+		>"$R/$name.json"
+	echo "$name" >>"$R/order"
+}
+
+scenario_postcopy_preempt() { migrate_postcopy postcopy-preempt; }
+scenario_postcopy_nopreempt() { migrate_postcopy postcopy-nopreempt --no-preempt; }
+
+# --- report ------------------------------------------------------------------
+
+report() {
+	local ts run git f name
+	ts=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+	run=$(date +%s)-$$
+	git=$(git -C "$here/.." describe --always --dirty 2>/dev/null || echo unknown)
+
+	printf '\nReferences (loopback, this run): TCP one stream %.0f MB/s; ' \
+		"$(awk -v b="$REF_tcp_bytes_per_s" 'BEGIN { print b / 1e6 }')"
+	printf 'round trip 16 B p50/p99 %s/%s us, 4 KiB p50/p99 %s/%s us;\n' \
+		"$REF_rtt16_p50_us" "$REF_rtt16_p99_us" "$REF_rtt4k_p50_us" "$REF_rtt4k_p99_us"
+	printf 'UFFDIO_COPY 64 KiB runs into a new memfd: first pass %s MB/s, reused pages %s MB/s\n\n' \
+		"$(awk -v b="$REF_uffd_copy_first_bytes_per_s" 'BEGIN { printf "%.0f", b / 1e6 }')" \
+		"$(awk -v b="$REF_uffd_copy_reused_bytes_per_s" 'BEGIN { printf "%.0f", b / 1e6 }')"
+	printf 'Migrations: %s ab guest, 1 vCPU, postcopy over loopback TCP\n' "$RAM"
+	printf '%-19s %7s %9s %5s %5s %6s %8s %6s %6s %7s %7s %9s %6s\n' \
+		scenario total_s down_ms MB/s xTCP xCOPY requests p50_us p99_us p50xRTT p99xRTT blocked_ms verify
+	while read -r name; do
+		f=$R/$name.json
+		jq -r '[.scenario, .total_s, .downtime_ms, .mb_per_s, .mb_ratio_tcp,
+			.mb_ratio_copy, .requests, .lat_p50_us, .lat_p99_us, .p50_ratio_rtt4k,
+			.p99_ratio_rtt4k, .blocked_ms, .verify] | map(. // "-") | @tsv' "$f" |
+			awk -F'\t' '{ printf "%-19s %7s %9s %5s %5s %6s %8s %6s %6s %7s %7s %9s %6s\n",
+				$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 }'
+	done <"$R/order"
+	echo
+	echo "xTCP, xCOPY: throughput / loopback TCP, / UFFDIO_COPY first pass;"
+	echo "pNNxRTT: page-request latency / idle 4 KiB round-trip p50"
+
+	for f in "$R/tcpref.json" "$R/uffdref.json" $(sed "s|.*|$R/&.json|" "$R/order" 2>/dev/null); do
+		jq -c --arg ts "$ts" --arg run "$run" --arg git "$git" \
+			--arg host "$(hostname)" --argjson ncpu "$(nproc)" \
+			'{ts: $ts, run: $run, git: $git, host: $host, ncpu: $ncpu} + .' "$f"
+	done >>"$RESULTS"
+	echo "appended to $RESULTS"
+}
+
+main() {
+	local s rows rc failed=()
+	for s in "$@"; do
+		declare -F "scenario_$s" >/dev/null || { log "no scenario '$s' (have: ${SCENARIOS[*]})"; exit 64; }
+	done
+	[ $# -gt 0 ] && SCENARIOS=("$@")
+	mkdir -p "$MIG_BENCH_DIR"
+	: >"$R/order"
+	ref_tcp
+	ref_uffd
+	for s in "${SCENARIOS[@]}"; do
+		# in a subshell, so one failed scenario still leaves a table; in
+		# the background, so a signal to us is handled at once (cleanup
+		# ends it); errexit on inside, which an `if` would turn off
+		rows=$(wc -l <"$R/order")
+		(set -e; "scenario_$s") &
+		SCENARIO_PID=$!
+		rc=0
+		wait "$SCENARIO_PID" || rc=$?
+		SCENARIO_PID=
+		if [ "$rc" -ne 0 ]; then
+			failed+=("$s")
+			if [ "$(wc -l <"$R/order")" -eq "$rows" ]; then
+				jq -n --arg s "$s" '{scenario: $s, verify: "not run (failed)"}' >"$R/$s.json"
+				echo "$s" >>"$R/order"
+			fi
+		fi
+		stop_all # whatever a failed scenario left must not load the next
+	done
+	report
+	if [ ${#failed[@]} -gt 0 ]; then
+		log "failed: ${failed[*]}"
+		exit 1
+	fi
+}
+
+main "$@"
