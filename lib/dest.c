@@ -21,6 +21,7 @@
 #include "compress.h"
 #include "dest.h"
 #include "engine.h"
+#include "fault.h"
 #include "guest.h"
 #include "latency.h"
 #include "log.h"
@@ -748,6 +749,8 @@ static void complete(struct dst *d)
 	if (r < 0)
 		mig_warn("guest", "could not release its userfaultfd: %s",
 			 strerror(-r));
+	if (mig_fault("dest-complete-lost"))
+		mig_engine_kick_all(&d->e); /* the link breaks just now */
 	d->source_told = rp_send(d, MIG_MSG_COMPLETE, NULL, 0) == 0;
 	if (!d->source_told)
 		mig_warn("link", "could not tell the source we are complete: "

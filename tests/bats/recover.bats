@@ -188,3 +188,17 @@ events_match() {
 	expect 0 "$cron" --bus "$SRC_BUS" --to "unix:$T/src.sock" --timeout 20 || [ "$status" -eq 69 ]
 	finish_and_verify
 }
+
+@test "the link breaks as the destination completes: the source learns it on recovery" {
+	guest src 64M --workload ab
+	start recv env MIG_FAULT=dest-complete-lost mig-recv -v --name m \
+		--listen "tcp:127.0.0.1:$PORT" --guest-ctl "$T/dst.ctl"
+	start send mig-send --name m --guest "$T/src.ctl" --to "tcp:127.0.0.1:$PORT"
+	state "$DST_BUS" completed
+	state "$SRC_BUS" postcopy-paused
+	# the destination stays until the source knows, whatever mig-recover it gets
+	expect 0 mig-recover --bus "$DST_BUS" --listen "tcp:127.0.0.1:$PORT" --timeout 1
+	expect 0 mig-recover --bus "$SRC_BUS" --to "tcp:127.0.0.1:$PORT" --timeout 20
+	finish_and_verify
+	grep -q "told the reconnected source" "$T/recv.log"
+}
