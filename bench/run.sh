@@ -7,7 +7,8 @@
 #
 # Usage: bench/run.sh [SCENARIO...]   (default: all of them; see SCENARIOS)
 # Environment: MIG_BIN, MIG_BENCH_DIR (set by make bench), MIG_BENCH_RAM
-# (guest size, default 1G), MIG_BENCH_POLL_S (bus poll interval, 0.1).
+# (guest size, default 1G), MIG_BENCH_POLL_S (bus poll interval, 0.1),
+# MIG_BENCH_RECOVERIES (timed recoveries in `recovery`, default 7).
 #
 # Every process this script starts, and the guests mig-recv spawns in their
 # own session, name the private temporary directory $T on their command
@@ -28,7 +29,9 @@ MIGRATION_TIMEOUT_S=120   # a 1 GiB loopback migration takes seconds
 READY_TIMEOUT_S=20
 RESULTS=$MIG_BENCH_DIR/results.jsonl
 
-SCENARIOS=(postcopy_preempt postcopy_nopreempt)
+SCENARIOS=(postcopy_preempt postcopy_nopreempt recovery)
+RECOVERIES=${MIG_BENCH_RECOVERIES:-7}   # timed recoveries in `recovery`
+RECOVERY_BANDWIDTH=64M    # keeps the migration going through all of them
 
 PATH=$MIG_BIN:$PATH
 # short: sun_path holds 108 bytes
@@ -316,6 +319,111 @@ record_migration() {
 scenario_postcopy_preempt() { migrate_postcopy postcopy-preempt; }
 scenario_postcopy_nopreempt() { migrate_postcopy postcopy-nopreempt --no-preempt; }
 
+# median FILE: the median of the numbers in FILE, one a line.
+median() {
+	sort -n "$1" | awk '{ v[NR] = $1 } END {
+		if (NR == 0) print "null";
+		else if (NR % 2) print v[(NR + 1) / 2];
+		else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# recovery: how long a recovery takes, from `mig-recover --to` on the source
+# to its exit 0 (it returns once postcopy-active is reached again): connect
+# main and preempt, the destination's received bitmap, the resume handshake.
+# A RAM-sized ab guest migrates with postcopy, the pump held to
+# RECOVERY_BANDWIDTH so it outlasts RECOVERIES pause / recover cycles, over
+# a loopback TCP proxy (tests/helpers/proxy.py) as a real path would have
+# one; then the limit is lifted, the migration completes and is verified.
+scenario_recovery() {
+	local name=recovery d=$T/recovery dport pport src_bus dst_bus i rc t0 t1
+	local rc_send rc_recv vrc=0 vmsg ms=$T/recovery/ms
+	mkdir -p "$d"
+	: >"$ms"
+	dport=$(free_port)
+	pport=$(free_port)
+	src_bus=$MIG_RUNTIME_DIR/$name.send.sock
+	dst_bus=$MIG_RUNTIME_DIR/$name.recv.sock
+	log "$name: $RAM ab guest, postcopy at $RECOVERY_BANDWIDTH/s through a proxy, $RECOVERIES recoveries"
+
+	start guest "$d" mig-guest --ctl "$d/A" --ram "$RAM" --workload ab --vcpus 1
+	guest_populate "$d/A"
+	start recv "$d" mig-recv --name "$name" --listen "tcp:127.0.0.1:$dport" \
+		--guest-ctl "$d/B" --summary
+	# run through a link in $T, so that stop_all finds it by its command line
+	ln -s "$here/../tests/helpers/proxy.py" "$d/proxy.py"
+	start proxy "$d" python3 "$d/proxy.py" "tcp:127.0.0.1:$pport" "tcp:127.0.0.1:$dport"
+	start send "$d" mig-send --name "$name" --guest "$d/A" --to "tcp:127.0.0.1:$pport" \
+		--postcopy --max-bandwidth "$RECOVERY_BANDWIDTH" --summary
+	mig-status --bus "$src_bus" --wait-for postcopy-active --timeout 20 >/dev/null
+
+	for i in $(seq "$RECOVERIES"); do
+		sleep 0.3 # let it run between pauses
+		mig-pause --bus "$src_bus" --timeout 5
+		mig-status --bus "$src_bus" --wait-for postcopy-paused --timeout 10 >/dev/null
+		mig-status --bus "$dst_bus" --wait-for postcopy-paused --timeout 10 >/dev/null
+		rc=0
+		mig-recover --bus "$dst_bus" --listen "tcp:127.0.0.1:$dport" --timeout 0.2 || rc=$?
+		if [ "$rc" -ne 75 ]; then
+			log "$name: mig-recover --listen on the destination: status $rc, expected 75"
+			return 1
+		fi
+		rc=0
+		t0=$(date +%s%N)
+		mig-recover --bus "$src_bus" --to "tcp:127.0.0.1:$pport" --timeout 20 || rc=$?
+		t1=$(date +%s%N)
+		if [ "$rc" -ne 0 ]; then
+			log "$name: recovery $i: mig-recover --to: status $rc; logs:"
+			tail -n 20 "$d"/*.log >&2 || true
+			return 1
+		fi
+		awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f\n", (b - a) / 1e6 }' >>"$ms"
+		log "$name: recovery $i: $(tail -n1 "$ms") ms"
+	done
+
+	# the rest at full speed
+	printf '%s\n' '{"execute":"qmp_capabilities"}' \
+		'{"execute":"migrate-set-parameters","arguments":{"max-bandwidth":0}}' |
+		timeout 5 socat -t 1 - "UNIX-CONNECT:$src_bus" >/dev/null
+	wait_exit rc_send "$PID_send" "$MIGRATION_TIMEOUT_S"
+	wait_exit rc_recv "$PID_recv" 10
+	if [ -S "$d/B" ]; then
+		vmsg=$(timeout 60 mig-guest verify --ctl "$d/B" 2>&1) || vrc=$?
+	else
+		vrc=69 vmsg="no migrated guest at $d/B"
+	fi
+	log "$name: verify: ${vmsg//$'\n'/ } (status $vrc)"
+	guest_stop "$d/B"
+	kill -TERM "$PID_guest" "$PID_proxy" 2>/dev/null || true
+	wait_exit _ "$PID_guest" 10 || true
+	wait_exit _ "$PID_proxy" 10 || true
+
+	local med rtt_ms
+	med=$(median "$ms")
+	rtt_ms=$(awk -v u="$REF_rtt16_p50_us" 'BEGIN { print u / 1000 }')
+	jq -n --arg scenario "$name" --arg ram "$RAM" --arg bw "$RECOVERY_BANDWIDTH" \
+		--argjson rc_send "$rc_send" --argjson rc_recv "$rc_recv" \
+		--argjson rc_verify "$vrc" --arg verify "$vmsg" \
+		--argjson ms "$(jq -s . "$ms")" --argjson median "$med" \
+		--argjson rtt16_p50_us "$REF_rtt16_p50_us" \
+		--argjson ratio "$(ratio "$med" "$rtt_ms")" \
+		--arg send_summary "$(cat "$d/send.out")" \
+		'{scenario: $scenario, ram: $ram, max_bandwidth: $bw,
+		  rc_send: $rc_send, rc_recv: $rc_recv,
+		  verify: (if $rc_verify == 0 then "pass" else "FAIL" end),
+		  verify_msg: $verify,
+		  recoveries: ($ms | length), recover_ms: $ms,
+		  recover_median_ms: $median, recover_min_ms: ($ms | min),
+		  recover_max_ms: ($ms | max), rtt16_p50_us: $rtt16_p50_us,
+		  median_ratio_rtt16: $ratio, send_summary: $send_summary}' \
+		>"$R/$name.json"
+	echo "$name" >>"$R/order"
+	if [ "$rc_send" -ne 0 ] || [ "$rc_recv" -ne 0 ] || [ "$vrc" -ne 0 ]; then
+		log "$name: mig-send $rc_send, mig-recv $rc_recv, verify $vrc; logs:"
+		tail -n 20 "$d"/*.log "$d"/*.out >&2 || true
+		return 1
+	fi
+}
+
 # --- report ------------------------------------------------------------------
 
 report() {
@@ -336,6 +444,7 @@ report() {
 		scenario total_s down_ms MB/s xTCP xCOPY requests p50_us p99_us p50xRTT p99xRTT blocked_ms verify
 	while read -r name; do
 		f=$R/$name.json
+		jq -e 'has("recover_ms")' "$f" >/dev/null && continue
 		jq -r '[.scenario, .total_s, .downtime_ms, .mb_per_s, .mb_ratio_tcp,
 			.mb_ratio_copy, .requests, .lat_p50_us, .lat_p99_us, .p50_ratio_rtt4k,
 			.p99_ratio_rtt4k, .blocked_ms, .verify] | map(. // "-") | @tsv' "$f" |
@@ -345,6 +454,14 @@ report() {
 	echo
 	echo "xTCP, xCOPY: throughput / loopback TCP, / UFFDIO_COPY first pass;"
 	echo "pNNxRTT: page-request latency / idle 4 KiB round-trip p50"
+	while read -r name; do
+		f=$R/$name.json
+		jq -e 'has("recover_ms")' "$f" >/dev/null || continue
+		jq -r '"\nRecovery (\(.ram) ab guest, postcopy at \(.max_bandwidth)/s, loopback TCP proxy):",
+			"mig-recover --to until postcopy-active, \(.recoveries) times: median \(.recover_median_ms) ms, min \(.recover_min_ms) ms, max \(.recover_max_ms) ms",
+			"  (\(.recover_ms | map(tostring) | join(" ")) ms)",
+			"  median / idle 16 B round-trip p50 (\(.rtt16_p50_us) us): \(.median_ratio_rtt16 // "-")x; migration verify: \(.verify)"' "$f"
+	done <"$R/order"
 
 	for f in "$R/tcpref.json" "$R/uffdref.json" $(sed "s|.*|$R/&.json|" "$R/order" 2>/dev/null); do
 		jq -c --arg ts "$ts" --arg run "$run" --arg git "$git" \

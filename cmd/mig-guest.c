@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * mig-guest: the guest-memory process (lib/guestd.c), and its small client
- * subcommands verify / info / quit (lib/guest.c).
+ * subcommands verify / info / digest / poke / stop / cont / quit
+ * (lib/guestcli.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -13,19 +14,16 @@
 #include <sys/un.h>
 
 #include "exitcodes.h"
-#include "guest.h"
+#include "guestcli.h"
 #include "guestd.h"
 #include "log.h"
 #include "util.h"
 #include "workload.h"
 
-/* A local guest answers at once; a stopped one still answers. */
-#define CLIENT_TIMEOUT_MS 5000
-
 struct args {
 	struct mig_guestd_opts o;
-	const char *cmd; /* NULL: run a guest */
-	bool json, run_opt;
+	struct mig_guestcli_opts c; /* c.cmd NULL: run a guest */
+	bool run_opt, page_set;
 };
 
 static void usage(void)
@@ -33,12 +31,20 @@ static void usage(void)
 	printf("Usage: mig-guest --ctl PATH --ram SIZE [options]\n"
 	       "       mig-guest verify --ctl PATH\n"
 	       "       mig-guest info --ctl PATH [--json]\n"
-	       "       mig-guest quit --ctl PATH\n"
+	       "       mig-guest digest --ctl PATH\n"
+	       "       mig-guest poke --ctl PATH --page N\n"
+	       "       mig-guest stop|cont|quit --ctl PATH\n"
 	       "\n"
 	       "Run a guest: RAM of SIZE bytes (K/M/G suffixes) and vCPU threads running\n"
 	       "a workload over it, driven by migration engines through the control\n"
 	       "socket PATH. verify checks the workload's invariant, info shows the\n"
-	       "guest, quit asks it to exit.\n"
+	       "guest, digest prints a digest of all its RAM (16 hex digits), poke\n"
+	       "writes a new version of one page (dirty workload), stop parks its\n"
+	       "vCPUs and cont resumes them, quit asks it to exit.\n"
+	       "\n"
+	       "Workload SPEC: ab | idle | dirty[:rate=R,pattern=P,hot=PCT], where R\n"
+	       "is MiB/s (or bytes/s with a K/M/G suffix; 0: no limit), P one of\n"
+	       "uniform, random, hot, seq, and PCT the hot set in %% of RAM (10).\n"
 	       "\n"
 	       "Options:\n"
 	       "  -c, --ctl PATH       control socket (mode 0600)\n"
@@ -48,6 +54,7 @@ static void usage(void)
 	       "  -i, --incoming       destination: RAM arrives through userfaultfd\n"
 	       "      --ready-fd N     write a newline to fd N once listening\n"
 	       "  -j, --json           info: one JSON object\n"
+	       "  -p, --page N         poke: the page to write\n"
 	       "  -v, --verbose        more log output\n"
 	       "  -q, --quiet          less log output\n"
 	       "  -h, --help           this help\n"
@@ -73,6 +80,18 @@ static int usage_err(const char *fmt, ...)
 
 enum { OPT_READY_FD = 256, OPT_DONE = -1 };
 
+static int parse_page(struct args *a, const char *arg)
+{
+	unsigned long v;
+
+	if (mig_parse_ulong(arg, 0, MIG_WORKLOAD_MAX_RAM_BYTES / MIG_PAGE_SIZE - 1,
+			    &v) < 0)
+		return usage_err("--page: '%s' is not a page number", arg);
+	a->c.page = v;
+	a->page_set = true;
+	return 0;
+}
+
 static int parse_opt(struct args *a, int c, const char *arg)
 {
 	unsigned long v;
@@ -80,7 +99,7 @@ static int parse_opt(struct args *a, int c, const char *arg)
 	a->run_opt |= c == 'r' || c == 'w' || c == 'n' || c == 'i' ||
 		      c == OPT_READY_FD;
 	switch (c) {
-	case 'c': a->o.ctl_path = arg; break;
+	case 'c': a->o.ctl_path = a->c.ctl_path = arg; break;
 	case 'r':
 		if (mig_parse_size(arg, &a->o.ram_bytes) < 0 || !a->o.ram_bytes ||
 		    a->o.ram_bytes % MIG_PAGE_SIZE ||
@@ -103,7 +122,8 @@ static int parse_opt(struct args *a, int c, const char *arg)
 					 arg);
 		a->o.ready_fd = (int)v;
 		break;
-	case 'j': a->json = true; break;
+	case 'j': a->c.json = true; break;
+	case 'p': return parse_page(a, arg);
 	case 'v': mig_log_adjust(1); break;
 	case 'q': mig_log_adjust(-1); break;
 	case 'h': usage(); return OPT_DONE;
@@ -117,11 +137,12 @@ static int check_args(struct args *a, int argc, char **argv)
 {
 	struct mig_workload_spec spec;
 
+	const char *cmd = NULL;
+
 	if (optind < argc) {
-		a->cmd = argv[optind++];
-		if (strcmp(a->cmd, "verify") && strcmp(a->cmd, "info") &&
-		    strcmp(a->cmd, "quit"))
-			return usage_err("unknown command '%s'", a->cmd);
+		cmd = a->c.cmd = argv[optind++];
+		if (!mig_guestcli_known(cmd))
+			return usage_err("unknown command '%s'", cmd);
 		if (optind < argc)
 			return usage_err("unexpected argument '%s'", argv[optind]);
 	}
@@ -130,12 +151,16 @@ static int check_args(struct args *a, int argc, char **argv)
 	if (strlen(a->o.ctl_path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
 		return usage_err("--ctl: path too long for a UNIX socket (max %zu bytes)",
 				 sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
-	if (a->cmd && a->run_opt)
-		return usage_err("'%s' takes only --ctl%s", a->cmd,
-				 strcmp(a->cmd, "info") ? "" : " and --json");
-	if (a->json && (!a->cmd || strcmp(a->cmd, "info")))
+	if (cmd && a->run_opt)
+		return usage_err("'%s' takes only --ctl%s", cmd,
+				 !strcmp(cmd, "info") ? " and --json" :
+				 !strcmp(cmd, "poke") ? " and --page" : "");
+	if (a->c.json && (!cmd || strcmp(cmd, "info")))
 		return usage_err("--json is only for 'info'");
-	if (a->cmd)
+	if (a->page_set != (cmd && !strcmp(cmd, "poke")))
+		return usage_err(a->page_set ? "--page is only for 'poke'" :
+				 "poke: --page N is required");
+	if (cmd)
 		return 0;
 	if (!a->o.ram_bytes)
 		return usage_err("--ram SIZE is required");
@@ -155,6 +180,7 @@ static int parse_args(struct args *a, int argc, char **argv)
 		{ "incoming", no_argument, NULL, 'i' },
 		{ "ready-fd", required_argument, NULL, OPT_READY_FD },
 		{ "json", no_argument, NULL, 'j' },
+		{ "page", required_argument, NULL, 'p' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
@@ -164,7 +190,7 @@ static int parse_args(struct args *a, int argc, char **argv)
 	int c, r;
 
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":c:r:w:n:ijvqhV", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":c:r:w:n:ijp:vqhV", longopts, NULL)) != -1) {
 		if (c == '?' || c == ':') {
 			const char *what = c == '?' ? "unrecognized option" :
 					   "missing argument for";
@@ -183,73 +209,6 @@ static int parse_args(struct args *a, int argc, char **argv)
 	return check_args(a, argc, argv);
 }
 
-static void print_info(const struct mig_guest_info *in, bool json)
-{
-	char sz[32];
-
-	if (json) {
-		printf("{\"pid\":%d,\"ram-bytes\":%" PRIu64 ",\"ram-base\":%" PRIu64
-		       ",\"incoming\":%s,\"running\":%s,\"attached\":%s,\"workload\":\"",
-		       (int)in->pid, in->ram_bytes, in->ram_base,
-		       in->incoming ? "true" : "false", in->running ? "true" : "false",
-		       in->attached ? "true" : "false");
-		/* the spec is [a-z0-9:=,._-] when a guest wrote it; escape anyway */
-		for (const char *p = in->workload; *p; p++) {
-			if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20 ||
-			    (unsigned char)*p >= 0x7f)
-				printf("\\u%04x", (unsigned char)*p);
-			else
-				putchar(*p);
-		}
-		printf("\",\"vcpus\":%u,\"progress\":%" PRIu64 "}\n", in->vcpus,
-		       in->progress);
-		return;
-	}
-	printf("pid:       %d\nram:       %s (%" PRIu64 " bytes at 0x%" PRIx64 ")\n"
-	       "workload:  %s\nvcpus:     %u\nincoming:  %s\nrunning:   %s\n"
-	       "attached:  %s\nprogress:  %" PRIu64 " page writes\n", (int)in->pid,
-	       mig_fmt_bytes(in->ram_bytes, sz, sizeof(sz)), in->ram_bytes,
-	       in->ram_base, *in->workload ? in->workload : "(none loaded)",
-	       in->vcpus, in->incoming ? "yes" : "no", in->running ? "yes" : "no",
-	       in->attached ? "yes" : "no", in->progress);
-}
-
-/* verify / info / quit on an existing guest. */
-static int client_cmd(const struct args *a)
-{
-	struct mig_guest *g = mig_guest_connect(a->o.ctl_path, CLIENT_TIMEOUT_MS);
-	struct mig_guest_info in;
-	char msg[MIG_CTL_TEXT_MAX];
-	int r;
-
-	if (!g) {
-		r = errno;
-		if (r == ENOENT || r == ECONNREFUSED || r == ENOTSOCK) {
-			mig_err("guest", "no guest at %s", a->o.ctl_path);
-			return MIG_EXIT_UNAVAILABLE;
-		}
-		mig_err("guest", "%s: %s", a->o.ctl_path,
-			r == EPROTO ? "not a mig-guest control socket" : strerror(r));
-		return MIG_EXIT_FAIL;
-	}
-	if (!strcmp(a->cmd, "verify")) {
-		mig_guest_set_timeout(g, -1); /* all of RAM is read: may take a while */
-		r = mig_guest_verify(g, msg, sizeof(msg));
-		if (*msg)
-			printf("%s\n", msg);
-	} else if (!strcmp(a->cmd, "info")) {
-		r = mig_guest_info(g, &in);
-		if (r == 0)
-			print_info(&in, a->json);
-	} else {
-		r = mig_guest_quit(g);
-	}
-	if (r < 0 && r != -EBADMSG && r != -EAGAIN)
-		mig_err("guest", "%s %s: %s", a->cmd, a->o.ctl_path, strerror(-r));
-	mig_guest_close(g);
-	return r == 0 ? MIG_EXIT_OK : MIG_EXIT_FAIL;
-}
-
 int main(int argc, char **argv)
 {
 	struct args a = { .o = { .ready_fd = -1 } };
@@ -259,8 +218,8 @@ int main(int argc, char **argv)
 	r = parse_args(&a, argc, argv);
 	if (r)
 		return r == OPT_DONE ? MIG_EXIT_OK : r;
-	if (a.cmd)
-		return client_cmd(&a);
+	if (a.c.cmd)
+		return mig_guestcli_run(&a.c);
 	r = mig_guestd_run(&a.o);
 	if (r == -EPERM || r == -ENOTSUP)
 		return MIG_EXIT_UNAVAILABLE;

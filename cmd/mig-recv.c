@@ -24,6 +24,8 @@ static void usage(void)
 	       "  -l, --listen URI          address to accept the migration on\n"
 	       "  -G, --guest-ctl PATH      control socket of the migrated guest\n"
 	       "                            (default $MIG_RUNTIME_DIR/NAME.guest.sock)\n"
+	       "      --paused-start        keep the guest stopped after switchover\n"
+	       "                            (mig-guest cont starts it)\n"
 	       "      --link-timeout SECS   silence after which a link is broken (5)\n"
 	       "  -n, --name NAME           migration name for the status bus (default)\n"
 	       "  -b, --bus PATH            status bus socket (overrides --name)\n"
@@ -39,11 +41,12 @@ static void usage(void)
 	       "75 stopped while paused (the guest is kept). See mig-recv(1).\n");
 }
 
-enum { OPT_LINKTO = 256, OPT_READY, OPT_SUMMARY };
+enum { OPT_LINKTO = 256, OPT_READY, OPT_SUMMARY, OPT_PAUSED };
 
 static const struct option longopts[] = {
 	{ "listen", required_argument, NULL, 'l' },
 	{ "guest-ctl", required_argument, NULL, 'G' },
+	{ "paused-start", no_argument, NULL, OPT_PAUSED },
 	{ "link-timeout", required_argument, NULL, OPT_LINKTO },
 	{ "name", required_argument, NULL, 'n' },
 	{ "bus", required_argument, NULL, 'b' },
@@ -68,6 +71,7 @@ static int parse(int argc, char **argv, struct mig_dest_opts *o)
 		case 'G': o->guest_ctl = optarg; break;
 		case 'n': o->name = optarg; break;
 		case OPT_SUMMARY: o->summary = true; break;
+		case OPT_PAUSED: o->paused_start = true; break;
 		case 'b': o->bus_path = optarg; break;
 		case OPT_LINKTO:
 			if (mig_parse_seconds(optarg, &ms) < 0 || ms < 100)

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "client.h"
+#include "dirty.h"
 #include "exitcodes.h"
 #include "log.h"
 #include "source.h"
@@ -18,14 +19,20 @@ static void usage(void)
 	       "\n"
 	       "Migrate the running guest whose control socket is PATH to the\n"
 	       "destination listening at URI (tcp:HOST:PORT or unix:PATH), with\n"
-	       "postcopy: the guest runs on the destination at once and its pages\n"
-	       "follow, on demand and in the background. Returns when the\n"
-	       "migration ends.\n"
+	       "precopy first (pages are sent while the guest runs, then what it\n"
+	       "dirtied, pass after pass), completing by stop-and-copy when the\n"
+	       "rest fits the downtime limit, else switching to postcopy: the guest\n"
+	       "then runs on the destination and its remaining pages follow, on\n"
+	       "demand and in the background. Returns when the migration ends.\n"
 	       "\n"
 	       "Options:\n"
 	       "  -g, --guest PATH          control socket of the running mig-guest\n"
 	       "  -T, --to URI              destination (mig-recv --listen URI)\n"
-	       "      --postcopy            switch to postcopy at once (the default)\n"
+	       "      --postcopy            switch to postcopy at once, no precopy\n"
+	       "      --postcopy-after N    switch after N precopy passes, or Ns seconds\n"
+	       "      --precopy-only        never switch to postcopy\n"
+	       "      --downtime-limit MS   stop-and-copy when the rest fits (300)\n"
+	       "      --digest              report a digest of all RAM at switchover\n"
 	       "      --max-bandwidth RATE  limit the background pump, bytes/s (K/M/G)\n"
 	       "      --no-preempt          send requested pages on the main channel\n"
 	       "      --compress            LZ4-compress page runs (slow links only)\n"
@@ -40,18 +47,29 @@ static void usage(void)
 	       "  -h, --help                show this help and exit\n"
 	       "  -V, --version             show the version and exit\n"
 	       "\n"
+	       "Dirty tracking on this host: %s\n"
+	       "(userfaultfd write-protect in async mode with the PAGEMAP_SCAN\n"
+	       "ioctl, Linux 6.7+; else soft-dirty: CONFIG_MEM_SOFT_DIRTY)\n"
+	       "\n"
 	       "Exit status: 0 completed; 1 failed or cancelled; 64 usage error;\n"
 	       "69 no guest, no destination, or userfaultfd not permitted;\n"
-	       "75 stopped while paused (the guest is kept). See mig-send(1).\n");
+	       "75 stopped while paused (the guest is kept). See mig-send(1).\n",
+	       mig_dirty_method() ? mig_dirty_method() :
+	       "none (precopy unavailable; --postcopy works)");
 }
 
-enum { OPT_POSTCOPY = 256, OPT_MAXBW, OPT_NOPREEMPT, OPT_COMPRESS, OPT_UUID,
+enum { OPT_POSTCOPY = 256, OPT_AFTER, OPT_PRECOPY_ONLY, OPT_DOWNTIME,
+       OPT_DIGEST, OPT_MAXBW, OPT_NOPREEMPT, OPT_COMPRESS, OPT_UUID,
        OPT_LINKTO, OPT_READY, OPT_SUMMARY };
 
 static const struct option longopts[] = {
 	{ "guest", required_argument, NULL, 'g' },
 	{ "to", required_argument, NULL, 'T' },
 	{ "postcopy", no_argument, NULL, OPT_POSTCOPY },
+	{ "postcopy-after", required_argument, NULL, OPT_AFTER },
+	{ "precopy-only", no_argument, NULL, OPT_PRECOPY_ONLY },
+	{ "downtime-limit", required_argument, NULL, OPT_DOWNTIME },
+	{ "digest", no_argument, NULL, OPT_DIGEST },
 	{ "max-bandwidth", required_argument, NULL, OPT_MAXBW },
 	{ "no-preempt", no_argument, NULL, OPT_NOPREEMPT },
 	{ "compress", no_argument, NULL, OPT_COMPRESS },
@@ -73,7 +91,7 @@ static int parse(int argc, char **argv, struct mig_source_opts *o)
 	unsigned long ul;
 	int64_t ms;
 	uint8_t uuid[16];
-	int c;
+	int c, policies = 0;
 
 	while ((c = getopt_long(argc, argv, "g:T:n:b:vqhV", longopts, NULL)) != -1) {
 		switch (c) {
@@ -82,7 +100,27 @@ static int parse(int argc, char **argv, struct mig_source_opts *o)
 		case 'n': o->name = optarg; break;
 		case OPT_SUMMARY: o->summary = true; break;
 		case 'b': o->bus_path = optarg; break;
-		case OPT_POSTCOPY: break;
+		case OPT_POSTCOPY:
+			o->policy.kind = MIG_SWITCH_NOW;
+			policies++;
+			break;
+		case OPT_PRECOPY_ONLY:
+			o->policy.kind = MIG_SWITCH_NEVER;
+			policies++;
+			break;
+		case OPT_DIGEST: o->digest = true; break;
+		case OPT_AFTER:
+			if (mig_precopy_parse_after(optarg, &o->policy) < 0)
+				return mig_client_usage("bad --postcopy-after '%s' "
+							"(passes, or seconds as 2.5s)", optarg);
+			policies++;
+			break;
+		case OPT_DOWNTIME:
+			if (mig_parse_ulong(optarg, 0, 2000000, &ul) < 0)
+				return mig_client_usage("bad --downtime-limit '%s' "
+							"(milliseconds)", optarg);
+			o->downtime_limit_ms = ul;
+			break;
 		case OPT_NOPREEMPT: o->preempt = false; break;
 		case OPT_COMPRESS: o->compress = true; break;
 		case OPT_MAXBW:
@@ -115,6 +153,9 @@ static int parse(int argc, char **argv, struct mig_source_opts *o)
 	}
 	if (optind < argc)
 		return mig_client_usage("unexpected argument '%s'", argv[optind]);
+	if (policies > 1)
+		return mig_client_usage("--postcopy, --postcopy-after and "
+					"--precopy-only exclude each other");
 	if (!o->guest_ctl || !o->to)
 		return mig_client_usage("--guest and --to are required");
 	if (!mig_client_uri_ok(o->to))

@@ -69,9 +69,14 @@ struct dst {
 	pthread_t rx_thr[MIG_CHAN__COUNT], fault_thr;
 	bool rx_on[MIG_CHAN__COUNT], fault_on;
 	atomic_bool stop_rx, stop_fault, complete_posted;
+	atomic_bool guest_started;  /* SWITCHOVER seen: pages go through uffd */
 	bool source_told;           /* the source knows we are complete */
 	uint64_t linger_until_ns;   /* ...but may still open its preempt */
 	int fault_efd;
+
+	uint64_t discarded;         /* pages dropped before switchover */
+	bool switched;              /* the guest's state is loaded here */
+	bool running;               /* ...and its vCPUs were started */
 
 	pthread_mutex_t blob_lock;  /* the switchover blob, rx -> loop */
 	uint8_t *blob;
@@ -119,11 +124,43 @@ static void mark_present(struct dst *d, uint64_t first, uint64_t n)
 		mig_engine_post(&d->e, MIG_EV_COMPLETE);
 }
 
+/* Before switchover the guest has not run here: a page sent again (it was
+ * dirtied on the source) must replace the copy we hold, which UFFDIO_COPY
+ * refuses to do. Writing the memfd directly is safe while nothing runs on
+ * it, and leaves the page present, as the guest needs it. */
+static int write_precopy(struct dst *d, uint64_t off, const uint8_t *src,
+			 size_t len)
+{
+	int r = 0;
+
+	if (!src) {
+		/* zero pages: drop whatever is there, then allocate zeroes */
+		if (fallocate(d->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			      (off_t)off, (off_t)len) < 0 ||
+		    fallocate(d->memfd, 0, (off_t)off, (off_t)len) < 0)
+			r = -errno;
+		return r;
+	}
+	while (len) {
+		ssize_t n = pwrite(d->memfd, src, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		src += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
 static int place(struct dst *d, const struct mig_pages *pg, uint8_t *scratch)
 {
 	size_t len = (size_t)pg->npages * MIG_PAGE_SIZE;
 	uint64_t dst = d->base + pg->offset;
 	const uint8_t *src = pg->data;
+	bool zero = pg->flags & MIG_PAGES_ZERO;
 	long r;
 
 	if (pg->flags & MIG_PAGES_LZ4) {
@@ -131,9 +168,12 @@ static int place(struct dst *d, const struct mig_pages *pg, uint8_t *scratch)
 			return -EBADMSG;
 		src = scratch;
 	}
-	/* never through a mapping of our own: the guest would not fault and
-	 * could read a half-written page; UFFDIO_COPY places it atomically */
-	if (pg->flags & MIG_PAGES_ZERO)
+	if (!atomic_load(&d->guest_started))
+		r = write_precopy(d, pg->offset, zero ? NULL : src, len);
+	/* never through a mapping of our own once the guest runs: it would
+	 * not fault and could read a half-written page; UFFDIO_COPY places
+	 * it atomically and wakes whoever waits for it */
+	else if (zero)
 		r = mig_uffd_zeropage(d->uffd, dst, len);
 	else
 		r = mig_uffd_copy(d->uffd, dst, src, len);
@@ -144,11 +184,36 @@ static int place(struct dst *d, const struct mig_pages *pg, uint8_t *scratch)
 			(unsigned long long)dst, mig_uffd_strerror((int)r));
 		return (int)r;
 	}
-	if (pg->flags & MIG_PAGES_ZERO)
+	if (zero)
 		d->e.st.zero += pg->npages;
 	else
 		d->e.st.normal += pg->npages;
 	mark_present(d, pg->offset / MIG_PAGE_SIZE, pg->npages);
+	return 0;
+}
+
+/* The source's copy changed after it sent us this one, and will not be sent
+ * again before the guest runs here: drop ours, so the guest faults on it
+ * and it is fetched fresh. */
+static int discard(struct dst *d, const uint8_t *buf, uint32_t len)
+{
+	struct mig_req rq;
+	uint64_t first;
+	int r = mig_wire_dec_req(buf, len, d->e.ram_bytes, &rq);
+
+	if (r < 0)
+		return r;
+	if (atomic_load(&d->guest_started))
+		return -EBADMSG; /* only ever before switchover */
+	if (fallocate(d->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)rq.offset, (off_t)rq.npages * MIG_PAGE_SIZE) < 0)
+		return -errno;
+	first = rq.offset / MIG_PAGE_SIZE;
+	for (uint64_t p = first; p < first + rq.npages; p++)
+		if (mig_bitmap_clear(d->received, p))
+			d->e.st.present--;
+	d->discarded += rq.npages;
+	atomic_store(&d->complete_posted, false);
 	return 0;
 }
 
@@ -184,8 +249,11 @@ static int handle_msg(struct dst *d, enum mig_chan_slot c, uint32_t type,
 		return -EBADMSG;
 	switch (type) {
 	case MIG_MSG_SWITCHOVER:
+		atomic_store(&d->guest_started, true);
 		take_blob(d, buf, len);
 		return 0;
+	case MIG_MSG_DISCARD:
+		return discard(d, buf, len);
 	case MIG_MSG_EOS:
 		mig_info("rx", "source has sent every page");
 		return 0;
@@ -670,7 +738,20 @@ static unsigned poll_once(struct dst *d, int timeout_ms)
 	return mig_engine_wait(&d->e, 0);
 }
 
-/* SWITCHOVER arrived: load the guest's state and let it run here. */
+static int run_guest(struct dst *d)
+{
+	int r;
+
+	if (d->running || d->o->paused_start)
+		return 0;
+	r = mig_guest_cont(d->guest);
+	if (r < 0)
+		mig_engine_error(&d->e, "cannot start the guest: %s", strerror(-r));
+	d->running = r == 0;
+	return r;
+}
+
+/* SWITCHOVER arrived: load the guest's state; it runs on RESUME. */
 static int do_switchover(struct dst *d)
 {
 	uint8_t *blob;
@@ -686,13 +767,18 @@ static int do_switchover(struct dst *d)
 		return 0;
 	r = mig_guest_load_state(d->guest, blob, len);
 	free(blob);
-	if (r == 0)
-		r = mig_guest_cont(d->guest);
 	if (r < 0) {
 		mig_engine_error(&d->e, "guest rejected its state: %s",
 				 strerror(-r));
 		return r;
 	}
+	d->switched = true;
+	if (d->e.st.present == d->npages)
+		return run_guest(d); /* stop-and-copy: complete() follows */
+	/* Committed: we hold the state, and the source may count on us from
+	 * the moment it reads our ack, so from here a link failure pauses.
+	 * The guest runs only on the source's RESUME, so that a source that
+	 * never got the ack can safely run it there instead. */
 	d->e.t_pump_start_ns = mig_now_ns();
 	mig_engine_move(&d->e, MIG_STATE_POSTCOPY_ACTIVE);
 	rp_send(d, MIG_MSG_RESUME_ACK, NULL, 0);
@@ -707,6 +793,8 @@ static void on_resumed(struct dst *d)
 	uint64_t n = 0;
 	int r;
 
+	if (d->switched)
+		run_guest(d); /* the go-ahead, at switchover or at recovery */
 	if (mig_engine_state(&d->e) != MIG_STATE_POSTCOPY_RECOVER)
 		return;
 	pthread_mutex_lock(&d->rp_lock);
@@ -742,7 +830,7 @@ static void complete(struct dst *d)
 {
 	int r;
 
-	if (mig_engine_state(&d->e) == MIG_STATE_ACTIVE)
+	if (!d->switched)
 		return; /* pages before switchover: wait for the guest state */
 	stop_fault(d);
 	r = mig_guest_incoming_done(d->guest);
@@ -792,8 +880,8 @@ static bool handle(struct dst *d, unsigned ev)
 
 	if ((ev & MIG_EV_SWITCH) && do_switchover(d) < 0)
 		ev |= MIG_EV_LINK_DOWN;
-	if ((ev & MIG_EV_COMPLETE) || (d->complete_posted &&
-	    mig_engine_state(&d->e) == MIG_STATE_POSTCOPY_ACTIVE))
+	if (d->switched && d->e.st.present == d->npages &&
+	    mig_engine_state(&d->e) != MIG_STATE_COMPLETED)
 		complete(d);
 	st = mig_engine_state(&d->e);
 	split = mig_state_postcopy(st);
@@ -1072,6 +1160,8 @@ static void dst_query(struct mig_engine *e, struct mig_json *ret)
 	mig_json_add_double(lat, "p99-us", s.p99_ns / 1e3);
 	mig_json_add_double(lat, "max-us", s.max_ns / 1e3);
 	mig_json_add(ret, "postcopy-latency", lat);
+	if (mig_json_get(ret, "ram"))
+		mig_json_add_int(mig_json_get(ret, "ram"), "discarded", d->discarded);
 	mig_json_add_double(ret, "postcopy-blocktime", s.sum_ns / 1e6);
 	if (d->guest_ctl[0])
 		mig_json_add_str(ret, "guest-ctl", d->guest_ctl);

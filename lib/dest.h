@@ -19,6 +19,7 @@ struct mig_dest_opts {
 	const char *listen;     /* URI to listen on */
 	const char *guest_ctl;  /* control socket of the guest we spawn */
 	int link_timeout_ms;    /* silence after which a link is broken */
+	bool paused_start;      /* keep the guest stopped after switchover */
 	bool summary;            /* print a summary line on stdout at the end */
 	int ready_fd;           /* newline once listening, or -1 */
 };

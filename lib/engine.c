@@ -83,6 +83,12 @@ static struct mig_json *query(struct mig_engine *e)
 			 (int64_t)ms(now - mig_sm_since_ns(e->sm)));
 	if (e->downtime_ns)
 		mig_json_add_double(ret, "downtime", ms(e->downtime_ns));
+	if (e->has_digest) {
+		char hex[17];
+
+		snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)e->digest);
+		mig_json_add_str(ret, "ram-digest", hex);
+	}
 	if (e->ram_bytes)
 		add_ram(e, ret, now);
 	if (e->ops && e->ops->query)
@@ -257,5 +263,7 @@ void mig_engine_summary(struct mig_engine *e, FILE *out)
 	if (ls.count)
 		fprintf(out, " (latency p50 %.0f us, p99 %.0f us, vCPUs blocked "
 			"%.1f ms)", ls.p50_ns / 1e3, ls.p99_ns / 1e3, ls.sum_ns / 1e6);
+	if (e->has_digest)
+		fprintf(out, ", ram digest %016llx", (unsigned long long)e->digest);
 	fprintf(out, "\n");
 }

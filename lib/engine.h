@@ -86,6 +86,8 @@ struct mig_engine {
 	uint64_t t_pump_start_ns;
 	struct mig_stats st;
 	struct mig_latency *lat;  /* destination: fault -> page placed */
+	uint64_t digest;          /* of all RAM at switchover (--digest) */
+	bool has_digest;
 };
 
 /* Open the bus at bus_path and put the machine in `none`. 0 or -errno

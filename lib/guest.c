@@ -336,6 +336,40 @@ int mig_guest_quit(struct mig_guest *g)
 	return call_simple(g, MIG_CTL_QUIT);
 }
 
+int mig_guest_dirty_start(struct mig_guest *g)
+{
+	return call_simple(g, MIG_CTL_DIRTY_START);
+}
+
+int mig_guest_dirty_stop(struct mig_guest *g)
+{
+	return call_simple(g, MIG_CTL_DIRTY_STOP);
+}
+
+int mig_guest_digest(struct mig_guest *g, uint64_t *out)
+{
+	uint8_t rbuf[MIG_CTL_MSG_MAX];
+	size_t len = 0;
+	int r = call(g, MIG_CTL_DIGEST, NULL, 0, -1, rbuf, &len, NULL, NULL);
+	uint64_t v;
+
+	if (r == 0 && len != 8)
+		r = -EPROTO;
+	if (r < 0)
+		return r;
+	memcpy(&v, rbuf + MIG_CTL_HDR_BYTES, 8);
+	*out = le64toh(v);
+	return 0;
+}
+
+int mig_guest_poke(struct mig_guest *g, uint64_t page)
+{
+	uint8_t rbuf[MIG_CTL_MSG_MAX];
+	uint64_t v = htole64(page);
+
+	return call(g, MIG_CTL_POKE, &v, sizeof(v), -1, rbuf, NULL, NULL, NULL);
+}
+
 /* --- spawn ---------------------------------------------------------------- */
 
 struct spawn_argv {

@@ -22,6 +22,7 @@ struct mig_guest_info {
 	bool incoming;      /* RAM registered for missing faults, pages due */
 	bool running;       /* vCPUs running (not stopped) */
 	bool attached;      /* some engine holds the claim */
+	bool tracking;      /* dirty tracking armed (DIRTY_START) */
 	char workload[64];  /* "ab", "idle", ... ("" while incoming, not loaded) */
 	unsigned vcpus;
 	uint64_t progress;  /* page writes by vCPUs so far: moves while running */
@@ -65,6 +66,31 @@ int mig_guest_incoming_done(struct mig_guest *g);
 int mig_guest_verify(struct mig_guest *g, char *msg, size_t len);
 /* Ask the guest process to exit. */
 int mig_guest_quit(struct mig_guest *g);
+
+/* Arm dirty-page tracking in the guest (needs the claim): the guest creates
+ * a userfaultfd in async write-protect mode over its RAM and protects all
+ * of it, so from now on the first write to each page is recorded without a
+ * fault; read and re-arm with mig_dirty_scan() (dirty.h) on the pid and
+ * ram_base from mig_guest_info(). Armed again: a fresh start (everything
+ * protected). Stays armed when the claim is released (a restarted engine
+ * finds it so) until DIRTY_STOP or the guest exits. -EBUSY on an incoming
+ * guest (its RAM belongs to the missing-page uffd), -ENOTSUP when the
+ * kernel lacks async write-protect, -EPERM when userfaultfd is not
+ * permitted. */
+int mig_guest_dirty_start(struct mig_guest *g);
+/* Disarm (needs the claim); 0 when not armed. */
+int mig_guest_dirty_stop(struct mig_guest *g);
+/* A digest of all guest RAM (digest.h: the value mig_digest() gives over
+ * the same pages), taken with the vCPUs parked, which then resume if they
+ * were running. Anyone may ask, as for VERIFY. -EAGAIN on an incoming
+ * guest with pages still missing (nothing is read: they would fault). */
+int mig_guest_digest(struct mig_guest *g, uint64_t *out);
+/* Write a new version of page `page` through the guest's own mapping, as a
+ * vCPU would (so dirty tracking sees it), with the vCPUs parked meanwhile.
+ * Only for the dirty workload, whose pages describe themselves (-EINVAL for
+ * others, and for a page beyond RAM); -EAGAIN while the page is missing on
+ * an incoming guest. Same rules as STOP for who may ask. */
+int mig_guest_poke(struct mig_guest *g, uint64_t page);
 
 /* Start mig-guest (from the directory of the running program) with
  * --ctl ctl_path --ram ram_bytes, in incoming mode if asked, in its own

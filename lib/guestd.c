@@ -8,7 +8,13 @@
  * to park wakes it through an eventfd, because on an incoming guest a vCPU
  * can sit in a userfault for as long as no engine serves it, and a restarted
  * engine must still be able to attach meanwhile. For the same reason the
- * control thread never reads RAM that may be missing.
+ * control thread never reads RAM that may be missing. DIGEST and POKE wait
+ * for the parked vCPUs the same way.
+ *
+ * Dirty tracking (DIRTY_START) is a second userfaultfd, in async
+ * write-protect mode, created here because a uffd belongs to the mm of the
+ * process that creates it; the engine reads it through /proc/PID/pagemap
+ * (dirty.h) and never needs the fd.
  */
 #include <endian.h>
 #include <errno.h>
@@ -22,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -29,6 +36,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "digest.h"
 #include "guestd.h"
 #include "log.h"
 #include "uffd.h"
@@ -40,13 +48,23 @@
 #define MAX_CLIENTS 32
 #define LISTEN_BACKLOG 16
 
-enum pending { PEND_NONE, PEND_STOP, PEND_VERIFY };
+/* The headers of the build host may predate the kernel (WP_UNPOPULATED is
+ * 6.4, WP_ASYNC 6.7): the ABI values. */
+#ifndef UFFD_FEATURE_WP_UNPOPULATED
+#define UFFD_FEATURE_WP_UNPOPULATED (1 << 13)
+#endif
+#ifndef UFFD_FEATURE_WP_ASYNC
+#define UFFD_FEATURE_WP_ASYNC (1 << 15)
+#endif
+
+enum pending { PEND_NONE, PEND_STOP, PEND_VERIFY, PEND_DIGEST, PEND_POKE };
 
 struct client {
 	int fd;               /* -1: free slot */
 	pid_t pid;            /* SO_PEERCRED at accept */
 	enum pending pending; /* answered once every vCPU is parked */
 	uint32_t seq;         /* of the pending request */
+	uint64_t page;        /* PEND_POKE: which */
 };
 
 struct guestd;
@@ -62,6 +80,7 @@ struct guestd {
 	uint64_t ram_bytes;
 	uint8_t *ram;
 	int memfd, uffd, lfd, sigfd, evfd, ready_fd;
+	int wpfd;       /* dirty tracking: async write-protect uffd, or -1 */
 	bool incoming;  /* RAM registered, pages due */
 	bool continued; /* CONT seen: LOAD_STATE is refused from then on */
 	bool running;   /* as the clients see it: STOP / CONT */
@@ -159,7 +178,8 @@ void mig_ctl_info_pack(uint8_t *b, const struct mig_guest_info *in)
 {
 	uint32_t flags = (in->incoming ? MIG_CTL_F_INCOMING : 0) |
 			 (in->running ? MIG_CTL_F_RUNNING : 0) |
-			 (in->attached ? MIG_CTL_F_ATTACHED : 0);
+			 (in->attached ? MIG_CTL_F_ATTACHED : 0) |
+			 (in->tracking ? MIG_CTL_F_TRACKING : 0);
 
 	put32(b, (uint32_t)in->pid);
 	put32(b + 4, flags);
@@ -183,6 +203,7 @@ int mig_ctl_info_unpack(const uint8_t *b, size_t len, struct mig_guest_info *in)
 	in->incoming = flags & MIG_CTL_F_INCOMING;
 	in->running = flags & MIG_CTL_F_RUNNING;
 	in->attached = flags & MIG_CTL_F_ATTACHED;
+	in->tracking = flags & MIG_CTL_F_TRACKING;
 	in->vcpus = get32(b + 8);
 	in->ram_bytes = get64(b + 12);
 	in->ram_base = get64(b + 20);
@@ -579,6 +600,7 @@ static void do_info(struct guestd *gd, int ci, const struct mig_ctl_hdr *h)
 		.incoming = gd->incoming,
 		.running = gd->running,
 		.attached = gd->holder >= 0,
+		.tracking = gd->wpfd >= 0,
 	};
 	uint8_t pl[MIG_CTL_INFO_BYTES];
 
@@ -635,7 +657,19 @@ static void do_get_fds(struct guestd *gd, int ci, const struct mig_ctl_hdr *h)
 	reply_fds(gd, ci, h->op, h->seq, 0, pl, sizeof(pl), fds, nfds);
 }
 
-/* One STOP or VERIFY waits per client. A client that sends another gave
+static uint16_t pending_op(enum pending p)
+{
+	switch (p) {
+	case PEND_STOP: return MIG_CTL_STOP;
+	case PEND_VERIFY: return MIG_CTL_VERIFY;
+	case PEND_DIGEST: return MIG_CTL_DIGEST;
+	case PEND_POKE: return MIG_CTL_POKE;
+	case PEND_NONE: break;
+	}
+	return 0;
+}
+
+/* One STOP, VERIFY, DIGEST or POKE waits per client. A client that sends another gave
  * up on the first (its reply timed out): that one is cancelled, and the
  * client drops the late reply by its seq. */
 static void set_pending(struct guestd *gd, int ci, enum pending p, uint32_t seq)
@@ -646,8 +680,7 @@ static void set_pending(struct guestd *gd, int ci, enum pending p, uint32_t seq)
 		enum pending old = c->pending;
 
 		c->pending = PEND_NONE;
-		reply_text(gd, ci, old == PEND_STOP ? MIG_CTL_STOP : MIG_CTL_VERIFY,
-			   c->seq, -ECANCELED, "");
+		reply_text(gd, ci, pending_op(old), c->seq, -ECANCELED, "");
 		if (c->fd < 0)
 			return;
 	}
@@ -886,12 +919,192 @@ static void do_verify(struct guestd *gd, int ci, const struct mig_ctl_hdr *h)
 		reply_text(gd, ci, h->op, h->seq, r, msg);
 }
 
+/* --- dirty tracking, digest, poke ------------------------------------------- */
+
+static void tracking_stop(struct guestd *gd)
+{
+	int r;
+
+	if (gd->wpfd < 0)
+		return;
+	/* unregistering drops the write-protection with it */
+	r = mig_uffd_unregister(gd->wpfd, gd->ram, gd->ram_bytes);
+	if (r < 0)
+		mig_warn("guest", "dirty tracking: UFFDIO_UNREGISTER: %s",
+			 mig_uffd_strerror(r));
+	close(gd->wpfd);
+	gd->wpfd = -1;
+	mig_info("guest", "dirty tracking off");
+}
+
+/* Arm: register RAM for write-protect with a WP_ASYNC uffd and protect it
+ * all. From then on the first write to a page clears its protection and
+ * marks it written, in the kernel, without a fault message: nobody has to
+ * read this fd. WP_UNPOPULATED makes never-touched pages count too (their
+ * first write would otherwise go unnoticed). */
+static int tracking_start(struct guestd *gd)
+{
+	struct uffdio_register reg = {
+		.range = { .start = (uintptr_t)gd->ram, .len = gd->ram_bytes },
+		.mode = UFFDIO_REGISTER_MODE_WP,
+	};
+	struct uffdio_writeprotect wp = {
+		.range = reg.range, .mode = UFFDIO_WRITEPROTECT_MODE_WP,
+	};
+	uint64_t t0 = mig_now_ns();
+	int fd = mig_uffd_open(UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED);
+	int r = 0;
+
+	if (fd < 0) {
+		mig_warn("guest", "dirty tracking: userfaultfd: %s",
+			 mig_uffd_strerror(fd));
+		return fd;
+	}
+	if (ioctl(fd, UFFDIO_REGISTER, &reg) < 0) {
+		r = -errno;
+		mig_warn("guest", "dirty tracking: UFFDIO_REGISTER (write-protect): %s",
+			 strerror(errno));
+	} else if (ioctl(fd, UFFDIO_WRITEPROTECT, &wp) < 0) {
+		r = -errno;
+		mig_warn("guest", "dirty tracking: UFFDIO_WRITEPROTECT: %s",
+			 strerror(errno));
+		mig_uffd_unregister(fd, gd->ram, gd->ram_bytes);
+	}
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	gd->wpfd = fd;
+	mig_info("guest", "dirty tracking armed (%.1f ms)",
+		 (mig_now_ns() - t0) / 1e6);
+	return 0;
+}
+
+static void do_dirty_start(struct guestd *gd, int ci, const struct mig_ctl_hdr *h)
+{
+	int r = need_claim(gd, ci);
+
+	/* the missing-page uffd owns RAM until every page is there */
+	if (r == 0 && gd->incoming)
+		r = -EBUSY;
+	if (r == 0) {
+		tracking_stop(gd); /* armed again: a fresh start */
+		r = tracking_start(gd);
+	}
+	reply(gd, ci, h, r, NULL, 0);
+}
+
+static void do_dirty_stop(struct guestd *gd, int ci, const struct mig_ctl_hdr *h)
+{
+	int r = need_claim(gd, ci);
+
+	if (r == 0)
+		tracking_stop(gd);
+	reply(gd, ci, h, r, NULL, 0);
+}
+
+/* All of RAM in page order; memfd holes digest as the zero pages they read
+ * as, without being read (reading one through the mapping would allocate
+ * it). Called with the vCPUs parked and, when incoming, no page missing. */
+static int digest_ram(struct guestd *gd, uint64_t *out)
+{
+	struct mig_digest_ctx c;
+	off_t off = 0, end = (off_t)gd->ram_bytes;
+
+	mig_digest_init(&c);
+	while (off < end) {
+		off_t data = lseek(gd->memfd, off, SEEK_DATA), hole;
+
+		if (data < 0 && errno != ENXIO)
+			return -errno;
+		if (data < 0 || data > end)
+			data = end;
+		mig_digest_zero(&c, (uint64_t)(data - off) / MIG_PAGE_SIZE);
+		if (data == end)
+			break;
+		hole = lseek(gd->memfd, data, SEEK_HOLE);
+		if (hole < 0)
+			return -errno;
+		if (hole > end)
+			hole = end;
+		mig_digest_update(&c, gd->ram + data, (uint64_t)(hole - data) /
+				  MIG_PAGE_SIZE);
+		off = hole;
+	}
+	*out = mig_digest_final(&c);
+	return 0;
+}
+
+static void do_digest(struct guestd *gd, int ci, const struct mig_ctl_hdr *h)
+{
+	uint64_t first;
+	int64_t missing = gd->incoming ? count_missing(gd, &first) : 0;
+
+	if (missing != 0) { /* pages missing: never read them (see VERIFY) */
+		if (missing > 0)
+			mig_dbg("guest", "DIGEST: %" PRId64 " pages not placed yet "
+				"(first: page %" PRIu64 ")", missing, first);
+		reply(gd, ci, h, missing > 0 ? -EAGAIN : (int)missing, NULL, 0);
+		return;
+	}
+	set_pending(gd, ci, PEND_DIGEST, h->seq);
+}
+
+/* Whether page can be poked now: 0, or the reply's error. */
+static int poke_check(struct guestd *gd, int ci, uint64_t page)
+{
+	struct mig_workload_spec spec;
+	int r = may_steer(gd, ci);
+	off_t off = (off_t)(page * MIG_PAGE_SIZE);
+
+	if (r < 0)
+		return r;
+	if (!gd->wl)
+		return -EAGAIN; /* incoming, no state loaded: no workload yet */
+	/* only the dirty workload's pages say what a new version is; a write
+	 * into ab's or idle's pages would break their invariant */
+	if (mig_workload_parse(mig_workload_spec_text(gd->wl), &spec) < 0 ||
+	    spec.id != MIG_WORKLOAD_DIRTY || page >= gd->ram_bytes / MIG_PAGE_SIZE)
+		return -EINVAL;
+	/* a missing page would fault this thread: it must be there */
+	if (gd->incoming && lseek(gd->memfd, off, SEEK_DATA) != off)
+		return -EAGAIN;
+	return 0;
+}
+
+static void do_poke(struct guestd *gd, int ci, const struct mig_ctl_hdr *h,
+		    const uint8_t *pl)
+{
+	uint64_t page = h->len == 8 ? get64(pl) : UINT64_MAX;
+	int r = h->len == 8 ? poke_check(gd, ci, page) : -EINVAL;
+
+	if (r < 0) {
+		reply(gd, ci, h, r, NULL, 0);
+		return;
+	}
+	gd->cl[ci].page = page;
+	set_pending(gd, ci, PEND_POKE, h->seq);
+}
+
+/* With every vCPU parked: pokes first (a digest or verify asked at the same
+ * time then sees them), then the rest, each computed once for all askers. */
 static void answer_pending(struct guestd *gd)
 {
 	char msg[MIG_CTL_TEXT_MAX] = "";
-	bool verified = false;
-	int vr = 0;
+	bool verified = false, digested = false;
+	uint8_t dpl[8];
+	uint64_t dv = 0;
+	int vr = 0, dr = 0;
 
+	for (int i = 0; i < MAX_CLIENTS; i++) {
+		struct client *c = &gd->cl[i];
+
+		if (c->fd < 0 || c->pending != PEND_POKE)
+			continue;
+		c->pending = PEND_NONE;
+		reply_text(gd, i, MIG_CTL_POKE, c->seq,
+			   mig_workload_poke(gd->wl, c->page), "");
+	}
 	for (int i = 0; i < MAX_CLIENTS; i++) {
 		struct client *c = &gd->cl[i];
 		enum pending p = c->pending;
@@ -905,9 +1118,22 @@ static void answer_pending(struct guestd *gd)
 			verified = true;
 			mig_info("guest", "verify: %s", msg);
 		}
-		reply_text(gd, i, p == PEND_STOP ? MIG_CTL_STOP : MIG_CTL_VERIFY,
-			   c->seq, p == PEND_STOP ? 0 : vr,
-			   p == PEND_STOP ? "" : msg);
+		if (p == PEND_DIGEST && !digested) {
+			uint64_t t0 = mig_now_ns();
+
+			dr = digest_ram(gd, &dv);
+			digested = true;
+			put64(dpl, dv);
+			mig_info("guest", "digest %016" PRIx64 " (%.1f ms)", dv,
+				 (mig_now_ns() - t0) / 1e6);
+		}
+		if (p == PEND_DIGEST)
+			reply(gd, i, &(struct mig_ctl_hdr){ .op = MIG_CTL_DIGEST,
+				  .seq = c->seq }, dr, dpl, dr == 0 ? 8 : 0);
+		else
+			reply_text(gd, i, pending_op(p), c->seq,
+				   p == PEND_STOP ? 0 : vr,
+				   p == PEND_STOP ? "" : msg);
 	}
 }
 
@@ -931,8 +1157,9 @@ static void settle(struct guestd *gd)
 static void dispatch(struct guestd *gd, int ci, const struct mig_ctl_hdr *h,
 		     const uint8_t *pl, const int *fds, int nfds)
 {
-	/* only LOAD_STATE carries an fd or a payload */
-	if (h->op != MIG_CTL_LOAD_STATE && (nfds || h->len)) {
+	/* only LOAD_STATE carries an fd, only it and POKE a payload */
+	if ((h->op != MIG_CTL_LOAD_STATE && nfds) ||
+	    (h->op != MIG_CTL_LOAD_STATE && h->op != MIG_CTL_POKE && h->len)) {
 		reply(gd, ci, h, -EINVAL, NULL, 0);
 		return;
 	}
@@ -946,6 +1173,10 @@ static void dispatch(struct guestd *gd, int ci, const struct mig_ctl_hdr *h,
 	case MIG_CTL_LOAD_STATE: do_load_state(gd, ci, h, pl, fds, nfds); break;
 	case MIG_CTL_INCOMING_DONE: do_incoming_done(gd, ci, h); break;
 	case MIG_CTL_VERIFY: do_verify(gd, ci, h); break;
+	case MIG_CTL_DIRTY_START: do_dirty_start(gd, ci, h); break;
+	case MIG_CTL_DIRTY_STOP: do_dirty_stop(gd, ci, h); break;
+	case MIG_CTL_DIGEST: do_digest(gd, ci, h); break;
+	case MIG_CTL_POKE: do_poke(gd, ci, h, pl); break;
 	case MIG_CTL_QUIT:
 		mig_info("guest", "quit requested by pid %d", (int)gd->cl[ci].pid);
 		reply(gd, ci, h, 0, NULL, 0);
@@ -1098,6 +1329,7 @@ static void teardown(struct guestd *gd)
 	if (gd->uffd >= 0 && gd->ram)
 		mig_uffd_unregister(gd->uffd, gd->ram, gd->ram_bytes);
 	vcpus_join(gd);
+	tracking_stop(gd);
 	for (int i = 0; i < MAX_CLIENTS; i++)
 		client_close(gd, i);
 	if (gd->sock_bound && stat(gd->o->ctl_path, &st) == 0 &&
@@ -1148,7 +1380,7 @@ int mig_guestd_run(const struct mig_guestd_opts *o)
 		return -ENOMEM;
 	gd->o = o;
 	gd->ram_bytes = o->ram_bytes;
-	gd->memfd = gd->uffd = gd->lfd = gd->sigfd = gd->evfd = -1;
+	gd->memfd = gd->uffd = gd->lfd = gd->sigfd = gd->evfd = gd->wpfd = -1;
 	gd->ready_fd = o->ready_fd;
 	gd->incoming = o->incoming;
 	gd->holder = -1;

@@ -7,7 +7,8 @@
  *
  * Control protocol: SOCK_SEQPACKET, one request -> one reply, each a single
  * message: a 20-byte little-endian header (magic, version, op, seq, status,
- * payload length) and a small payload. fds travel with SCM_RIGHTS: GET_FDS's
+ * payload length) and a small payload (POKE's page number, DIGEST's value:
+ * u64 little-endian). fds travel with SCM_RIGHTS: GET_FDS's
  * reply carries the memfd (and the uffd while incoming); a state blob (up to
  * 1 MiB, too large for one datagram) travels in a sealed memfd, the payload
  * giving its length. Replies echo op and seq; status is 0 or -errno.
@@ -44,11 +45,16 @@ enum mig_ctl_op {
 	MIG_CTL_INCOMING_DONE = 8, /* claim; every page present */
 	MIG_CTL_VERIFY = 9,        /* -> 0 / -EBADMSG + verdict text */
 	MIG_CTL_QUIT = 10,
+	MIG_CTL_DIRTY_START = 11,  /* claim; not incoming; -> 0 / -ENOTSUP */
+	MIG_CTL_DIRTY_STOP = 12,   /* claim */
+	MIG_CTL_DIGEST = 13,       /* -> u64 digest of all RAM (vCPUs parked) */
+	MIG_CTL_POKE = 14,         /* u64 page; dirty workload (vCPUs parked) */
 };
 
 #define MIG_CTL_F_INCOMING 0x1u
 #define MIG_CTL_F_RUNNING 0x2u
 #define MIG_CTL_F_ATTACHED 0x4u
+#define MIG_CTL_F_TRACKING 0x8u
 
 struct mig_ctl_hdr {
 	uint32_t magic;

@@ -20,9 +20,12 @@
 
 #include "chan.h"
 #include "compress.h"
+#include "digest.h"
+#include "dirty.h"
 #include "engine.h"
 #include "guest.h"
 #include "log.h"
+#include "precopy.h"
 #include "ram.h"
 #include "source.h"
 #include "util.h"
@@ -44,7 +47,13 @@ struct src {
 	int memfd;
 	const uint8_t *ram;
 	uint64_t npages;
-	struct mig_bitmap *sent;  /* pages sent at least once since (re)start */
+	struct mig_bitmap *sent;  /* pages whose current content was sent */
+	struct mig_bitmap *ever;  /* pages sent at least once (precopy) */
+	struct mig_bitmap *dirty; /* scratch: one dirty scan */
+	struct mig_dirty *dt;     /* dirty tracking of the guest, precopy only */
+	struct mig_precopy_policy policy;
+	struct mig_pass pass;     /* the last finished precopy pass */
+	uint64_t discarded;       /* pages the destination had to drop */
 
 	pthread_mutex_t tx[MIG_CHAN__COUNT]; /* one writer per channel */
 	bool preempt;
@@ -295,10 +304,7 @@ static void *rp_main(void *arg)
 
 		if (r == 0 && type == MIG_MSG_REQ)
 			r = serve_request(s, buf, len);
-		else if (r == 0 && type == MIG_MSG_RESUME_ACK) {
-			if (s->e.t_stop_ns && !s->e.downtime_ns)
-				s->e.downtime_ns = mig_now_ns() - s->e.t_stop_ns;
-		} else if (r == 0 && type == MIG_MSG_COMPLETE) {
+		else if (r == 0 && type == MIG_MSG_COMPLETE) {
 			mig_engine_post(&s->e, MIG_EV_COMPLETE);
 			break;
 		} else if (r == 0 && type != MIG_MSG_PING) {
@@ -567,7 +573,9 @@ static int attach_guest(struct src *s)
 	s->e.ram_bytes = s->gi.ram_bytes;
 	s->npages = s->gi.ram_bytes / MIG_PAGE_SIZE;
 	s->sent = mig_bitmap_new(s->npages);
-	return s->sent ? 0 : -ENOMEM;
+	s->ever = mig_bitmap_new(s->npages);
+	s->dirty = mig_bitmap_new(s->npages);
+	return s->sent && s->ever && s->dirty ? 0 : -ENOMEM;
 }
 
 static int send_ram_info(struct src *s)
@@ -586,6 +594,8 @@ static void fail_early(struct src *s, bool cancelled)
 	if (mig_engine_get_chan(&s->e, MIG_CHAN_MAIN) >= 0)
 		send_msg(s, MIG_CHAN_MAIN, MIG_MSG_CANCEL, NULL, 0, NULL, 0);
 	stop_workers(s);
+	if (s->dt)
+		mig_guest_dirty_stop(s->guest);
 	if (s->guest)
 		mig_guest_cont(s->guest);
 	if (cancelled) {
@@ -596,33 +606,132 @@ static void fail_early(struct src *s, bool cancelled)
 	}
 }
 
+static int recv_resume_ack(struct src *s);
+
+static int stop_guest(struct src *s)
+{
+	int r;
+
+	s->e.t_stop_ns = mig_now_ns();
+	r = mig_guest_stop(s->guest);
+	if (r < 0)
+		mig_engine_error(&s->e, "guest: cannot stop: %s", strerror(-r));
+	return r;
+}
+
+/* With the guest stopped: what it dirtied since its last scan is no longer
+ * current on the destination. */
+static int final_scan(struct src *s)
+{
+	long r;
+
+	if (!s->dt)
+		return 0;
+	mig_bitmap_clear_all(s->dirty);
+	r = mig_dirty_scan(s->dt, s->dirty);
+	if (r < 0) {
+		mig_engine_error(&s->e, "dirty tracking: final scan: %s",
+				 strerror((int)-r));
+		return (int)r;
+	}
+	mig_bitmap_andnot(s->sent, s->dirty);
+	mig_guest_dirty_stop(s->guest); /* stopped for good: tracking is done */
+	return 0;
+}
+
+/* Pages the destination holds in a version older than ours: it must drop
+ * them before the guest runs there, so that they fault and are fetched
+ * fresh. A stale page would be silent corruption. */
+static int send_discards(struct src *s)
+{
+	uint8_t buf[MIG_REQ_BYTES];
+	uint64_t p = 0;
+
+	while ((p = mig_bitmap_next_set(s->ever, p)) < s->npages) {
+		struct mig_req rq = { .offset = p * MIG_PAGE_SIZE, .npages = 0 };
+		int r;
+
+		if (mig_bitmap_test(s->sent, p)) {
+			p++;
+			continue;
+		}
+		while (rq.npages < MIG_WIRE_MAX_RUN_PAGES && p < s->npages &&
+		       mig_bitmap_test(s->ever, p) && !mig_bitmap_test(s->sent, p)) {
+			rq.npages++;
+			p++;
+		}
+		r = send_msg(s, MIG_CHAN_MAIN, MIG_MSG_DISCARD, buf,
+			     mig_wire_enc_req(buf, &rq), NULL, 0);
+		if (r < 0)
+			return r;
+		s->discarded += rq.npages;
+	}
+	if (s->discarded)
+		mig_info("precopy", "destination drops %llu stale pages",
+			 (unsigned long long)s->discarded);
+	return 0;
+}
+
+static int send_state(struct src *s)
+{
+	uint8_t *blob = NULL;
+	size_t len = 0;
+	int r = mig_guest_save_state(s->guest, &blob, &len);
+
+	if (r < 0) {
+		mig_engine_error(&s->e, "guest: cannot save its state: %s",
+				 strerror(-r));
+		return r;
+	}
+	r = send_msg(s, MIG_CHAN_MAIN, MIG_MSG_SWITCHOVER, blob, len, NULL, 0);
+	free(blob);
+	return r;
+}
+
+/* With the guest stopped for good its RAM no longer changes: this digest is
+ * what the destination must hold once every page is there. */
+static void take_digest(struct src *s)
+{
+	if (!s->o->digest)
+		return;
+	s->e.digest = mig_digest(s->ram, s->npages);
+	s->e.has_digest = true;
+}
+
 /* The point of no return: stop the guest, send its state, and from then on
  * the guest lives on the destination. */
 static int switchover(struct src *s)
 {
-	uint8_t *blob = NULL;
-	size_t len = 0;
 	int r = preempt_finish(s);
 
 	if (r < 0) {
 		mig_engine_error(&s->e, "preempt channel: %s", strerror(-r));
 		return r;
 	}
-	s->e.t_stop_ns = mig_now_ns();
-	r = mig_guest_stop(s->guest);
+	r = stop_guest(s);
 	if (r == 0)
-		r = mig_guest_save_state(s->guest, &blob, &len);
+		r = final_scan(s);
+	if (r == 0 && (r = send_discards(s)) < 0)
+		mig_engine_error(&s->e, "main channel: %s", strerror(-r));
+	if (r < 0)
+		return r;
+	/* Two phases, so that the guest never runs twice and is never lost:
+	 * until the destination acknowledges the state, it does not run the
+	 * guest and a failure here leaves the guest whole with us; once it
+	 * has, we are committed (postcopy-active: failures pause), and RESUME
+	 * lets the guest run there. */
+	r = send_state(s);
+	if (r == 0)
+		r = recv_resume_ack(s);
 	if (r < 0) {
-		mig_engine_error(&s->e, "guest: cannot stop and save: %s",
-				 strerror(-r));
+		mig_engine_error(&s->e, "the destination did not take the guest's "
+				 "state: %s", strerror(-r));
 		return r;
 	}
-	/* postcopy-active before the state leaves: from here a failure must
-	 * pause, since the destination may already run the guest */
+	s->e.downtime_ns = mig_now_ns() - s->e.t_stop_ns;
 	mig_engine_move(&s->e, MIG_STATE_POSTCOPY_ACTIVE);
 	s->e.t_pump_start_ns = mig_now_ns();
-	r = send_msg(s, MIG_CHAN_MAIN, MIG_MSG_SWITCHOVER, blob, len, NULL, 0);
-	free(blob);
+	r = send_msg(s, MIG_CHAN_MAIN, MIG_MSG_RESUME, NULL, 0, NULL, 0);
 	if (r < 0) {
 		link_down(s, "main channel", r);
 		return 0;
@@ -630,6 +739,177 @@ static int switchover(struct src *s)
 	r = start_workers(s);
 	if (r < 0)
 		link_down(s, "workers", r);
+	take_digest(s);
+	return 0;
+}
+
+/* Take the bus's news during precopy: cancel, or switch now. */
+static int precopy_news(struct src *s, uint64_t t0_ns)
+{
+	unsigned ev = mig_engine_wait(&s->e, 0);
+
+	if (ev & (MIG_EV_CANCEL | MIG_EV_SIGNAL))
+		return -ECANCELED;
+	if ((ev & MIG_EV_SWITCH) ||
+	    mig_precopy_deadline(&s->policy, (mig_now_ns() - t0_ns) / 1000000))
+		return 1;
+	return 0;
+}
+
+/* Send every page whose current content the destination lacks. Returns 0
+ * when done, 1 to switch to postcopy now, or -errno. With news == false
+ * (stop-and-copy, guest stopped) nothing interrupts it. */
+static int send_unsent(struct src *s, struct mig_pass *ps, uint64_t t0_ns,
+		       bool news)
+{
+	uint64_t p = 0, bytes0 = s->e.st.bytes, start = mig_now_ns();
+	struct extent x = { 0, 0, false };
+	struct throttle t = { 0, 0, 0 };
+	int r = 0;
+
+	while ((p = mig_bitmap_next_clear(s->sent, p)) < s->npages) {
+		uint64_t n = 1;
+
+		while (n < PUMP_RUN_PAGES && p + n < s->npages &&
+		       !mig_bitmap_test(s->sent, p + n))
+			n++;
+		for (uint64_t i = 0; i < n; i++) {
+			mig_bitmap_set(s->sent, p + i);
+			mig_bitmap_set(s->ever, p + i);
+		}
+		r = send_run(s, MIG_CHAN_MAIN, p, n, NULL, &x);
+		if (r < 0) {
+			mig_engine_error(&s->e, "main channel: %s", strerror(-r));
+			break;
+		}
+		ps->pages_sent += n;
+		p += n;
+		if (news) {
+			throttle(s, &t);
+			if ((r = precopy_news(s, t0_ns)))
+				break;
+		}
+	}
+	ps->ns = mig_now_ns() - start;
+	ps->bytes_sent = s->e.st.bytes - bytes0;
+	return r;
+}
+
+static void pass_done(struct src *s, const struct mig_pass *ps)
+{
+	struct mig_json *data = mig_json_new_object();
+
+	pthread_mutex_lock(&s->e.lock);
+	s->pass = *ps;
+	pthread_mutex_unlock(&s->e.lock);
+	mig_json_add_int(data, "pass", ps->n);
+	mig_bus_emit(s->e.bus, "MIGRATION_PASS", data);
+	mig_info("precopy", "pass %u: %llu pages in %.0f ms; %llu dirtied meanwhile",
+		 ps->n, (unsigned long long)ps->pages_sent, ps->ns / 1e6,
+		 (unsigned long long)ps->dirty_after);
+}
+
+static int start_tracking(struct src *s)
+{
+	int r = mig_guest_dirty_start(s->guest);
+
+	if (r == 0) {
+		s->dt = mig_dirty_open(s->gi.pid, s->gi.ram_base, s->e.ram_bytes);
+		if (!s->dt)
+			r = -errno;
+	}
+	if (r < 0)
+		mig_engine_error(&s->e, "precopy needs dirty-page tracking, which "
+				 "failed here (%s); --postcopy works without it",
+				 strerror(-r));
+	return r;
+}
+
+/* Precopy passes until the policy says how to end them. */
+static int precopy(struct src *s, enum mig_precopy_next *next)
+{
+	struct mig_pass prev = { 0 };
+	uint64_t t0 = mig_now_ns();
+	int r;
+
+	*next = MIG_PRECOPY_POSTCOPY;
+	if (s->policy.kind == MIG_SWITCH_NOW)
+		return 0;
+	r = start_tracking(s);
+	if (r < 0)
+		return r;
+	for (unsigned n = 1;; n++) {
+		struct mig_pass cur = { .n = n };
+		long d;
+
+		r = send_unsent(s, &cur, t0, true);
+		if (r != 0)
+			return r > 0 ? 0 : r;
+		mig_bitmap_clear_all(s->dirty);
+		d = mig_dirty_scan(s->dt, s->dirty);
+		if (d < 0) {
+			mig_engine_error(&s->e, "dirty tracking: %s",
+					 strerror((int)-d));
+			return (int)d;
+		}
+		cur.dirty_after = (uint64_t)d;
+		mig_bitmap_andnot(s->sent, s->dirty);
+		pass_done(s, &cur);
+		s->policy.downtime_limit_ms = atomic_load(&s->downtime_limit_ms);
+		*next = mig_precopy_decide(&s->policy, &cur, n > 1 ? &prev : NULL,
+					   (mig_now_ns() - t0) / 1000000);
+		if (*next != MIG_PRECOPY_CONTINUE)
+			return 0;
+		prev = cur;
+	}
+}
+
+static int recv_complete(struct src *s)
+{
+	uint8_t buf[16];
+	uint32_t type, len;
+	int fd = mig_engine_get_chan(&s->e, MIG_CHAN_MAIN), r;
+
+	do
+		r = mig_wire_recv(fd, &type, buf, sizeof(buf), &len);
+	while (r == 0 && (type == MIG_MSG_PING || type == MIG_MSG_RESUME_ACK));
+	if (r == 0 && type != MIG_MSG_COMPLETE)
+		r = -EBADMSG;
+	return r;
+}
+
+/* Stop-and-copy: the rest fits the downtime limit, no postcopy needed. */
+static int complete_precopy(struct src *s)
+{
+	struct mig_pass last = { .n = s->pass.n + 1 };
+	int r = stop_guest(s);
+
+	if (r == 0)
+		r = final_scan(s);
+	if (r < 0)
+		return r;
+	mig_engine_move(&s->e, MIG_STATE_DEVICE);
+	r = send_unsent(s, &last, 0, false);
+	if (r == 0)
+		r = send_state(s);
+	if (r < 0)
+		return r;
+	take_digest(s);
+	/* the state has left: from here the guest may run on the destination,
+	 * so it never runs here again, whatever happens to the link */
+	r = recv_complete(s);
+	if (r < 0) {
+		mig_engine_error(&s->e, "link lost during stop-and-copy (%s): the "
+				 "guest may run on the destination; it is kept "
+				 "stopped here", strerror(-r));
+		mig_engine_move(&s->e, MIG_STATE_FAILED);
+		return 0;
+	}
+	s->e.downtime_ns = mig_now_ns() - s->e.t_stop_ns;
+	s->e.t_end_ns = mig_now_ns();
+	stop_workers(s); /* the preempt channel may still be connecting */
+	mig_engine_move(&s->e, MIG_STATE_COMPLETED);
+	mig_guest_quit(s->guest);
 	return 0;
 }
 
@@ -859,7 +1139,29 @@ static int src_command(struct mig_engine *e, const char *cmd,
 		       const struct mig_json *args, struct mig_json **ret,
 		       char *desc, size_t desclen);
 
-static const struct mig_engine_ops src_ops = { .command = src_command };
+static void src_query(struct mig_engine *e, struct mig_json *ret)
+{
+	struct src *s = e->ctx;
+	struct mig_json *ram = mig_json_get(ret, "ram");
+	struct mig_pass ps;
+
+	pthread_mutex_lock(&e->lock);
+	ps = s->pass;
+	pthread_mutex_unlock(&e->lock);
+	mig_json_add_str(ret, "dirty-tracking", s->dt ? mig_dirty_method_of(s->dt) : "none");
+	if (!ram)
+		return;
+	mig_json_add_int(ram, "dirty-sync-count", ps.n);
+	mig_json_add_double(ram, "dirty-pages-rate",
+			    ps.ns ? ps.dirty_after * 1e9 / (double)ps.ns : 0);
+	mig_json_add_int(ram, "last-pass-pages", ps.pages_sent);
+	mig_json_add_int(ram, "discarded", s->discarded);
+}
+
+static const struct mig_engine_ops src_ops = {
+	.command = src_command,
+	.query = src_query,
+};
 
 static void src_free(struct src *s)
 {
@@ -869,6 +1171,9 @@ static void src_free(struct src *s)
 		close(s->memfd);
 	mig_guest_close(s->guest);
 	mig_bitmap_free(s->sent);
+	mig_bitmap_free(s->ever);
+	mig_bitmap_free(s->dirty);
+	mig_dirty_close(s->dt);
 	for (int c = 0; c < MIG_CHAN__COUNT; c++)
 		pthread_mutex_destroy(&s->tx[c]);
 	free(s);
@@ -888,6 +1193,7 @@ static void install_signals(struct src *s)
 int mig_source_run(const struct mig_source_opts *o, enum mig_state *final)
 {
 	struct src *s = calloc(1, sizeof(*s));
+	enum mig_precopy_next next = MIG_PRECOPY_POSTCOPY;
 	int r, ready_fd;
 
 	if (!s)
@@ -897,7 +1203,9 @@ int mig_source_run(const struct mig_source_opts *o, enum mig_state *final)
 	s->preempt = o->preempt;
 	s->compress = o->compress;
 	s->max_bw = o->max_bandwidth;
-	s->downtime_limit_ms = MIG_DOWNTIME_LIMIT_MS_DEFAULT;
+	s->policy = o->policy;
+	s->downtime_limit_ms = o->downtime_limit_ms ? o->downtime_limit_ms :
+			       MIG_DOWNTIME_LIMIT_MS_DEFAULT;
 	for (int c = 0; c < MIG_CHAN__COUNT; c++)
 		pthread_mutex_init(&s->tx[c], NULL);
 	r = mig_engine_init(&s->e, MIG_SIDE_SOURCE, o->name, o->bus_path,
@@ -912,15 +1220,17 @@ int mig_source_run(const struct mig_source_opts *o, enum mig_state *final)
 	ready_fd = o->ready_fd;
 	mig_ready_notify(&ready_fd);
 	r = setup(s);
-	if (r == 0 && (mig_engine_wait(&s->e, 0) & (MIG_EV_CANCEL | MIG_EV_SIGNAL)))
-		r = -ECANCELED;
 	if (r == 0)
+		r = precopy(s, &next);
+	if (r == 0 && next == MIG_PRECOPY_COMPLETE)
+		r = complete_precopy(s);
+	else if (r == 0)
 		r = switchover(s);
 	if (r < 0) {
 		fail_early(s, r == -ECANCELED);
 		if (r == -ECANCELED)
 			r = 0;
-	} else {
+	} else if (mig_state_postcopy(mig_engine_state(&s->e))) {
 		postcopy_loop(s);
 	}
 	*final = mig_engine_state(&s->e);

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "precopy.h"
 #include "state.h"
 
 struct mig_source_opts {
@@ -24,6 +25,9 @@ struct mig_source_opts {
 	bool preempt;            /* requested pages on their own channel */
 	bool compress;           /* LZ4 page runs */
 	int link_timeout_ms;     /* silence after which a link is broken */
+	struct mig_precopy_policy policy; /* when to end precopy, and how */
+	uint64_t downtime_limit_ms;       /* 0: the default */
+	bool digest;             /* digest of all RAM at switchover */
 	bool summary;            /* print a summary line on stdout at the end */
 	int ready_fd;            /* newline once the bus listens, or -1 */
 };

@@ -10,14 +10,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "digest.h"
 #include "log.h"
+#include "ram.h"
 #include "util.h"
 #include "workload.h"
 
 /* Blob layout, little-endian: magic u32, version u16, workload id u16,
  * total length u32, vcpus u32, ram_bytes u64, spec length u32, spec bytes,
- * vcpus x u64 cursor, FNV-1a u32 over everything before it. */
+ * vcpus x the workload's per-vCPU record (u64 words: ab and idle the
+ * cursor; dirty the cursor, RNG state and token-bucket bytes), FNV-1a u32
+ * over everything before it. */
 #define STATE_MAGIC 0x5347494du /* "MIGS" */
 #define STATE_VERSION 1u
 #define STATE_HDR_BYTES 28u
@@ -30,9 +35,31 @@
 #define IDLE_MIX 0x9e3779b97f4a7c15ull
 #define PAGE_WORDS (MIG_PAGE_SIZE / 8u)
 
+/* dirty: the bucket holds this much of a vCPU's rate: long enough that a
+ * vCPU sleeps in few, coarse steps, short enough that the rate holds over
+ * any 100 ms and a resumed vCPU does not burst. */
+#define DIRTY_BURST_MS 10u
+/* dirty: longest single sleep while waiting for tokens, so a STOP is seen
+ * within about this long. */
+#define DIRTY_SLEEP_MAX_NS 1000000ull
+/* dirty: header words (magic, index, version, checksum); the body follows. */
+#define DIRTY_W_MAGIC 0
+#define DIRTY_W_INDEX 1
+#define DIRTY_W_VERSION 2
+#define DIRTY_W_SUM 3
+#define DIRTY_HDR_WORDS 4u
+/* dirty: hot pattern, the share of writes that go to the hot set, in
+ * 1/2^64 units (90%). */
+#define DIRTY_HOT_SHARE (UINT64_MAX / 10u * 9u)
+/* splitmix64's increment (golden ratio) and finaliser multipliers. */
+#define SPLITMIX_INC 0x9e3779b97f4a7c15ull
+#define SPLITMIX_M1 0xbf58476d1ce4e5b9ull
+#define SPLITMIX_M2 0x94d049bb133111ebull
+
 struct workload_ops {
 	const char *name;
 	enum mig_workload_id id;
+	unsigned state_words; /* per-vCPU u64 words in the state blob */
 	/* k=v from the spec; NULL: the workload takes none. */
 	int (*param)(struct mig_workload_spec *spec, const char *key,
 		     const char *val);
@@ -154,6 +181,8 @@ int mig_workload_parse(const char *text, struct mig_workload_spec *spec)
 		return -EINVAL;
 	memset(spec, 0, sizeof(*spec));
 	spec->id = ops->id;
+	if (ops->id == MIG_WORKLOAD_DIRTY)
+		spec->hot_pct = MIG_WORKLOAD_HOT_PCT;
 	for (p = colon; p; ) {
 		const char *tok = p + 1, *comma = strchr(tok, ',');
 		size_t tlen = comma ? (size_t)(comma - tok) : strlen(tok);
@@ -194,6 +223,11 @@ void mig_workload_state_init(struct mig_workload_state *st,
 	if (pages && vcpus > pages)
 		vcpus = (unsigned)pages;
 	st->vcpus = vcpus;
+	if (spec->id != MIG_WORKLOAD_DIRTY)
+		return;
+	/* fixed seeds: a benchmark run is repeatable */
+	for (unsigned i = 0; i < vcpus; i++)
+		st->rng[i] = (i + 1) * SPLITMIX_M2;
 }
 
 /* The limits a state must meet, whether built here or decoded. */
@@ -213,6 +247,9 @@ static bool state_valid(const struct mig_workload_state *st)
 		mig_workload_slice(st->ram_bytes, st->vcpus, i, &first, &len);
 		if (st->cursor[i] >= len)
 			return false;
+		if (st->spec.id == MIG_WORKLOAD_DIRTY &&
+		    st->tokens[i] > mig_workload_bucket_bytes(&st->spec, st->vcpus))
+			return false;
 	}
 	return true;
 }
@@ -224,11 +261,14 @@ int mig_workload_state_encode(const struct mig_workload_state *st,
 {
 	size_t slen = strnlen(st->spec.text, MIG_WORKLOAD_SPEC_MAX);
 	size_t n, off;
+	unsigned words;
 	uint8_t *b;
 
 	if (!state_valid(st) || !slen || slen >= MIG_WORKLOAD_SPEC_MAX)
 		return -EINVAL;
-	n = STATE_HDR_BYTES + slen + 8 * (size_t)st->vcpus + STATE_SUM_BYTES;
+	words = ops_by_id(st->spec.id)->state_words;
+	n = STATE_HDR_BYTES + slen + 8 * (size_t)words * st->vcpus +
+	    STATE_SUM_BYTES;
 	b = malloc(n);
 	if (!b)
 		return -ENOMEM;
@@ -243,8 +283,12 @@ int mig_workload_state_encode(const struct mig_workload_state *st,
 	put_le32(b + 24, (uint32_t)slen);
 	memcpy(b + STATE_HDR_BYTES, st->spec.text, slen);
 	off = STATE_HDR_BYTES + slen;
-	for (unsigned i = 0; i < st->vcpus; i++, off += 8)
-		put_le64(b + off, st->cursor[i]);
+	for (unsigned i = 0; i < st->vcpus; i++) {
+		const uint64_t rec[3] = { st->cursor[i], st->rng[i], st->tokens[i] };
+
+		for (unsigned k = 0; k < words; k++, off += 8)
+			put_le64(b + off, rec[k]);
+	}
 	put_le32(b + off, fnv1a(b, off));
 	*blob = b;
 	*len = n;
@@ -253,8 +297,9 @@ int mig_workload_state_encode(const struct mig_workload_state *st,
 
 /* The fixed header: framing only, nothing about the contents yet. */
 static int decode_header(const uint8_t *b, size_t len, uint64_t ram_bytes,
-			 unsigned *vcpus, size_t *slen)
+			 unsigned *vcpus, size_t *slen, unsigned *words)
 {
+	const struct workload_ops *ops;
 	uint32_t v, s;
 
 	if (len < STATE_HDR_BYTES + STATE_SUM_BYTES ||
@@ -266,14 +311,17 @@ static int decode_header(const uint8_t *b, size_t len, uint64_t ram_bytes,
 		return -EBADMSG;
 	v = get_le32(b + 12);
 	s = get_le32(b + 24);
-	if (!v || v > MIG_WORKLOAD_MAX_VCPUS || !s || s >= MIG_WORKLOAD_SPEC_MAX)
+	ops = ops_by_id((enum mig_workload_id)(b[6] | b[7] << 8));
+	if (!ops || !v || v > MIG_WORKLOAD_MAX_VCPUS || !s ||
+	    s >= MIG_WORKLOAD_SPEC_MAX)
 		return -EBADMSG;
-	if (STATE_HDR_BYTES + s + 8u * v + STATE_SUM_BYTES != len)
+	if (STATE_HDR_BYTES + s + 8u * ops->state_words * v + STATE_SUM_BYTES != len)
 		return -EBADMSG;
 	if (get_le32(b + len - STATE_SUM_BYTES) != fnv1a(b, len - STATE_SUM_BYTES))
 		return -EBADMSG;
 	*vcpus = v;
 	*slen = s;
+	*words = ops->state_words;
 	return 0;
 }
 
@@ -281,10 +329,11 @@ int mig_workload_state_decode(const uint8_t *b, size_t len,
 			      uint64_t ram_bytes, struct mig_workload_state *st)
 {
 	char text[MIG_WORKLOAD_SPEC_MAX];
-	unsigned vcpus;
+	unsigned vcpus, words;
 	size_t slen;
+	const uint8_t *rec;
 
-	if (!b || decode_header(b, len, ram_bytes, &vcpus, &slen) < 0)
+	if (!b || decode_header(b, len, ram_bytes, &vcpus, &slen, &words) < 0)
 		return -EBADMSG;
 	memcpy(text, b + STATE_HDR_BYTES, slen);
 	text[slen] = '\0';
@@ -294,8 +343,14 @@ int mig_workload_state_decode(const uint8_t *b, size_t len,
 		return -EBADMSG;
 	st->ram_bytes = ram_bytes;
 	st->vcpus = vcpus;
-	for (unsigned i = 0; i < vcpus; i++)
-		st->cursor[i] = get_le64(b + STATE_HDR_BYTES + slen + 8 * i);
+	rec = b + STATE_HDR_BYTES + slen;
+	for (unsigned i = 0; i < vcpus; i++, rec += 8 * words) {
+		st->cursor[i] = get_le64(rec);
+		if (words < 3)
+			continue;
+		st->rng[i] = get_le64(rec + 8);
+		st->tokens[i] = get_le64(rec + 16);
+	}
 	return state_valid(st) ? 0 : -EBADMSG;
 }
 
@@ -485,13 +540,302 @@ static int idle_verify(const struct mig_workload *w, char *msg, size_t len)
 	return 0;
 }
 
+/* --- dirty --------------------------------------------------------------- */
+
+/* "rate=": a bare number is MiB/s, a suffixed one bytes/s (mig_parse_size). */
+static int parse_rate(const char *val, uint64_t *out)
+{
+	size_t n = strspn(val, "0123456789");
+	uint64_t v;
+
+	if (mig_parse_size(val, &v) < 0)
+		return -EINVAL;
+	if (n && !val[n]) { /* no unit */
+		if (v > MIG_WORKLOAD_MAX_RATE >> 20)
+			return -EINVAL;
+		v <<= 20;
+	}
+	if (v > MIG_WORKLOAD_MAX_RATE)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static int dirty_param(struct mig_workload_spec *spec, const char *key,
+		       const char *val)
+{
+	static const struct {
+		const char *name;
+		enum mig_workload_pattern p;
+	} patterns[] = {
+		{ "uniform", MIG_WORKLOAD_UNIFORM },
+		{ "random", MIG_WORKLOAD_RANDOM },
+		{ "hot", MIG_WORKLOAD_HOT },
+		{ "seq", MIG_WORKLOAD_SEQ },
+	};
+	unsigned long v;
+
+	if (!strcmp(key, "rate"))
+		return parse_rate(val, &spec->rate);
+	if (!strcmp(key, "hot")) {
+		if (mig_parse_ulong(val, 1, 100, &v) < 0)
+			return -EINVAL;
+		spec->hot_pct = (unsigned)v;
+		return 0;
+	}
+	if (strcmp(key, "pattern"))
+		return -EINVAL;
+	for (size_t i = 0; i < MIG_ARRAY_SIZE(patterns); i++) {
+		if (!strcmp(val, patterns[i].name)) {
+			spec->pattern = patterns[i].p;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+uint64_t mig_workload_bucket_bytes(const struct mig_workload_spec *spec,
+				   unsigned vcpus)
+{
+	uint64_t share;
+
+	if (!spec->rate || !vcpus)
+		return 0;
+	share = spec->rate / vcpus;
+	return MIG_MAX(share / (1000u / DIRTY_BURST_MS), (uint64_t)MIG_PAGE_SIZE);
+}
+
+static uint64_t splitmix(uint64_t *state)
+{
+	uint64_t z = (*state += SPLITMIX_INC);
+
+	z = (z ^ (z >> 30)) * SPLITMIX_M1;
+	z = (z ^ (z >> 27)) * SPLITMIX_M2;
+	return z ^ (z >> 31);
+}
+
+/* A uniform draw from [0, n) (n > 0): the high half of a 128-bit product,
+ * no division and no modulo bias worth the name at these sizes. */
+static uint64_t below(uint64_t *rng, uint64_t n)
+{
+	return (uint64_t)(((unsigned __int128)splitmix(rng) * n) >> 64);
+}
+
+/* Body word k of (index, version): one multiply per word, no chain, so it
+ * costs little more than the store; varied enough that LZ4 finds nothing. */
+static uint64_t body_word(uint64_t seed, unsigned k)
+{
+	uint64_t x = (seed ^ k) * SPLITMIX_M1;
+
+	return x ^ (x >> 29);
+}
+
+static uint64_t body_seed(uint64_t index, uint64_t version)
+{
+	uint64_t s = index * SPLITMIX_INC ^ version;
+
+	return splitmix(&s);
+}
+
+/* The checksum word: the digest of the page with that word zero. */
+static uint64_t dirty_sum(const uint8_t *page)
+{
+	uint8_t copy[MIG_PAGE_SIZE];
+
+	memcpy(copy, page, sizeof(copy));
+	put_le64(copy + 8 * DIRTY_W_SUM, 0);
+	return mig_digest(copy, 1);
+}
+
+void mig_workload_dirty_page_write(void *page, uint64_t index,
+				   uint64_t version)
+{
+	/* built aside, then copied in one go: the guest page never holds a
+	 * half-written header with a stale checksum for longer than the copy */
+	uint8_t buf[MIG_PAGE_SIZE];
+	uint64_t seed = body_seed(index, version);
+
+	put_le64(buf + 8 * DIRTY_W_MAGIC, MIG_WORKLOAD_DIRTY_MAGIC);
+	put_le64(buf + 8 * DIRTY_W_INDEX, index);
+	put_le64(buf + 8 * DIRTY_W_VERSION, version);
+	put_le64(buf + 8 * DIRTY_W_SUM, 0);
+	for (unsigned k = DIRTY_HDR_WORDS; k < PAGE_WORDS; k++)
+		put_le64(buf + 8 * k, body_word(seed, k));
+	put_le64(buf + 8 * DIRTY_W_SUM, mig_digest(buf, 1));
+	memcpy(page, buf, sizeof(buf));
+}
+
+int mig_workload_dirty_page_check(const void *page, uint64_t index,
+				  uint64_t *version, const char **why)
+{
+	const uint8_t *p = page;
+	const char *bad = NULL;
+
+	*version = 0;
+	if (mig_page_is_zero(p))
+		return 0;
+	if (get_le64(p + 8 * DIRTY_W_MAGIC) != MIG_WORKLOAD_DIRTY_MAGIC)
+		bad = "not a dirty-workload page (bad magic)";
+	else if (get_le64(p + 8 * DIRTY_W_INDEX) != index)
+		bad = "holds another page's index (misplaced)";
+	else if (!get_le64(p + 8 * DIRTY_W_VERSION))
+		bad = "version 0";
+	else if (get_le64(p + 8 * DIRTY_W_SUM) != dirty_sum(p))
+		bad = "checksum mismatch (torn or corrupt)";
+	if (bad) {
+		if (why)
+			*why = bad;
+		return -EBADMSG;
+	}
+	*version = get_le64(p + 8 * DIRTY_W_VERSION);
+	return 0;
+}
+
+/* The next version of page index: one more than what the page holds (a
+ * zero or unreadable page starts again at 1). */
+static void dirty_write(struct mig_workload *w, uint64_t index)
+{
+	uint8_t *p = w->ram + index * MIG_PAGE_SIZE;
+	uint64_t v = 0;
+
+	if (get_le64(p + 8 * DIRTY_W_MAGIC) == MIG_WORKLOAD_DIRTY_MAGIC &&
+	    get_le64(p + 8 * DIRTY_W_INDEX) == index)
+		v = get_le64(p + 8 * DIRTY_W_VERSION);
+	mig_workload_dirty_page_write(p, index, v + 1);
+}
+
+/* Which page of its slice (len pages) a vCPU writes next. */
+static uint64_t dirty_pick(const struct mig_workload_spec *spec, uint64_t len,
+			   uint64_t *rng, uint64_t *cursor)
+{
+	uint64_t hot, j;
+
+	switch (spec->pattern) {
+	case MIG_WORKLOAD_SEQ:
+		j = *cursor;
+		*cursor = j + 1 == len ? 0 : j + 1;
+		return j;
+	case MIG_WORKLOAD_HOT:
+		hot = MIG_MAX(len * spec->hot_pct / 100, 1u);
+		if (hot >= len)
+			return below(rng, len);
+		if (splitmix(rng) <= DIRTY_HOT_SHARE)
+			return below(rng, hot);
+		return hot + below(rng, len - hot);
+	case MIG_WORKLOAD_UNIFORM:
+	case MIG_WORKLOAD_RANDOM:
+	default:
+		return below(rng, len);
+	}
+}
+
+/* One vCPU's token bucket: bytes, refilled from the clock at its share of
+ * the rate, holding at most cap. */
+struct bucket {
+	uint64_t rate, cap, tokens, last_ns;
+};
+
+static void bucket_refill(struct bucket *b)
+{
+	uint64_t now = mig_now_ns(), dt = now - b->last_ns, add;
+
+	/* a second's worth always fills it (the bucket holds 10 ms) */
+	if (dt >= 1000000000ull) {
+		b->tokens = b->cap;
+		b->last_ns = now;
+		return;
+	}
+	/* 128 bits: dt < 1 s times up to 1 TiB/s overflows 64 */
+	add = (uint64_t)((unsigned __int128)dt * b->rate / 1000000000ull);
+	if (!add)
+		return; /* keep last_ns: the fraction is not lost */
+	b->tokens = MIG_MIN(b->tokens + add, b->cap);
+	/* advance by the time those bytes took, keeping the remainder */
+	b->last_ns += (uint64_t)((unsigned __int128)add * 1000000000ull / b->rate);
+	if (b->tokens == b->cap)
+		b->last_ns = now;
+}
+
+/* Wait until a page's worth is there: false if told to stop first. */
+static bool bucket_take(struct bucket *b, const atomic_bool *stop)
+{
+	while (!atomic_load_explicit(stop, memory_order_relaxed)) {
+		uint64_t need, ns;
+		struct timespec ts;
+
+		bucket_refill(b);
+		if (b->tokens >= MIG_PAGE_SIZE) {
+			b->tokens -= MIG_PAGE_SIZE;
+			return true;
+		}
+		need = MIG_PAGE_SIZE - b->tokens;
+		ns = MIG_MIN(need * 1000000000ull / b->rate + 1, DIRTY_SLEEP_MAX_NS);
+		ts = (struct timespec){ .tv_nsec = (long)ns };
+		nanosleep(&ts, NULL);
+	}
+	return false;
+}
+
+static void dirty_run(struct mig_workload *w, unsigned i, const atomic_bool *stop)
+{
+	const struct mig_workload_spec *spec = &w->st.spec;
+	uint64_t first, len, rng = w->st.rng[i], cur = w->st.cursor[i];
+	struct bucket b = {
+		.rate = spec->rate / w->st.vcpus,
+		.cap = mig_workload_bucket_bytes(spec, w->st.vcpus),
+		.tokens = w->st.tokens[i],
+		/* time parked earns nothing: a resumed vCPU does not burst */
+		.last_ns = mig_now_ns(),
+	};
+
+	mig_workload_slice(w->st.ram_bytes, w->st.vcpus, i, &first, &len);
+	b.rate = MIG_MAX(b.rate, 1u);
+	/* the stop check comes before each page: a parked vCPU never leaves a
+	 * page half written */
+	while (!atomic_load_explicit(stop, memory_order_relaxed)) {
+		if (spec->rate && !bucket_take(&b, stop))
+			break;
+		dirty_write(w, first + dirty_pick(spec, len, &rng, &cur));
+		atomic_fetch_add_explicit(&w->count[i].writes, 1,
+					  memory_order_relaxed);
+	}
+	w->st.rng[i] = rng;
+	w->st.cursor[i] = cur;
+	w->st.tokens[i] = spec->rate ? MIG_MIN(b.tokens, b.cap) : 0;
+}
+
+static int dirty_verify(const struct mig_workload *w, char *msg, size_t len)
+{
+	uint64_t pages = w->st.ram_bytes / MIG_PAGE_SIZE, written = 0, top = 0;
+
+	for (uint64_t p = 0; p < pages; p++) {
+		const char *why = "";
+		uint64_t v;
+
+		if (mig_workload_dirty_page_check(w->ram + p * MIG_PAGE_SIZE, p,
+						  &v, &why) < 0) {
+			snprintf(msg, len, "dirty: page %" PRIu64 ": %s: invariant"
+				 " broken", p, why);
+			return -EBADMSG;
+		}
+		written += v != 0;
+		top = MIG_MAX(top, v);
+	}
+	snprintf(msg, len, "dirty: invariant holds: %" PRIu64 " pages, %" PRIu64
+		 " written (max version %" PRIu64 "), the rest zero", pages,
+		 written, top);
+	return 0;
+}
+
 /* --- table and lifecycle ------------------------------------------------ */
 
 static const struct workload_ops workloads[] = {
-	{ .name = "ab", .id = MIG_WORKLOAD_AB, .run = ab_run,
+	{ .name = "ab", .id = MIG_WORKLOAD_AB, .state_words = 1, .run = ab_run,
 	  .verify = ab_verify },
-	{ .name = "idle", .id = MIG_WORKLOAD_IDLE, .fill = idle_fill,
-	  .verify = idle_verify },
+	{ .name = "idle", .id = MIG_WORKLOAD_IDLE, .state_words = 1,
+	  .fill = idle_fill, .verify = idle_verify },
+	{ .name = "dirty", .id = MIG_WORKLOAD_DIRTY, .state_words = 3,
+	  .param = dirty_param, .run = dirty_run, .verify = dirty_verify },
 };
 
 static const struct workload_ops *ops_by_name(const char *name, size_t len)
@@ -513,7 +857,7 @@ static const struct workload_ops *ops_by_id(enum mig_workload_id id)
 
 const char *mig_workload_names(void)
 {
-	return "ab, idle";
+	return "ab, idle, dirty";
 }
 
 struct mig_workload *mig_workload_new(const struct mig_workload_state *st,
@@ -588,4 +932,24 @@ void mig_workload_save(const struct mig_workload *w,
 int mig_workload_verify(const struct mig_workload *w, char *msg, size_t len)
 {
 	return w->ops->verify(w, msg, len);
+}
+
+int mig_workload_poke(struct mig_workload *w, uint64_t page)
+{
+	if (w->st.spec.id != MIG_WORKLOAD_DIRTY ||
+	    page >= w->st.ram_bytes / MIG_PAGE_SIZE)
+		return -EINVAL;
+	dirty_write(w, page);
+	/* counted as a write of the vCPU that owns the page */
+	for (unsigned i = 0; i < w->st.vcpus; i++) {
+		uint64_t first, len;
+
+		mig_workload_slice(w->st.ram_bytes, w->st.vcpus, i, &first, &len);
+		if (page < first + len) {
+			atomic_fetch_add_explicit(&w->count[i].writes, 1,
+						  memory_order_relaxed);
+			break;
+		}
+	}
+	return 0;
 }

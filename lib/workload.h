@@ -8,9 +8,19 @@
  *   ab    QEMU's migration-test guest on N vCPUs: each vCPU loops over its
  *         slice of pages incrementing a u32 counter in every page.
  *   idle  no vCPU activity; RAM holds a per-page pattern written at start.
+ *   dirty the benchmark writer: `dirty[:rate=R,pattern=P,hot=PCT]`. Each
+ *         vCPU writes whole self-describing pages (magic, index, version,
+ *         checksum; see mig_workload_dirty_page_write) in its own slice,
+ *         picked by the pattern: uniform (or its alias random) at random
+ *         over the slice, hot (PCT% of each slice, default 10, gets 90% of
+ *         the writes), seq (a sweep). R is the rate over all vCPUs,
+ *         shared evenly: a bare number is MiB/s, a K/M/G/T suffix
+ *         (powers of 1024) makes it bytes/s ("50" and "50M" are the
+ *         same); 0 or none is as fast as possible. Paced by a token bucket
+ *         per vCPU. Pages never written stay zero.
  *
- * The spec parser, the blob codec and the ab checker are pure and
- * unit-tested; the rest runs over a real RAM mapping.
+ * The spec parser, the blob codec, the ab checker and the dirty page
+ * format are pure and unit-tested; the rest runs over a real RAM mapping.
  */
 #ifndef MIG_WORKLOAD_H
 #define MIG_WORKLOAD_H
@@ -35,11 +45,29 @@
 enum mig_workload_id {
 	MIG_WORKLOAD_AB = 1,
 	MIG_WORKLOAD_IDLE = 2,
+	MIG_WORKLOAD_DIRTY = 3,
 };
+
+/* dirty: which pages a vCPU writes next. */
+enum mig_workload_pattern {
+	MIG_WORKLOAD_UNIFORM = 0, /* at random over the slice */
+	MIG_WORKLOAD_RANDOM = 1,  /* the same, under the name benchmarks use */
+	MIG_WORKLOAD_HOT = 2,     /* 90% of writes to the first hot_pct% */
+	MIG_WORKLOAD_SEQ = 3,     /* sweep, page after page */
+};
+
+/* dirty: defaults and bounds. */
+#define MIG_WORKLOAD_HOT_PCT 10u
+/* Highest rate= accepted, bytes/s (1 TiB/s): more is surely a typo. */
+#define MIG_WORKLOAD_MAX_RATE (1ull << 40)
 
 struct mig_workload_spec {
 	enum mig_workload_id id;
 	char text[MIG_WORKLOAD_SPEC_MAX]; /* canonical spelling */
+	/* dirty only (zero otherwise) */
+	uint64_t rate;                    /* bytes/s over all vCPUs; 0: no limit */
+	enum mig_workload_pattern pattern;
+	unsigned hot_pct;                 /* 1-100 */
 };
 
 /* Everything a migration carries besides RAM. */
@@ -48,12 +76,15 @@ struct mig_workload_state {
 	uint64_t ram_bytes;
 	unsigned vcpus;                            /* effective (clamped) */
 	uint64_t cursor[MIG_WORKLOAD_MAX_VCPUS];   /* next page in the slice */
+	/* dirty only (zero otherwise) */
+	uint64_t rng[MIG_WORKLOAD_MAX_VCPUS];      /* splitmix64 state: any value */
+	uint64_t tokens[MIG_WORKLOAD_MAX_VCPUS];   /* token bucket, bytes */
 };
 
 /* Parse `name[:k=v,...]`: 0 or -EINVAL (unknown name or key, bad syntax,
  * too long). */
 int mig_workload_parse(const char *text, struct mig_workload_spec *spec);
-/* "ab, idle": for --help and error messages. */
+/* "ab, idle, dirty": for --help and error messages. */
 const char *mig_workload_names(void);
 
 /* A fresh state: vcpus clamped to [1, pages] so every vCPU owns at least one
@@ -82,6 +113,27 @@ int mig_workload_state_decode(const uint8_t *blob, size_t len,
 int mig_workload_ab_check(const uint32_t *counters, uint64_t n,
 			  uint64_t cursor, uint64_t *bad);
 
+/* dirty: one vCPU's token bucket holds at most this many bytes (10 ms of
+ * its share of the rate, at least one page); 0 without a rate. */
+uint64_t mig_workload_bucket_bytes(const struct mig_workload_spec *spec,
+				   unsigned vcpus);
+
+/*
+ * The dirty workload's page, 4 KiB of little-endian u64 words: magic,
+ * page index, version (1 for the first write of the page, +1 per write),
+ * checksum, then a body derived from (index, version). The checksum is
+ * mig_digest() of the page with the checksum word zero, so it covers every
+ * byte: a flipped byte anywhere, a torn page (header of one write, body of
+ * another) or a page at the wrong index all fail the check.
+ */
+#define MIG_WORKLOAD_DIRTY_MAGIC 0x595452494447494dull /* "MIGDIRTY" */
+void mig_workload_dirty_page_write(void *page, uint64_t index,
+				   uint64_t version);
+/* 0: page is all zero (*version 0) or a valid page for index (*version
+ * set); -EBADMSG otherwise, *why saying what is wrong. */
+int mig_workload_dirty_page_check(const void *page, uint64_t index,
+				  uint64_t *version, const char **why);
+
 struct mig_workload;
 
 /* A workload over ram (ram_bytes mapped read/write), at the execution state
@@ -109,5 +161,8 @@ void mig_workload_save(const struct mig_workload *w,
 /* Check the invariant over all RAM (vCPUs parked): 0 holds, -EBADMSG
  * broken; msg gets a one-line verdict either way. */
 int mig_workload_verify(const struct mig_workload *w, char *msg, size_t len);
+/* Write the next version of one page as its vCPU would (vCPUs parked):
+ * dirty workload only. 0, or -EINVAL (another workload, page beyond RAM). */
+int mig_workload_poke(struct mig_workload *w, uint64_t page);
 
 #endif

@@ -87,7 +87,7 @@ assert_only_running() {
 	guest src 128M
 	local port; port=$(free_port)
 	start r mig-recv --name a --listen "tcp:127.0.0.1:$port" --guest-ctl "$T/dst.ctl"
-	start s1 mig-send --name a --guest "$T/src.ctl" --to "tcp:127.0.0.1:$port" --max-bandwidth 64M
+	start s1 mig-send --postcopy --name a --guest "$T/src.ctl" --to "tcp:127.0.0.1:$port" --max-bandwidth 64M
 	expect 1 mig-send --name b --guest "$T/src.ctl" --to "tcp:127.0.0.1:$(free_port)"
 	[[ "$output" == *"already being migrated (attached to pid $PID_s1)"* ]]
 	wait_exit s1 60
@@ -100,7 +100,7 @@ assert_only_running() {
 	guest other 16M
 	local port; port=$(free_port)
 	start r mig-recv --name a --listen "tcp:127.0.0.1:$port" --guest-ctl "$T/dst.ctl"
-	start s1 mig-send --name a --guest "$T/src.ctl" --to "tcp:127.0.0.1:$port" \
+	start s1 mig-send --postcopy --name a --guest "$T/src.ctl" --to "tcp:127.0.0.1:$port" \
 		--uuid 11111111-2222-4333-8444-555555555555 --max-bandwidth 64M
 	expect 0 mig-status --bus "$(bus_of a send)" --wait-for postcopy-active --timeout 20
 	expect 1 mig-send --name b --guest "$T/other.ctl" --to "tcp:127.0.0.1:$port" \
@@ -122,7 +122,7 @@ assert_only_running() {
 	head -c 100000 /dev/urandom | timeout 5 socat - "TCP:127.0.0.1:$port" 3>&- || true
 	expect 0 mig-status --bus "$(bus_of a recv)" --wait-for setup --timeout 5
 	guest src 16M
-	start s mig-send --name a --guest "$T/src.ctl" --to "tcp:127.0.0.1:$port"
+	start s mig-send --postcopy --name a --guest "$T/src.ctl" --to "tcp:127.0.0.1:$port"
 	wait_exit s 60
 	[ "$status" -eq 0 ]
 	grep -q "refused connection" "$T/r.log"

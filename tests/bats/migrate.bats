@@ -14,7 +14,7 @@ migrate() {
 	local name=$1 from=$2 to=$3 uri=$4; shift 4
 	start "$name-recv" mig-recv --name "$name" --listen "$uri" --guest-ctl "$to"
 	bg "$name-wr" mig-status --bus "$(bus_of "$name" recv)" --watch --json
-	start "$name-send" mig-send --name "$name" --guest "$from" --to "$uri" "$@"
+	start "$name-send" mig-send --postcopy --name "$name" --guest "$from" --to "$uri" "$@"
 	bg "$name-ws" mig-status --bus "$(bus_of "$name" send)" --watch --json
 	wait_exit "$name-send" 120
 	[ "$status" -eq 0 ]
@@ -83,7 +83,7 @@ assert_runs_and_verifies() {
 	sleep 0.3
 	local port; port=$(free_port)
 	start q-recv mig-recv --name q --listen "tcp:127.0.0.1:$port" --guest-ctl "$T/dst.ctl"
-	start q-send mig-send --name q --guest "$T/src.ctl" --to "tcp:127.0.0.1:$port" --max-bandwidth 32M
+	start q-send mig-send --postcopy --name q --guest "$T/src.ctl" --to "tcp:127.0.0.1:$port" --max-bandwidth 32M
 	expect 0 mig-status --bus "$(bus_of q send)" --wait-for postcopy-active --timeout 20
 	run mig-status --bus "$(bus_of q recv)" --json 3>&-
 	[ "$status" -eq 0 ]

@@ -53,7 +53,7 @@ start_paused_through_proxies() {
 	start recv mig-recv --name m --listen "unix:$T/dst.sock" --guest-ctl "$T/dst.ctl" --link-timeout 2
 	proxy_b
 	proxy_a
-	start send mig-send --name m --guest "$T/src.ctl" --to "unix:$T/src.sock" --link-timeout 2
+	start send mig-send --postcopy --name m --guest "$T/src.ctl" --to "unix:$T/src.sock" --link-timeout 2
 	bg ws mig-status --bus "$SRC_BUS" --watch --json
 	bg wr mig-status --bus "$DST_BUS" --watch --json
 	state "$SRC_BUS" postcopy-active
@@ -150,7 +150,7 @@ events_match() {
 	local via; via=$(free_port)
 	bg px socat "tcp-listen:$via,reuseaddr,fork" "tcp:127.0.0.1:$PORT"
 	wait_for_port "$via"
-	start send mig-send --name m --guest "$T/src.ctl" --to "tcp:127.0.0.1:$via" --link-timeout 1 --max-bandwidth 8M
+	start send mig-send --postcopy --name m --guest "$T/src.ctl" --to "tcp:127.0.0.1:$via" --link-timeout 1 --max-bandwidth 8M
 	state "$SRC_BUS" postcopy-active
 	# no FIN, no RST: the proxy just stops moving bytes
 	pkill -STOP -f "tcp-listen:$via" 
@@ -193,7 +193,7 @@ events_match() {
 	guest src 64M --workload ab
 	start recv env MIG_FAULT=dest-complete-lost mig-recv -v --name m \
 		--listen "tcp:127.0.0.1:$PORT" --guest-ctl "$T/dst.ctl"
-	start send mig-send --name m --guest "$T/src.ctl" --to "tcp:127.0.0.1:$PORT"
+	start send mig-send --postcopy --name m --guest "$T/src.ctl" --to "tcp:127.0.0.1:$PORT"
 	state "$DST_BUS" completed
 	state "$SRC_BUS" postcopy-paused
 	# the destination stays until the source knows, whatever mig-recover it gets

@@ -29,7 +29,7 @@ wait_for_port() {
 	start recv mig-recv --name soak --listen "tcp:127.0.0.1:$dport" --guest-ctl "$T/dst.ctl" --link-timeout 2
 	bg proxy socat "tcp-listen:$pport,reuseaddr,fork" "tcp:127.0.0.1:$dport"
 	wait_for_port "$pport"
-	start send mig-send --name soak --guest "$T/g.ctl" --to "tcp:127.0.0.1:$pport" \
+	start send mig-send --postcopy --name soak --guest "$T/g.ctl" --to "tcp:127.0.0.1:$pport" \
 		--link-timeout 2 --max-bandwidth 4M
 	expect 0 mig-status --bus "$src" --wait-for postcopy-active --timeout 20
 	pid0=$(mig-guest info --ctl "$T/dst.ctl" --json 3>&- | jq -r .pid)

@@ -2,7 +2,8 @@
 /*
  * Unit tests for the workloads: the ab invariant on hand-made counter
  * arrays, spec parsing, slicing, the state blob codec against truncated and
- * hostile blobs, and both workloads run over a malloc'd "RAM".
+ * hostile blobs, the dirty workload's page format and the RAM digest it
+ * uses as checksum, and every workload run over a malloc'd "RAM".
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "digest.h"
 #include "util.h"
 #include "workload.h"
 
@@ -132,8 +134,12 @@ static void test_spec_parse(void **s)
 {
 	static const char *const bad[] = {
 		"", "AB", "a", "abc", "idl", "idle ", " ab", "ab:", "ab:x=1",
-		"ab:=1", "ab:x=", "ab:x", "ab,", "ab::", "foo", "dirty",
-		"idle:rate=1", "ab:x=1,",
+		"ab:=1", "ab:x=", "ab:x", "ab,", "ab::", "foo", "dirt",
+		"idle:rate=1", "ab:x=1,", "dirty:", "dirty:rate=", "dirty:rate=x",
+		"dirty:rate=-1", "dirty:rate=5Q", "dirty:rate=2000000",
+		"dirty:pattern=zipf", "dirty:pattern=", "dirty:hot=0",
+		"dirty:hot=101", "dirty:hot=1.5", "dirty:speed=1",
+		"dirty:rate=1,", "dirty:rate=1,,hot=2", "dirty:Rate=1",
 		"abababababababababababababababababababababababababababababababab",
 	};
 	struct mig_workload_spec spec;
@@ -148,6 +154,49 @@ static void test_spec_parse(void **s)
 	for (size_t i = 0; i < MIG_ARRAY_SIZE(bad); i++)
 		assert_int_equal(mig_workload_parse(bad[i], &spec), -EINVAL);
 	assert_int_equal(mig_workload_parse(NULL, &spec), -EINVAL);
+}
+
+static void test_spec_dirty(void **s)
+{
+	struct mig_workload_spec spec;
+
+	(void)s;
+	assert_int_equal(mig_workload_parse("dirty", &spec), 0);
+	assert_int_equal(spec.id, MIG_WORKLOAD_DIRTY);
+	assert_int_equal(spec.rate, 0);
+	assert_int_equal(spec.pattern, MIG_WORKLOAD_UNIFORM);
+	assert_int_equal(spec.hot_pct, 10);
+	/* a bare rate is MiB/s; a suffix makes it bytes/s */
+	assert_int_equal(mig_workload_parse("dirty:rate=50", &spec), 0);
+	assert_int_equal(spec.rate, 50ull << 20);
+	assert_int_equal(mig_workload_parse("dirty:rate=50M", &spec), 0);
+	assert_int_equal(spec.rate, 50ull << 20);
+	assert_int_equal(mig_workload_parse("dirty:rate=512K", &spec), 0);
+	assert_int_equal(spec.rate, 512ull << 10);
+	assert_int_equal(mig_workload_parse("dirty:rate=1G", &spec), 0);
+	assert_int_equal(spec.rate, 1ull << 30);
+	assert_int_equal(mig_workload_parse("dirty:rate=0", &spec), 0);
+	assert_int_equal(spec.rate, 0);
+	assert_int_equal(mig_workload_parse("dirty:pattern=hot,hot=25,rate=1",
+					    &spec), 0);
+	assert_int_equal(spec.pattern, MIG_WORKLOAD_HOT);
+	assert_int_equal(spec.hot_pct, 25);
+	assert_int_equal(spec.rate, 1ull << 20);
+	assert_string_equal(spec.text, "dirty:pattern=hot,hot=25,rate=1");
+	assert_int_equal(mig_workload_parse("dirty:pattern=seq", &spec), 0);
+	assert_int_equal(spec.pattern, MIG_WORKLOAD_SEQ);
+	assert_int_equal(mig_workload_parse("dirty:pattern=random", &spec), 0);
+	assert_int_equal(spec.pattern, MIG_WORKLOAD_RANDOM);
+	assert_int_equal(mig_workload_parse("dirty:pattern=uniform", &spec), 0);
+	assert_int_equal(spec.pattern, MIG_WORKLOAD_UNIFORM);
+	/* the bucket: 10 ms of a vCPU's share, at least a page */
+	assert_int_equal(mig_workload_parse("dirty:rate=100M", &spec), 0);
+	assert_int_equal(mig_workload_bucket_bytes(&spec, 2),
+			 (100ull << 20) / 2 / 100);
+	assert_int_equal(mig_workload_parse("dirty:rate=1K", &spec), 0);
+	assert_int_equal(mig_workload_bucket_bytes(&spec, 4), MIG_PAGE_SIZE);
+	assert_int_equal(mig_workload_parse("dirty", &spec), 0);
+	assert_int_equal(mig_workload_bucket_bytes(&spec, 4), 0);
 }
 
 static void test_slices(void **s)
@@ -338,6 +387,179 @@ static void test_blob_encode_rejects(void **s)
 	assert_null(b);
 }
 
+/* --- the digest (the dirty page checksum) -------------------------------- */
+
+static void test_digest(void **s)
+{
+	uint8_t *ram = calloc(4, MIG_PAGE_SIZE);
+	struct mig_digest_ctx c;
+	uint64_t whole, zero4;
+
+	(void)s;
+	assert_non_null(ram);
+	zero4 = mig_digest(ram, 4);
+	mig_digest_init(&c);
+	mig_digest_zero(&c, 4);
+	assert_true(mig_digest_final(&c) == zero4); /* a hole digests as zeros */
+	assert_true(mig_digest(ram, 3) != zero4);   /* the length counts */
+	for (size_t i = 0; i < 4 * MIG_PAGE_SIZE; i++)
+		ram[i] = (uint8_t)(i * 7 + i / 4096);
+	whole = mig_digest(ram, 4);
+	/* cut up any way, holes or not: the same value */
+	mig_digest_init(&c);
+	mig_digest_update(&c, ram, 1);
+	mig_digest_update(&c, ram + MIG_PAGE_SIZE, 3);
+	assert_true(mig_digest_final(&c) == whole);
+	/* any single byte changed anywhere changes it */
+	for (size_t i = 0; i < 4 * MIG_PAGE_SIZE; i += 509) {
+		ram[i] ^= 0x80;
+		assert_true(mig_digest(ram, 4) != whole);
+		ram[i] ^= 0x80;
+	}
+	/* two pages swapped */
+	{
+		uint8_t tmp[MIG_PAGE_SIZE];
+
+		memcpy(tmp, ram, MIG_PAGE_SIZE);
+		memcpy(ram, ram + MIG_PAGE_SIZE, MIG_PAGE_SIZE);
+		memcpy(ram + MIG_PAGE_SIZE, tmp, MIG_PAGE_SIZE);
+		assert_true(mig_digest(ram, 4) != whole);
+	}
+	/* unaligned input gives the same value */
+	{
+		uint8_t *u = malloc(MIG_PAGE_SIZE + 1);
+
+		assert_non_null(u);
+		memcpy(u + 1, ram, MIG_PAGE_SIZE);
+		assert_true(mig_digest(u + 1, 1) == mig_digest(ram, 1));
+		free(u);
+	}
+	free(ram);
+}
+
+/* --- the dirty page format ------------------------------------------------ */
+
+static void test_dirty_page(void **s)
+{
+	uint8_t *p = aligned_alloc(MIG_PAGE_SIZE, 3 * MIG_PAGE_SIZE);
+	const char *why;
+	uint64_t v;
+
+	(void)s;
+	assert_non_null(p);
+	memset(p, 0, 3 * MIG_PAGE_SIZE);
+	assert_int_equal(mig_workload_dirty_page_check(p, 7, &v, &why), 0);
+	assert_int_equal(v, 0); /* never written */
+	mig_workload_dirty_page_write(p, 7, 1);
+	assert_int_equal(mig_workload_dirty_page_check(p, 7, &v, &why), 0);
+	assert_int_equal(v, 1);
+	mig_workload_dirty_page_write(p, 7, 42);
+	assert_int_equal(mig_workload_dirty_page_check(p, 7, &v, &why), 0);
+	assert_int_equal(v, 42);
+	/* at the wrong index: misplaced */
+	assert_int_equal(mig_workload_dirty_page_check(p, 8, &v, &why), -EBADMSG);
+	assert_non_null(strstr(why, "index"));
+	/* every byte, one flipped bit each (and the top one): always caught */
+	for (size_t i = 0; i < MIG_PAGE_SIZE; i++) {
+		for (int bit = 0; bit < 8; bit += 7) {
+			p[i] ^= (uint8_t)(1 << bit);
+			assert_int_equal(mig_workload_dirty_page_check(p, 7, &v, &why),
+					 -EBADMSG);
+			p[i] ^= (uint8_t)(1 << bit);
+		}
+	}
+	assert_int_equal(mig_workload_dirty_page_check(p, 7, &v, &why), 0);
+	/* torn: header of version 43, body of 42 (and the other way round) */
+	mig_workload_dirty_page_write(p + MIG_PAGE_SIZE, 7, 43);
+	memcpy(p + 2 * MIG_PAGE_SIZE, p + MIG_PAGE_SIZE, 2048);
+	memcpy(p + 2 * MIG_PAGE_SIZE + 2048, p + 2048, 2048);
+	assert_int_equal(mig_workload_dirty_page_check(p + 2 * MIG_PAGE_SIZE, 7,
+						       &v, &why), -EBADMSG);
+	assert_non_null(strstr(why, "checksum"));
+	memcpy(p + 2 * MIG_PAGE_SIZE, p, 32);
+	memcpy(p + 2 * MIG_PAGE_SIZE + 32, p + MIG_PAGE_SIZE + 32,
+	       MIG_PAGE_SIZE - 32);
+	assert_int_equal(mig_workload_dirty_page_check(p + 2 * MIG_PAGE_SIZE, 7,
+						       &v, &why), -EBADMSG);
+	/* another workload's page, and a page that is zero but for one byte */
+	memset(p + MIG_PAGE_SIZE, 0, MIG_PAGE_SIZE);
+	p[MIG_PAGE_SIZE + 4095] = 1;
+	assert_int_equal(mig_workload_dirty_page_check(p + MIG_PAGE_SIZE, 7, &v,
+						       &why), -EBADMSG);
+	assert_non_null(strstr(why, "magic"));
+	/* version 0 with a right checksum is still not a written page */
+	mig_workload_dirty_page_write(p, 7, 0);
+	assert_int_equal(mig_workload_dirty_page_check(p, 7, &v, &why), -EBADMSG);
+	/* the body depends on the version: two versions differ past the header */
+	mig_workload_dirty_page_write(p, 7, 1);
+	mig_workload_dirty_page_write(p + MIG_PAGE_SIZE, 7, 2);
+	assert_memory_not_equal(p + 64, p + MIG_PAGE_SIZE + 64, MIG_PAGE_SIZE - 64);
+	free(p);
+}
+
+/* --- the dirty workload's state blob -------------------------------------- */
+
+static void dirty_state(struct mig_workload_state *st, const char *text)
+{
+	struct mig_workload_spec spec;
+
+	assert_int_equal(mig_workload_parse(text, &spec), 0);
+	mig_workload_state_init(st, &spec, RAM_BYTES, 3);
+	st->cursor[0] = 5;
+	st->cursor[1] = 20;
+	st->rng[0] = 0x0123456789abcdefull;
+	st->rng[1] = UINT64_MAX;
+	st->rng[2] = 0;
+	st->tokens[0] = 100;
+	st->tokens[2] = mig_workload_bucket_bytes(&spec, 3);
+}
+
+static void test_dirty_blob(void **s)
+{
+	struct mig_workload_state st, out;
+	uint8_t *b;
+	size_t len, rec = 28 + strlen("dirty:rate=30M,pattern=seq");
+
+	(void)s;
+	dirty_state(&st, "dirty:rate=30M,pattern=seq");
+	assert_int_equal(mig_workload_state_encode(&st, &b, &len), 0);
+	assert_int_equal(len, rec + 3 * 24 + 4);
+	assert_int_equal(mig_workload_state_decode(b, len, RAM_BYTES, &out), 0);
+	assert_int_equal(out.spec.id, MIG_WORKLOAD_DIRTY);
+	assert_int_equal(out.spec.pattern, MIG_WORKLOAD_SEQ);
+	assert_int_equal(out.spec.rate, 30ull << 20);
+	assert_int_equal(out.vcpus, 3);
+	for (unsigned i = 0; i < 3; i++) {
+		assert_true(out.cursor[i] == st.cursor[i]);
+		assert_true(out.rng[i] == st.rng[i]);
+		assert_true(out.tokens[i] == st.tokens[i]);
+	}
+	for (size_t n = 0; n < len; n++)
+		assert_int_equal(mig_workload_state_decode(b, n, RAM_BYTES, &out),
+				 -EBADMSG);
+	for (size_t i = 0; i < len; i++) {
+		b[i] ^= 0x10;
+		assert_int_equal(mig_workload_state_decode(b, len, RAM_BYTES, &out),
+				 -EBADMSG);
+		b[i] ^= 0x10;
+	}
+	/* checksummed lies: a full bucket plus one, a cursor past the slice,
+	 * an ab id (records of one word, not three), the ab spec */
+	forge(b, len, rec + 2 * 24 + 16, (uint32_t)st.tokens[2] + 1, 4);
+	forge(b, len, rec + 24, 21, 4);
+	forge(b, len, 6, MIG_WORKLOAD_AB, 1);
+	forge(b, len, 28, 'D', 1);
+	free(b);
+	/* no rate: the bucket must be empty */
+	dirty_state(&st, "dirty");
+	assert_int_equal(mig_workload_state_encode(&st, &b, &len), -EINVAL);
+	st.tokens[0] = st.tokens[2] = 0;
+	assert_int_equal(mig_workload_state_encode(&st, &b, &len), 0);
+	assert_int_equal(mig_workload_state_decode(b, len, RAM_BYTES, &out), 0);
+	forge(b, len, 28 + 5 + 16, 1, 1);
+	free(b);
+}
+
 /* --- workloads over malloc'd RAM ----------------------------------------- */
 
 struct runner {
@@ -425,6 +647,128 @@ static void test_idle_pattern(void **s)
 	free(ram);
 }
 
+static void run_for(struct mig_workload *w, unsigned n, unsigned ms)
+{
+	pthread_t t[MIG_WORKLOAD_MAX_VCPUS];
+	struct runner r[MIG_WORKLOAD_MAX_VCPUS];
+	atomic_bool stop = false;
+
+	for (unsigned i = 0; i < n; i++) {
+		r[i] = (struct runner){ .w = w, .vcpu = i, .stop = &stop };
+		assert_int_equal(pthread_create(&t[i], NULL, run_vcpu, &r[i]), 0);
+	}
+	usleep(ms * 1000u);
+	atomic_store(&stop, true);
+	for (unsigned i = 0; i < n; i++)
+		pthread_join(t[i], NULL);
+}
+
+static void test_dirty_runs(void **s)
+{
+	struct mig_workload_state st;
+	struct mig_workload *w2;
+	char msg[256];
+	uint8_t *ram;
+	struct mig_workload *w = new_workload("dirty", 2, &ram);
+	uint64_t before, v;
+	const char *why;
+
+	(void)s;
+	assert_int_equal(mig_workload_threads(w), 2);
+	run_for(w, 2, 20);
+	assert_true(mig_workload_progress(w) > 64);
+	assert_int_equal(mig_workload_verify(w, msg, sizeof(msg)), 0);
+	assert_non_null(strstr(msg, "invariant holds"));
+	/* poke: one more version of page 33, counted as a write */
+	assert_int_equal(mig_workload_dirty_page_check(ram + 33 * MIG_PAGE_SIZE,
+						       33, &v, &why), 0);
+	before = mig_workload_progress(w);
+	assert_int_equal(mig_workload_poke(w, 33), 0);
+	assert_int_equal(mig_workload_progress(w), before + 1);
+	{
+		uint64_t v2;
+
+		assert_int_equal(mig_workload_dirty_page_check(
+			ram + 33 * MIG_PAGE_SIZE, 33, &v2, &why), 0);
+		assert_int_equal(v2, v + 1);
+	}
+	assert_int_equal(mig_workload_poke(w, 64), -EINVAL);
+	/* the state carries on in a new workload (a migration) */
+	mig_workload_save(w, &st);
+	w2 = mig_workload_new(&st, ram);
+	assert_non_null(w2);
+	run_for(w2, 2, 10);
+	assert_int_equal(mig_workload_verify(w2, msg, sizeof(msg)), 0);
+	mig_workload_free(w2);
+	/* a flipped byte, then a page moved elsewhere */
+	ram[17 * MIG_PAGE_SIZE + 1000] ^= 4;
+	assert_int_equal(mig_workload_verify(w, msg, sizeof(msg)), -EBADMSG);
+	assert_non_null(strstr(msg, "page 17:"));
+	ram[17 * MIG_PAGE_SIZE + 1000] ^= 4;
+	memcpy(ram + 40 * MIG_PAGE_SIZE, ram + 41 * MIG_PAGE_SIZE, MIG_PAGE_SIZE);
+	assert_int_equal(mig_workload_verify(w, msg, sizeof(msg)), -EBADMSG);
+	assert_non_null(strstr(msg, "page 40:"));
+	mig_workload_free(w);
+	free(ram);
+	/* no poking another workload */
+	w = new_workload("ab", 1, &ram);
+	assert_int_equal(mig_workload_poke(w, 0), -EINVAL);
+	mig_workload_free(w);
+	free(ram);
+}
+
+/* A rate holds (roughly: a loaded test host may run slow, never fast), and
+ * a stop is seen within a few milliseconds even while waiting for tokens. */
+static void test_dirty_rate(void **s)
+{
+	uint8_t *ram;
+	/* 4 MiB/s over 2 vCPUs: 1024 pages/s, ~205 in 200 ms */
+	struct mig_workload *w = new_workload("dirty:rate=4M,pattern=seq", 2, &ram);
+	struct mig_workload_state st;
+	uint64_t t0, n;
+
+	(void)s;
+	t0 = mig_now_ns();
+	run_for(w, 2, 200);
+	n = mig_workload_progress(w);
+	assert_true(mig_now_ns() - t0 < 500000000ull); /* stopped promptly */
+	assert_true(n >= 60 && n <= 260);
+	/* seq: each vCPU swept its slice from the start */
+	mig_workload_save(w, &st);
+	assert_int_equal((st.cursor[0] + st.cursor[1]) % 32, n % 32);
+	assert_true(st.tokens[0] <= mig_workload_bucket_bytes(&st.spec, 2));
+	mig_workload_free(w);
+	free(ram);
+}
+
+/* hot: the first 25% of each slice takes about 90% of the writes. */
+static void test_dirty_hot(void **s)
+{
+	uint8_t *ram;
+	struct mig_workload *w = new_workload("dirty:pattern=hot,hot=25", 1, &ram);
+	uint64_t hot = 0, cold = 0;
+	char msg[256];
+
+	(void)s;
+	run_for(w, 1, 30);
+	for (uint64_t p = 0; p < 64; p++) {
+		uint64_t v;
+		const char *why;
+
+		assert_int_equal(mig_workload_dirty_page_check(
+			ram + p * MIG_PAGE_SIZE, p, &v, &why), 0);
+		if (p < 16)
+			hot += v;
+		else
+			cold += v;
+	}
+	assert_true(hot + cold == mig_workload_progress(w));
+	assert_true(hot > 5 * cold);
+	assert_int_equal(mig_workload_verify(w, msg, sizeof(msg)), 0);
+	mig_workload_free(w);
+	free(ram);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -443,6 +787,13 @@ int main(void)
 		cmocka_unit_test(test_blob_encode_rejects),
 		cmocka_unit_test(test_ab_runs),
 		cmocka_unit_test(test_idle_pattern),
+		cmocka_unit_test(test_spec_dirty),
+		cmocka_unit_test(test_digest),
+		cmocka_unit_test(test_dirty_page),
+		cmocka_unit_test(test_dirty_blob),
+		cmocka_unit_test(test_dirty_runs),
+		cmocka_unit_test(test_dirty_rate),
+		cmocka_unit_test(test_dirty_hot),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

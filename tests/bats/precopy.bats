@@ -1,0 +1,121 @@
+#!/usr/bin/env bats
+# SPDX-License-Identifier: MIT
+# Precopy with dirty tracking by the kernel: stop-and-copy when the rest
+# fits, postcopy when precopy will not converge, no stale page ever, and a
+# strict digest of all RAM to prove it.
+
+load ../helpers/common
+
+setup() {
+	mig_setup
+	PORT=$(free_port)
+	SRC_BUS=$(bus_of p send)
+	DST_BUS=$(bus_of p recv)
+}
+teardown() { mig_teardown; }
+
+# run_migration [mig-send args]: guest $T/src.ctl to $T/dst.ctl, destination
+# held stopped after switchover (strict check), events recorded.
+run_migration() {
+	start recv mig-recv --name p --listen "tcp:127.0.0.1:$PORT" --guest-ctl "$T/dst.ctl" \
+		--paused-start --summary
+	bg wr mig-status --bus "$DST_BUS" --watch --json
+	start send mig-send --name p --guest "$T/src.ctl" --to "tcp:127.0.0.1:$PORT" \
+		--digest --summary -v "$@"
+	bg ws mig-status --bus "$SRC_BUS" --watch --json
+	wait_exit send 180
+	[ "$status" -eq 0 ]
+	wait_exit recv 60
+	[ "$status" -eq 0 ]
+	wait_exit ws 10
+	wait_exit wr 10
+}
+
+events() {
+	jq -r 'select(.event == "MIGRATION") | .data.status' "$T/$1.log" | tr '\n' ' ' | sed 's/ $//'
+}
+
+# The digest of the stopped destination guest equals the source's at
+# switchover; then the guest is started and its own invariant checked.
+strict_check() {
+	local want
+	want=$(sed -n 's/.*ram digest \([0-9a-f]*\).*/\1/p' "$T/send.log")
+	[ -n "$want" ] || { echo "# no digest in the source's summary" >&2; false; }
+	expect 0 mig-guest digest --ctl "$T/dst.ctl"
+	[ "$output" = "$want" ] || { echo "# destination $output, source $want" >&2; false; }
+	expect 0 mig-guest cont --ctl "$T/dst.ctl"
+	expect 0 mig-guest verify --ctl "$T/dst.ctl"
+}
+
+@test "an idle guest completes by precopy alone: no postcopy state appears" {
+	guest src 128M --workload idle
+	run_migration
+	[ "$(events ws)" = "setup active device completed" ]
+	[ "$(events wr)" = "setup active completed" ]
+	grep -q '"event":"MIGRATION_PASS"' "$T/ws.log"
+	strict_check
+}
+
+@test "a dirty guest faster than the link switches to postcopy and completes" {
+	guest src 128M --workload dirty:rate=200M,pattern=uniform --vcpus 1
+	run_migration --max-bandwidth 64M
+	[[ "$(events ws)" == "setup active postcopy-active completed" ]] ||
+		{ echo "# source events: $(events ws)" >&2; false; }
+	[ "$(jq -r 'select(.event == "MIGRATION_PASS") | .data.pass' "$T/ws.log" | wc -l)" -ge 2 ]
+	strict_check
+}
+
+@test "ab verifies after precopy and postcopy (--postcopy-after 2)" {
+	guest src 256M --workload ab
+	sleep 0.3
+	run_migration --postcopy-after 2 --downtime-limit 0
+	[ "$(events ws)" = "setup active postcopy-active completed" ]
+	[ "$(jq -r 'select(.event == "MIGRATION_PASS") | .data.pass' "$T/ws.log" | tr '\n' ' ')" = "1 2 " ]
+	strict_check
+	[[ "$output" == *"invariant holds"* ]]
+}
+
+@test "a page dirtied after it was sent, and not sent again, is fetched fresh" {
+	guest src 64M --workload dirty:rate=4K,pattern=seq
+	start recv mig-recv --name p --listen "tcp:127.0.0.1:$PORT" --guest-ctl "$T/dst.ctl" \
+		--paused-start
+	start send mig-send --name p --guest "$T/src.ctl" --to "tcp:127.0.0.1:$PORT" \
+		--digest --summary -v --precopy-only --max-bandwidth 8M
+	# page 0 goes first; once well past it, write it again, then switch
+	# before the pass could come back to it
+	for _ in $(seq 100); do
+		[ "$(mig-status --bus "$SRC_BUS" --json 3>&- | jq '.ram.transferred')" -gt 8000000 ] && break
+		sleep 0.1
+	done
+	expect 0 mig-guest poke --ctl "$T/src.ctl" --page 0
+	run bash -c "printf '%s\n' '{\"execute\":\"qmp_capabilities\"}' '{\"execute\":\"migrate-start-postcopy\",\"id\":1}' |
+		timeout 5 socat -t 2 - UNIX-CONNECT:$SRC_BUS" 3>&-
+	echo "$output" | grep '"id":1' | jq -e '.return == {}'
+	wait_exit send 120
+	[ "$status" -eq 0 ]
+	wait_exit recv 60
+	[ "$status" -eq 0 ]
+	grep -q "destination drops [1-9][0-9]* stale pages" "$T/send.log"
+	strict_check
+}
+
+@test "migrate-cancel during precopy: the source guest runs on, the destination ends cleanly" {
+	guest src 128M --workload ab
+	start recv mig-recv --name p --listen "tcp:127.0.0.1:$PORT" --guest-ctl "$T/dst.ctl"
+	start send mig-send --name p --guest "$T/src.ctl" --to "tcp:127.0.0.1:$PORT" \
+		--precopy-only --max-bandwidth 16M
+	expect 0 mig-status --bus "$SRC_BUS" --wait-for active --timeout 10
+	run bash -c "printf '%s\n' '{\"execute\":\"qmp_capabilities\"}' '{\"execute\":\"migrate-cancel\",\"id\":2}' |
+		timeout 5 socat -t 2 - UNIX-CONNECT:$SRC_BUS" 3>&-
+	echo "$output" | grep '"id":2' | jq -e '.return == {}'
+	wait_exit send 30
+	[ "$status" -eq 1 ]
+	wait_exit recv 30
+	[ "$status" -eq 1 ]
+	run mig-guest info --ctl "$T/src.ctl" --json 3>&-
+	echo "$output" | jq -e '.running == true and .attached == false'
+	expect 0 mig-guest verify --ctl "$T/src.ctl"
+	# the destination's guest is gone with it
+	expect 69 mig-guest info --ctl "$T/dst.ctl"
+	[ -z "$(pgrep -f "$T/dst.ctl")" ]
+}

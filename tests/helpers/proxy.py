@@ -1,0 +1,243 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""A forwarding proxy for tests that need a link to misbehave on cue: the
+Nth connection held silent for a while, refused, or every connection from
+the Nth on refused (so that a second channel, e.g. mig's preempt channel,
+can never be made while the first one works).
+
+  proxy.py LISTEN_URI TARGET_URI [--hold N:SECS] [--refuse N]
+           [--refuse-from N] [--ready-fd FD]
+
+URIs are tcp:HOST:PORT or unix:PATH. Connections are numbered from 1 in the
+order they are accepted, whatever happens to them. Every accepted connection
+is forwarded to TARGET_URI (a new connection per accepted one), except:
+
+  --hold N:SECS    the Nth connection is accepted, then held silent for SECS
+                   seconds: nothing is read from it, the target is not even
+                   connected; afterwards it is forwarded normally, bytes the
+                   client sent meanwhile included. Repeatable.
+  --refuse N       the Nth connection is closed right after accept.
+                   Repeatable.
+  --refuse-from N  every connection from the Nth on is closed right after
+                   accept.
+  --ready-fd FD    write a newline to FD once listening, then close it.
+
+A forwarded connection ends both ways when either side closes (or fails):
+what one side sent before closing is delivered to the other first.
+
+Each connection's fate goes to stderr, one line each, for tests to count:
+  proxy: connection N accepted | held S s | released | refused | closed
+A stream socket listener is unlinked on exit (unix:). SIGTERM and SIGINT
+are a clean stop, exit status 0; connection threads are daemons, so none
+can keep the process alive.
+"""
+import argparse
+import os
+import signal
+import socket
+import sys
+import threading
+
+BUF_BYTES = 65536  # per recv: large enough that a page run is one syscall
+
+
+def log(msg):
+    sys.stderr.write("proxy: %s\n" % msg)
+    sys.stderr.flush()
+
+
+def parse_uri(uri):
+    kind, _, rest = uri.partition(":")
+    if kind == "unix" and rest:
+        return socket.AF_UNIX, rest
+    if kind == "tcp":
+        host, _, port = rest.rpartition(":")
+        if host and port.isdigit():
+            return socket.AF_INET, (host.strip("[]"), int(port))
+    raise argparse.ArgumentTypeError("bad URI '%s' (tcp:HOST:PORT or unix:PATH)" % uri)
+
+
+def parse_hold(arg):
+    n, sep, secs = arg.partition(":")
+    try:
+        if sep and int(n) >= 1 and float(secs) >= 0:
+            return int(n), float(secs)
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError("--hold wants N:SECS, not '%s'" % arg)
+
+
+def positive(arg):
+    try:
+        if int(arg) >= 1:
+            return int(arg)
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError("'%s' is not a connection number (1, 2, ...)" % arg)
+
+
+class Proxy:
+    def __init__(self, opts):
+        self.opts = opts
+        self.target = opts.target
+        self.holds = dict(opts.hold or [])
+        self.refuse = set(opts.refuse or [])
+        self.stopping = threading.Event()  # wakes held connections early
+        self.lock = threading.Lock()
+        self.socks = set()                 # every open socket, closed on exit
+
+    def track(self, s):
+        with self.lock:
+            self.socks.add(s)
+
+    def close(self, s):
+        with self.lock:
+            self.socks.discard(s)
+        try:
+            s.close()
+        except OSError:
+            pass
+
+    def shutdown_all(self):
+        with self.lock:
+            socks = list(self.socks)
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self.close(s)
+
+    def refused(self, n):
+        f = self.opts.refuse_from
+        return n in self.refuse or (f is not None and n >= f)
+
+    def handle(self, n, client):
+        try:
+            secs = self.holds.get(n)
+            if secs is not None:
+                log("connection %d held %g s" % (n, secs))
+                if self.stopping.wait(secs):
+                    return
+                log("connection %d released" % n)
+            family, addr = self.target
+            server = socket.socket(family, socket.SOCK_STREAM)
+            self.track(server)
+            try:
+                server.connect(addr)
+            except OSError as e:
+                log("connection %d: cannot reach the target: %s" % (n, e))
+                return
+            done = threading.Event()
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self.pump, args=(a, b, done),
+                                 daemon=True).start()
+            done.wait()
+            # either side closed: end the other one too, both ways
+            for s in (client, server):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self.close(server)
+        finally:
+            self.close(client)
+            log("connection %d closed" % n)
+
+    @staticmethod
+    def pump(a, b, done):
+        try:
+            while True:
+                data = a.recv(BUF_BYTES)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        done.set()
+
+    def serve(self, ls):
+        n = 0
+        while True:
+            client, _ = ls.accept()
+            n += 1
+            if self.refused(n):
+                client.close()
+                log("connection %d refused" % n)
+                continue
+            self.track(client)
+            log("connection %d accepted" % n)
+            threading.Thread(target=self.handle, args=(n, client),
+                             daemon=True).start()
+
+
+def listen(uri):
+    family, addr = uri
+    ls = socket.socket(family, socket.SOCK_STREAM)
+    if family == socket.AF_UNIX:
+        try:
+            os.unlink(addr)  # a stale socket from a killed run
+        except FileNotFoundError:
+            pass
+    else:
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(addr)
+    ls.listen(64)
+    return ls
+
+
+class Stop(Exception):
+    pass
+
+
+def on_signal(sig, frame):
+    raise Stop()
+
+
+def main():
+    ap = argparse.ArgumentParser(
+        prog="proxy.py",
+        description="forward LISTEN_URI to TARGET_URI, misbehaving on cue")
+    ap.add_argument("listen", type=parse_uri, metavar="LISTEN_URI")
+    ap.add_argument("target", type=parse_uri, metavar="TARGET_URI")
+    ap.add_argument("--hold", type=parse_hold, action="append", metavar="N:SECS")
+    ap.add_argument("--refuse", type=positive, action="append", metavar="N")
+    ap.add_argument("--refuse-from", type=positive, metavar="N")
+    ap.add_argument("--ready-fd", type=int, metavar="FD")
+    opts = ap.parse_args()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    proxy = Proxy(opts)
+    ls = None
+    try:
+        ls = listen(opts.listen)
+        log("listening on %s, forwarding to %s" % (sys.argv[1], sys.argv[2]))
+        if opts.ready_fd is not None:
+            os.write(opts.ready_fd, b"\n")
+            os.close(opts.ready_fd)
+        proxy.serve(ls)
+    except Stop:
+        pass
+    except OSError as e:
+        log("error: %s" % e)
+        return 1
+    finally:
+        # the signal handler only runs in this (main) thread; the others
+        # are daemons blocked in recv or in a hold, woken here
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        proxy.stopping.set()
+        if ls is not None:
+            ls.close()
+            if opts.listen[0] == socket.AF_UNIX:
+                try:
+                    os.unlink(opts.listen[1])
+                except OSError:
+                    pass
+        proxy.shutdown_all()
+    log("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
