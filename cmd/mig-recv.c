@@ -29,6 +29,7 @@ static void usage(void)
 	       "      --link-timeout SECS   silence after which a link is broken (5)\n"
 	       "  -n, --name NAME           migration name for the status bus (default)\n"
 	       "  -b, --bus PATH            status bus socket (overrides --name)\n"
+	       "      --linger SECS         keep the status bus up SECS after the end\n"
 	       "      --summary             print a summary line when it ends\n"
 	       "      --ready-fd N          write a newline to fd N once listening\n"
 	       "  -v, --verbose             more log output (repeatable)\n"
@@ -41,7 +42,7 @@ static void usage(void)
 	       "75 stopped while paused (the guest is kept). See mig-recv(1).\n");
 }
 
-enum { OPT_LINKTO = 256, OPT_READY, OPT_SUMMARY, OPT_PAUSED };
+enum { OPT_LINKTO = 256, OPT_READY, OPT_SUMMARY, OPT_PAUSED, OPT_LINGER };
 
 static const struct option longopts[] = {
 	{ "listen", required_argument, NULL, 'l' },
@@ -51,6 +52,7 @@ static const struct option longopts[] = {
 	{ "name", required_argument, NULL, 'n' },
 	{ "bus", required_argument, NULL, 'b' },
 	{ "summary", no_argument, NULL, OPT_SUMMARY },
+	{ "linger", required_argument, NULL, OPT_LINGER },
 	{ "ready-fd", required_argument, NULL, OPT_READY },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "quiet", no_argument, NULL, 'q' },
@@ -71,6 +73,12 @@ static int parse(int argc, char **argv, struct mig_dest_opts *o)
 		case 'G': o->guest_ctl = optarg; break;
 		case 'n': o->name = optarg; break;
 		case OPT_SUMMARY: o->summary = true; break;
+		case OPT_LINGER:
+			if (mig_parse_seconds(optarg, &ms) < 0 || ms > 3600000)
+				return mig_client_usage("bad --linger '%s' (seconds)",
+							optarg);
+			o->linger_ms = (int)ms;
+			break;
 		case OPT_PAUSED: o->paused_start = true; break;
 		case 'b': o->bus_path = optarg; break;
 		case OPT_LINKTO:

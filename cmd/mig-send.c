@@ -40,6 +40,7 @@ static void usage(void)
 	       "      --link-timeout SECS   silence after which a link is broken (5)\n"
 	       "  -n, --name NAME           migration name for the status bus (default)\n"
 	       "  -b, --bus PATH            status bus socket (overrides --name)\n"
+	       "      --linger SECS         keep the status bus up SECS after the end\n"
 	       "      --summary             print a summary line when it ends\n"
 	       "      --ready-fd N          write a newline to fd N once the bus listens\n"
 	       "  -v, --verbose             more log output (repeatable)\n"
@@ -60,7 +61,7 @@ static void usage(void)
 
 enum { OPT_POSTCOPY = 256, OPT_AFTER, OPT_PRECOPY_ONLY, OPT_DOWNTIME,
        OPT_DIGEST, OPT_MAXBW, OPT_NOPREEMPT, OPT_COMPRESS, OPT_UUID,
-       OPT_LINKTO, OPT_READY, OPT_SUMMARY };
+       OPT_LINKTO, OPT_READY, OPT_SUMMARY, OPT_LINGER };
 
 static const struct option longopts[] = {
 	{ "guest", required_argument, NULL, 'g' },
@@ -78,6 +79,7 @@ static const struct option longopts[] = {
 	{ "name", required_argument, NULL, 'n' },
 	{ "bus", required_argument, NULL, 'b' },
 	{ "summary", no_argument, NULL, OPT_SUMMARY },
+	{ "linger", required_argument, NULL, OPT_LINGER },
 	{ "ready-fd", required_argument, NULL, OPT_READY },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "quiet", no_argument, NULL, 'q' },
@@ -99,6 +101,12 @@ static int parse(int argc, char **argv, struct mig_source_opts *o)
 		case 'T': o->to = optarg; break;
 		case 'n': o->name = optarg; break;
 		case OPT_SUMMARY: o->summary = true; break;
+		case OPT_LINGER:
+			if (mig_parse_seconds(optarg, &ms) < 0 || ms > 3600000)
+				return mig_client_usage("bad --linger '%s' (seconds)",
+							optarg);
+			o->linger_ms = (int)ms;
+			break;
 		case 'b': o->bus_path = optarg; break;
 		case OPT_POSTCOPY:
 			o->policy.kind = MIG_SWITCH_NOW;
@@ -188,8 +196,10 @@ static int exit_for(int r, enum mig_state final)
 
 int main(int argc, char **argv)
 {
-	struct mig_source_opts o = { .name = "default", .preempt = true,
-				     .ready_fd = -1 };
+	struct mig_source_opts o = {
+		.name = "default", .preempt = true, .ready_fd = -1,
+		.downtime_limit_ms = MIG_DOWNTIME_LIMIT_MS_DEFAULT,
+	};
 	char bus[108];
 	enum mig_state final = MIG_STATE_FAILED;
 	int r;

@@ -1064,8 +1064,11 @@ int mig_dest_run(const struct mig_dest_opts *o, enum mig_state *final)
 	*final = mig_engine_state(&d->e);
 	if (!d->e.t_end_ns)
 		d->e.t_end_ns = mig_now_ns();
-	if (o->summary)
+	if (o->summary) {
 		mig_engine_summary(&d->e, stdout);
+		fflush(stdout);
+	}
+	mig_engine_linger(&d->e, o->linger_ms);
 out:
 	signal_dst = NULL;
 	dst_close(d);

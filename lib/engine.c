@@ -267,3 +267,17 @@ void mig_engine_summary(struct mig_engine *e, FILE *out)
 		fprintf(out, ", ram digest %016llx", (unsigned long long)e->digest);
 	fprintf(out, "\n");
 }
+
+void mig_engine_linger(struct mig_engine *e, int ms)
+{
+	uint64_t end = mig_now_ns() + (uint64_t)ms * 1000000ull;
+
+	while (ms > 0) {
+		uint64_t now = mig_now_ns();
+
+		if (now >= end ||
+		    (mig_engine_wait(e, (int)((end - now) / 1000000) + 1) &
+		     MIG_EV_SIGNAL))
+			break;
+	}
+}

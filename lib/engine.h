@@ -120,6 +120,10 @@ int mig_engine_get_chan(struct mig_engine *e, enum mig_chan_slot slot);
 /* Shut down every registered channel: blocked threads return at once. */
 void mig_engine_kick_all(struct mig_engine *e);
 
+/* After the end, keep the bus up for late readers (final query-migrate,
+ * the event history) for ms, or until SIGTERM/SIGINT. */
+void mig_engine_linger(struct mig_engine *e, int ms);
+
 /* One human line: outcome, time, bytes, throughput, downtime, requests. */
 void mig_engine_summary(struct mig_engine *e, FILE *out);
 

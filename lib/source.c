@@ -36,8 +36,6 @@
  * that share the main channel. */
 #define PUMP_RUN_PAGES 16u
 #define CONNECT_TIMEOUT_MS 5000
-/* QEMU's default downtime-limit, kept for scripts that set and read it. */
-#define MIG_DOWNTIME_LIMIT_MS_DEFAULT 300
 
 struct src {
 	struct mig_engine e;
@@ -1204,8 +1202,7 @@ int mig_source_run(const struct mig_source_opts *o, enum mig_state *final)
 	s->compress = o->compress;
 	s->max_bw = o->max_bandwidth;
 	s->policy = o->policy;
-	s->downtime_limit_ms = o->downtime_limit_ms ? o->downtime_limit_ms :
-			       MIG_DOWNTIME_LIMIT_MS_DEFAULT;
+	s->downtime_limit_ms = o->downtime_limit_ms;
 	for (int c = 0; c < MIG_CHAN__COUNT; c++)
 		pthread_mutex_init(&s->tx[c], NULL);
 	r = mig_engine_init(&s->e, MIG_SIDE_SOURCE, o->name, o->bus_path,
@@ -1236,8 +1233,11 @@ int mig_source_run(const struct mig_source_opts *o, enum mig_state *final)
 	*final = mig_engine_state(&s->e);
 	if (!s->e.t_end_ns)
 		s->e.t_end_ns = mig_now_ns();
-	if (o->summary)
+	if (o->summary) {
 		mig_engine_summary(&s->e, stdout);
+		fflush(stdout);
+	}
+	mig_engine_linger(&s->e, o->linger_ms);
 out:
 	signal_src = NULL;
 	mig_engine_fini(&s->e);
@@ -1360,6 +1360,16 @@ static int src_command(struct mig_engine *e, const char *cmd,
 	struct src *s = e->ctx;
 
 	*ret = NULL;
+	if (!strcmp(cmd, "migrate-start-postcopy")) {
+		if (mig_engine_state(e) != MIG_STATE_ACTIVE) {
+			snprintf(desc, desclen, "migrate-start-postcopy: only in "
+				 "state active (precopy), not %s",
+				 mig_state_name(mig_engine_state(e)));
+			return -EINVAL;
+		}
+		mig_engine_post(e, MIG_EV_SWITCH);
+		return 0;
+	}
 	if (!strcmp(cmd, "migrate-set-parameters"))
 		return cmd_set_parameters(s, args, desc, desclen);
 	if (!strcmp(cmd, "query-migrate-parameters")) {

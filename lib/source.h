@@ -15,6 +15,9 @@
 #include "precopy.h"
 #include "state.h"
 
+/* QEMU's default downtime-limit: scripts written for it behave the same. */
+#define MIG_DOWNTIME_LIMIT_MS_DEFAULT 300
+
 struct mig_source_opts {
 	const char *name;        /* migration name (bus socket), "default" */
 	const char *bus_path;    /* overrides the name's bus path */
@@ -26,9 +29,10 @@ struct mig_source_opts {
 	bool compress;           /* LZ4 page runs */
 	int link_timeout_ms;     /* silence after which a link is broken */
 	struct mig_precopy_policy policy; /* when to end precopy, and how */
-	uint64_t downtime_limit_ms;       /* 0: the default */
+	uint64_t downtime_limit_ms;       /* stop-and-copy budget */
 	bool digest;             /* digest of all RAM at switchover */
 	bool summary;            /* print a summary line on stdout at the end */
+	int linger_ms;           /* keep the bus up this long after the end */
 	int ready_fd;            /* newline once the bus listens, or -1 */
 };
 

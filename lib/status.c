@@ -259,9 +259,22 @@ static void watch_event(const struct mig_status_opts *o, struct watcher *w,
 {
 	enum mig_state st;
 	char ts[64];
+	int64_t pass;
 
-	if (!mig_client_event_state(ev, &st))
+	if (!mig_client_event_state(ev, &st)) {
+		/* other events (MIGRATION_PASS) are shown, but end nothing */
+		const char *name = mig_json_get_str(ev, "event");
+
+		if (o->json)
+			print_json(ev);
+		else if (name && !strcmp(name, "MIGRATION_PASS") &&
+			 mig_json_get_int(mig_json_get(ev, "data"), "pass", &pass)) {
+			mig_status_format_time(ev, ts, sizeof(ts));
+			printf("%s %s pass %lld\n", ts, w->side, (long long)pass);
+		}
+		fflush(stdout);
 		return;
+	}
 	w->last = st;
 	w->seen = true;
 	w->done = mig_state_terminal(st);
