@@ -981,6 +981,8 @@ static int dst_open(struct dst *d, const struct mig_dest_opts *o)
 		return r;
 	if (o->link_timeout_ms > 0)
 		d->e.link_timeout_ms = o->link_timeout_ms;
+	if (o->notify_url && (r = mig_engine_notify(&d->e, o->notify_url)) < 0)
+		return r;
 	d->fault_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	d->lfd = mig_chan_listen(&u);
 	if (d->lfd < 0) {

@@ -21,6 +21,7 @@ struct mig_dest_opts {
 	int link_timeout_ms;    /* silence after which a link is broken */
 	bool paused_start;      /* keep the guest stopped after switchover */
 	bool summary;            /* print a summary line on stdout at the end */
+	const char *notify_url;  /* POST every event here, or NULL */
 	int linger_ms;           /* keep the bus up this long after the end */
 	int ready_fd;           /* newline once listening, or -1 */
 };

@@ -12,7 +12,45 @@
 #include "chan.h"
 #include "engine.h"
 #include "log.h"
+#include "notify.h"
 #include "util.h"
+
+int mig_engine_notify(struct mig_engine *e, const char *url)
+{
+	e->notify = mig_notify_new(url);
+	return e->notify ? 0 : -errno;
+}
+
+/* The webhook gets what a QMP client gets: the same event object, with
+ * its timestamp, plus which migration and side it comes from. */
+static void notify_event(struct mig_engine *e, const char *event,
+			 const struct mig_json *data)
+{
+	struct mig_json *ev = mig_json_new_object(), *ts = mig_json_new_object();
+	uint64_t us = mig_wall_us();
+	char *text;
+
+	mig_json_add_str(ev, "event", event);
+	mig_json_add(ev, "data", data ? mig_json_dup(data) : mig_json_new_object());
+	mig_json_add_int(ts, "seconds", (int64_t)(us / 1000000));
+	mig_json_add_int(ts, "microseconds", (int64_t)(us % 1000000));
+	mig_json_add(ev, "timestamp", ts);
+	mig_json_add_str(ev, "name", e->name);
+	mig_json_add_str(ev, "side", mig_side_name(e->side));
+	text = mig_json_print(ev, false);
+	if (text)
+		mig_notify_event(e->notify, text);
+	free(text);
+	mig_json_free(ev);
+}
+
+void mig_engine_emit(struct mig_engine *e, const char *event,
+		     struct mig_json *data)
+{
+	if (e->notify)
+		notify_event(e, event, data);
+	mig_bus_emit(e->bus, event, data);
+}
 
 static void emit_state(void *ctx, enum mig_state from, enum mig_state to)
 {
@@ -20,7 +58,7 @@ static void emit_state(void *ctx, enum mig_state from, enum mig_state to)
 	struct mig_json *data = mig_json_new_object();
 
 	mig_json_add_str(data, "status", mig_state_name(to));
-	mig_bus_emit(e->bus, "MIGRATION", data);
+	mig_engine_emit(e, "MIGRATION", data);
 	mig_info("state", "%s -> %s", mig_state_name(from), mig_state_name(to));
 }
 
@@ -138,6 +176,8 @@ int mig_engine_init(struct mig_engine *e, enum mig_side side, const char *name,
 
 void mig_engine_fini(struct mig_engine *e)
 {
+	mig_notify_free(e->notify);
+	e->notify = NULL;
 	mig_bus_close(e->bus);
 	e->bus = NULL;
 	mig_sm_free(e->sm);

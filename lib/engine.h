@@ -72,6 +72,7 @@ struct mig_engine {
 	struct mig_bus *bus;
 	const struct mig_engine_ops *ops;
 	void *ctx;
+	struct mig_notify *notify; /* webhook, or NULL */
 
 	int efd;                 /* eventfd: wakes the control loop */
 	pthread_mutex_t lock;    /* pending, error, chan_fd */
@@ -95,6 +96,11 @@ struct mig_engine {
 int mig_engine_init(struct mig_engine *e, enum mig_side side, const char *name,
 		    const char *bus_path, const struct mig_engine_ops *ops,
 		    void *ctx);
+/* Also POST every event to url (--notify). 0 or -errno (-EINVAL). */
+int mig_engine_notify(struct mig_engine *e, const char *url);
+/* Emit an event on the bus and to the webhook (takes data). */
+void mig_engine_emit(struct mig_engine *e, const char *event,
+		     struct mig_json *data);
 /* Deliver the last events, close the bus. */
 void mig_engine_fini(struct mig_engine *e);
 

@@ -801,7 +801,7 @@ static void pass_done(struct src *s, const struct mig_pass *ps)
 	s->pass = *ps;
 	pthread_mutex_unlock(&s->e.lock);
 	mig_json_add_int(data, "pass", ps->n);
-	mig_bus_emit(s->e.bus, "MIGRATION_PASS", data);
+	mig_engine_emit(&s->e, "MIGRATION_PASS", data);
 	mig_info("precopy", "pass %u: %llu pages in %.0f ms; %llu dirtied meanwhile",
 		 ps->n, (unsigned long long)ps->pages_sent, ps->ns / 1e6,
 		 (unsigned long long)ps->dirty_after);
@@ -1213,6 +1213,8 @@ int mig_source_run(const struct mig_source_opts *o, enum mig_state *final)
 		goto out;
 	if (o->link_timeout_ms > 0)
 		s->e.link_timeout_ms = o->link_timeout_ms;
+	if (o->notify_url && (r = mig_engine_notify(&s->e, o->notify_url)) < 0)
+		goto out;
 	install_signals(s);
 	ready_fd = o->ready_fd;
 	mig_ready_notify(&ready_fd);

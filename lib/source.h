@@ -32,6 +32,7 @@ struct mig_source_opts {
 	uint64_t downtime_limit_ms;       /* stop-and-copy budget */
 	bool digest;             /* digest of all RAM at switchover */
 	bool summary;            /* print a summary line on stdout at the end */
+	const char *notify_url;  /* POST every event here, or NULL */
 	int linger_ms;           /* keep the bus up this long after the end */
 	int ready_fd;            /* newline once the bus listens, or -1 */
 };
