@@ -54,7 +54,8 @@ struct src {
 	uint64_t discarded;       /* pages the destination had to drop */
 
 	pthread_mutex_t tx[MIG_CHAN__COUNT]; /* one writer per channel */
-	bool preempt;
+	atomic_bool preempt;      /* set live by the bus until switchover */
+	struct mig_uri to;        /* where the migration goes */
 	bool compress;
 	_Atomic uint64_t max_bw;   /* bytes/s, 0 = unlimited; set live by the bus */
 	_Atomic uint64_t downtime_limit_ms;
@@ -271,7 +272,8 @@ static void *pump_main(void *arg)
 static int serve_request(struct src *s, const uint8_t *buf, uint32_t len)
 {
 	struct mig_req req;
-	enum mig_chan_slot c = s->preempt ? MIG_CHAN_PREEMPT : MIG_CHAN_MAIN;
+	enum mig_chan_slot c = s->e.chan_fd[MIG_CHAN_PREEMPT] >= 0 ?
+			       MIG_CHAN_PREEMPT : MIG_CHAN_MAIN;
 	uint64_t first;
 	int r = mig_wire_dec_req(buf, len, s->e.ram_bytes, &req);
 
@@ -475,7 +477,7 @@ static int open_chans(struct src *s, const struct mig_uri *u, bool resume)
 {
 	char name[300];
 	uint32_t flags = (resume ? MIG_HELLO_RESUME : 0) |
-			 (s->preempt ? MIG_HELLO_PREEMPT : 0);
+			 (atomic_load(&s->preempt) ? MIG_HELLO_PREEMPT : 0);
 	int fd = connect_interruptible(s, u), r;
 
 	mig_uri_format(u, name, sizeof(name));
@@ -493,7 +495,7 @@ static int open_chans(struct src *s, const struct mig_uri *u, bool resume)
 		close_chans(s);
 		return r;
 	}
-	if (s->preempt) {
+	if (atomic_load(&s->preempt)) {
 		r = preempt_start(s, u, resume);
 		if (r < 0)
 			close_chans(s);
@@ -698,9 +700,27 @@ static void take_digest(struct src *s)
 
 /* The point of no return: stop the guest, send its state, and from then on
  * the guest lives on the destination. */
+/* The preempt channel as postcopy-preempt now says: connect it if it was
+ * turned on during precopy, drop it if it was turned off. */
+static int preempt_settle(struct src *s)
+{
+	bool want = atomic_load(&s->preempt);
+	int r = 0, fd;
+
+	if (want && !s->pre_on && mig_engine_get_chan(&s->e, MIG_CHAN_PREEMPT) < 0)
+		r = preempt_start(s, &s->to, false);
+	if (r == 0)
+		r = preempt_finish(s);
+	if (r == 0 && !want && (fd = mig_engine_get_chan(&s->e, MIG_CHAN_PREEMPT)) >= 0) {
+		mig_engine_set_chan(&s->e, MIG_CHAN_PREEMPT, -1);
+		close(fd);
+	}
+	return r;
+}
+
 static int switchover(struct src *s)
 {
-	int r = preempt_finish(s);
+	int r = preempt_settle(s);
 
 	if (r < 0) {
 		mig_engine_error(&s->e, "preempt channel: %s", strerror(-r));
@@ -1102,16 +1122,15 @@ static int set_uuid(struct src *s)
 /* Everything before switchover; the guest keeps running on any failure. */
 static int setup(struct src *s)
 {
-	struct mig_uri to;
 	int r;
 
 	mig_engine_move(&s->e, MIG_STATE_SETUP);
 	s->e.t_start_ns = mig_now_ns();
 	r = attach_guest(s);
-	if (r == 0 && (r = mig_uri_parse(s->o->to, &to)) < 0)
+	if (r == 0 && (r = mig_uri_parse(s->o->to, &s->to)) < 0)
 		mig_engine_error(&s->e, "bad destination URI '%s'", s->o->to);
 	if (r == 0)
-		r = open_chans(s, &to, false);
+		r = open_chans(s, &s->to, false);
 	if (r == 0 && (r = send_ram_info(s)) < 0)
 		mig_engine_error(&s->e, "main channel: %s", strerror(-r));
 	if (r < 0)
@@ -1320,9 +1339,26 @@ static int cmd_set_parameters(struct src *s, const struct mig_json *args,
 {
 	int64_t bw = -1, dl = -1;
 
+	bool preempt = false, set_preempt = false;
+
 	if (!args || !mig_json_is_object(args)) {
 		snprintf(desc, desclen, "migrate-set-parameters: arguments missing");
 		return -EINVAL;
+	}
+	if (mig_json_get(args, "postcopy-preempt")) {
+		enum mig_state st = mig_engine_state(&s->e);
+
+		if (!mig_json_get_bool(args, "postcopy-preempt", &preempt)) {
+			snprintf(desc, desclen, "postcopy-preempt: true or false");
+			return -EINVAL;
+		}
+		if (st != MIG_STATE_NONE && st != MIG_STATE_SETUP &&
+		    st != MIG_STATE_ACTIVE) {
+			snprintf(desc, desclen, "postcopy-preempt: only before "
+				 "postcopy starts (state %s)", mig_state_name(st));
+			return -EINVAL;
+		}
+		set_preempt = true;
 	}
 	if (mig_json_get(args, "max-bandwidth") &&
 	    (!mig_json_get_int(args, "max-bandwidth", &bw) || bw < 0)) {
@@ -1335,6 +1371,9 @@ static int cmd_set_parameters(struct src *s, const struct mig_json *args,
 		snprintf(desc, desclen, "downtime-limit: milliseconds, 0-2000000");
 		return -EINVAL;
 	}
+	/* all checked: apply all, or (above) nothing */
+	if (set_preempt)
+		atomic_store(&s->preempt, preempt);
 	if (bw >= 0)
 		atomic_store(&s->max_bw, (uint64_t)bw);
 	if (dl >= 0)
@@ -1349,7 +1388,7 @@ static struct mig_json *query_parameters(struct src *s)
 	mig_json_add_int(r, "max-bandwidth", (int64_t)atomic_load(&s->max_bw));
 	mig_json_add_int(r, "downtime-limit",
 			 (int64_t)atomic_load(&s->downtime_limit_ms));
-	mig_json_add_bool(r, "postcopy-preempt", s->preempt);
+	mig_json_add_bool(r, "postcopy-preempt", atomic_load(&s->preempt));
 	mig_json_add_bool(r, "compress", s->compress);
 	mig_json_add_int(r, "link-timeout", s->e.link_timeout_ms);
 	return r;
