@@ -27,9 +27,9 @@ trap cleanup EXIT
 # wait_ready FIFO: the daemon writes a newline there once it listens
 wait_ready() { read -r -t 20 _ <"$1"; }
 
-echo "== starting a $size guest (workload ab, 2 vCPUs) on the 'source'"
+echo "== starting a $size guest (workload ab, 1 vCPU) on the 'source'"
 mkfifo "$dir/g.ready" "$dir/r.ready" "$dir/s.ready"
-mig-guest --ctl "$dir/src.ctl" --ram "$size" --workload ab --vcpus 2 \
+mig-guest --ctl "$dir/src.ctl" --ram "$size" --workload ab --vcpus 1 \
 	--ready-fd 3 3>"$dir/g.ready" &
 pids+=($!)
 wait_ready "$dir/g.ready"
@@ -46,7 +46,7 @@ mig-status --name demo --side destination --watch &
 pids+=($!)
 
 echo "== migrating (postcopy)"
-mig-send --name demo --guest "$dir/src.ctl" --to "tcp:127.0.0.1:$port" \
+mig-send --name demo --guest "$dir/src.ctl" --to "tcp:127.0.0.1:$port" --postcopy \
 	--summary --ready-fd 3 3>"$dir/s.ready" &
 send_pid=$!
 pids+=($send_pid)
