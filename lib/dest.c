@@ -872,53 +872,54 @@ static void heartbeat(struct dst *d, uint64_t *last_ns)
 	pthread_mutex_unlock(&d->rp_lock);
 }
 
+/* Before switchover the guest is whole on the source: end here, and take
+ * the incoming guest with us. */
+static void end_early(struct dst *d, enum mig_state to)
+{
+	stop_rx(d);
+	kill_guest(d);
+	mig_engine_move(&d->e, to);
+}
+
 /* Handle the loop's events; true when the migration has ended. */
 static bool handle(struct dst *d, unsigned ev)
 {
-	enum mig_state st = mig_engine_state(&d->e);
-	bool split = mig_state_postcopy(st);
+	enum mig_state st;
 
-	if ((ev & MIG_EV_SWITCH) && do_switchover(d) < 0)
-		ev |= MIG_EV_LINK_DOWN;
+	if ((ev & MIG_EV_SWITCH) && do_switchover(d) < 0) {
+		end_early(d, MIG_STATE_FAILED);
+		return true;
+	}
 	if (d->switched && d->e.st.present == d->npages &&
 	    mig_engine_state(&d->e) != MIG_STATE_COMPLETED)
 		complete(d);
 	st = mig_engine_state(&d->e);
-	split = mig_state_postcopy(st);
 	if (st == MIG_STATE_COMPLETED)
 		return (d->source_told && mig_now_ns() >= d->linger_until_ns) ||
 		       (ev & MIG_EV_SIGNAL);
-	if ((ev & MIG_EV_CANCEL) && !split) {
-		stop_rx(d);
-		kill_guest(d);
-		mig_engine_move(&d->e, MIG_STATE_CANCELLED);
+	if (!mig_state_postcopy(st)) {
+		if (ev & MIG_EV_CANCEL)
+			end_early(d, MIG_STATE_CANCELLED);
+		else if (ev & MIG_EV_SIGNAL)
+			end_early(d, d->have_migration ? MIG_STATE_FAILED :
+				  MIG_STATE_CANCELLED);
+		else if ((ev & MIG_EV_LINK_DOWN) && d->have_migration) {
+			mig_engine_error(&d->e, "link lost before switchover");
+			end_early(d, MIG_STATE_FAILED);
+		} else
+			return false;
 		return true;
 	}
 	if (ev & MIG_EV_SIGNAL) {
-		if (!split) {
-			stop_rx(d);
-			kill_guest(d);
-			mig_engine_move(&d->e, MIG_STATE_FAILED);
-		} else {
-			if (st != MIG_STATE_POSTCOPY_PAUSED)
-				pause_now(d, "terminated by signal");
-			mig_warn("engine", "stopping while paused: the guest is "
-				 "kept, waiting for its missing pages");
-		}
+		if (st != MIG_STATE_POSTCOPY_PAUSED)
+			pause_now(d, "terminated by signal");
+		mig_warn("engine", "stopping while paused: the guest is kept, "
+			 "waiting for its missing pages");
 		return true;
 	}
-	if (ev & (MIG_EV_LINK_DOWN | MIG_EV_PAUSE)) {
-		if (!split && d->have_migration) {
-			mig_engine_error(&d->e, "link lost before switchover");
-			stop_rx(d);
-			kill_guest(d);
-			mig_engine_move(&d->e, MIG_STATE_FAILED);
-			return true;
-		}
-		if (st == MIG_STATE_POSTCOPY_ACTIVE || st == MIG_STATE_POSTCOPY_RECOVER)
-			pause_now(d, ev & MIG_EV_PAUSE ? "migrate-pause" :
-				  "link failure");
-	}
+	if ((ev & (MIG_EV_LINK_DOWN | MIG_EV_PAUSE)) &&
+	    (st == MIG_STATE_POSTCOPY_ACTIVE || st == MIG_STATE_POSTCOPY_RECOVER))
+		pause_now(d, ev & MIG_EV_PAUSE ? "migrate-pause" : "link failure");
 	if (ev & MIG_EV_RESUMED)
 		on_resumed(d);
 	return false;
