@@ -2,6 +2,7 @@
 /* mig-recv: receive a postcopy migration into a fresh mig-guest. */
 #include <errno.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,7 @@ static void usage(void)
 	       "  -b, --bus PATH            status bus socket (overrides --name)\n"
 	       "      --linger SECS         keep the status bus up SECS after the end\n"
 	       "      --summary             print a summary line when it ends\n"
+	       "      --notify URL          POST every event as JSON to URL (http(s)://)\n"
 	       "      --ready-fd N          write a newline to fd N once listening\n"
 	       "  -v, --verbose             more log output (repeatable)\n"
 	       "  -q, --quiet               less log output\n"
@@ -42,7 +44,8 @@ static void usage(void)
 	       "75 stopped while paused (the guest is kept). See mig-recv(1).\n");
 }
 
-enum { OPT_LINKTO = 256, OPT_READY, OPT_SUMMARY, OPT_PAUSED, OPT_LINGER };
+enum { OPT_LINKTO = 256, OPT_READY, OPT_SUMMARY, OPT_PAUSED, OPT_LINGER,
+       OPT_NOTIFY };
 
 static const struct option longopts[] = {
 	{ "listen", required_argument, NULL, 'l' },
@@ -53,6 +56,7 @@ static const struct option longopts[] = {
 	{ "bus", required_argument, NULL, 'b' },
 	{ "summary", no_argument, NULL, OPT_SUMMARY },
 	{ "linger", required_argument, NULL, OPT_LINGER },
+	{ "notify", required_argument, NULL, OPT_NOTIFY },
 	{ "ready-fd", required_argument, NULL, OPT_READY },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "quiet", no_argument, NULL, 'q' },
@@ -60,6 +64,16 @@ static const struct option longopts[] = {
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
 };
+
+/* --notify: only what the webhook module can deliver, checked here so that
+ * a typo is a usage error before anything starts. */
+static bool notify_url_ok(const char *url)
+{
+	size_t n = !strncmp(url, "http://", 7) ? 7 :
+		   !strncmp(url, "https://", 8) ? 8 : 0;
+
+	return n && url[n] && url[n] != '/';
+}
 
 static int parse(int argc, char **argv, struct mig_dest_opts *o)
 {
@@ -81,6 +95,12 @@ static int parse(int argc, char **argv, struct mig_dest_opts *o)
 			break;
 		case OPT_PAUSED: o->paused_start = true; break;
 		case 'b': o->bus_path = optarg; break;
+		case OPT_NOTIFY:
+			if (!notify_url_ok(optarg))
+				return mig_client_usage("bad --notify '%s' (an http:// "
+							"or https:// URL)", optarg);
+			o->notify_url = optarg;
+			break;
 		case OPT_LINKTO:
 			if (mig_parse_seconds(optarg, &ms) < 0 || ms < 100)
 				return mig_client_usage("bad --link-timeout '%s' "

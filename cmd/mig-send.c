@@ -2,6 +2,7 @@
 /* mig-send: migrate a running mig-guest to a destination with postcopy. */
 #include <errno.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,7 @@ static void usage(void)
 	       "  -b, --bus PATH            status bus socket (overrides --name)\n"
 	       "      --linger SECS         keep the status bus up SECS after the end\n"
 	       "      --summary             print a summary line when it ends\n"
+	       "      --notify URL          POST every event as JSON to URL (http(s)://)\n"
 	       "      --ready-fd N          write a newline to fd N once the bus listens\n"
 	       "  -v, --verbose             more log output (repeatable)\n"
 	       "  -q, --quiet               less log output\n"
@@ -61,7 +63,7 @@ static void usage(void)
 
 enum { OPT_POSTCOPY = 256, OPT_AFTER, OPT_PRECOPY_ONLY, OPT_DOWNTIME,
        OPT_DIGEST, OPT_MAXBW, OPT_NOPREEMPT, OPT_COMPRESS, OPT_UUID,
-       OPT_LINKTO, OPT_READY, OPT_SUMMARY, OPT_LINGER };
+       OPT_LINKTO, OPT_READY, OPT_SUMMARY, OPT_LINGER, OPT_NOTIFY };
 
 static const struct option longopts[] = {
 	{ "guest", required_argument, NULL, 'g' },
@@ -80,6 +82,7 @@ static const struct option longopts[] = {
 	{ "bus", required_argument, NULL, 'b' },
 	{ "summary", no_argument, NULL, OPT_SUMMARY },
 	{ "linger", required_argument, NULL, OPT_LINGER },
+	{ "notify", required_argument, NULL, OPT_NOTIFY },
 	{ "ready-fd", required_argument, NULL, OPT_READY },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "quiet", no_argument, NULL, 'q' },
@@ -87,6 +90,16 @@ static const struct option longopts[] = {
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
 };
+
+/* --notify: only what the webhook module can deliver, checked here so that
+ * a typo is a usage error before anything starts. */
+static bool notify_url_ok(const char *url)
+{
+	size_t n = !strncmp(url, "http://", 7) ? 7 :
+		   !strncmp(url, "https://", 8) ? 8 : 0;
+
+	return n && url[n] && url[n] != '/';
+}
 
 static int parse(int argc, char **argv, struct mig_source_opts *o)
 {
@@ -108,6 +121,12 @@ static int parse(int argc, char **argv, struct mig_source_opts *o)
 			o->linger_ms = (int)ms;
 			break;
 		case 'b': o->bus_path = optarg; break;
+		case OPT_NOTIFY:
+			if (!notify_url_ok(optarg))
+				return mig_client_usage("bad --notify '%s' (an http:// "
+							"or https:// URL)", optarg);
+			o->notify_url = optarg;
+			break;
 		case OPT_POSTCOPY:
 			o->policy.kind = MIG_SWITCH_NOW;
 			policies++;

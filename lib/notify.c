@@ -67,22 +67,33 @@ static int post(CURL *c, const char *url, const char *json)
 	return code >= 200 && code < 300 ? 0 : -EPROTO;
 }
 
-/* Sleep ms, unless the end of the flush window comes first. */
+/* Sleep ms, unless the end of the flush window comes first; false when
+ * the window is over. The cond is signalled for every new event (and at
+ * free), so one timedwait is not a sleep: wait again until the time is up,
+ * or the backoff would shrink to nothing while events keep coming. */
 static bool backoff(struct mig_notify *n, unsigned ms)
 {
+	uint64_t until = mig_now_ns() + ms * 1000000ull, end, now;
 	struct timespec ts;
 	bool late;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
 	pthread_mutex_lock(&n->lock);
-	pthread_cond_timedwait(&n->cond, &n->lock, &ts);
-	late = n->stopping && mig_now_ns() > n->flush_deadline_ns;
+	for (;;) {
+		now = mig_now_ns();
+		end = n->stopping ? MIG_MIN(until, n->flush_deadline_ns) : until;
+		if (now >= end)
+			break;
+		/* the cond waits on CLOCK_REALTIME; the deadlines are monotonic */
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += (time_t)((end - now) / 1000000000ull);
+		ts.tv_nsec += (long)((end - now) % 1000000000ull);
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&n->cond, &n->lock, &ts);
+	}
+	late = n->stopping && mig_now_ns() >= n->flush_deadline_ns;
 	pthread_mutex_unlock(&n->lock);
 	return !late;
 }
@@ -203,6 +214,9 @@ void mig_notify_free(struct mig_notify *n)
 	pthread_cond_broadcast(&n->cond);
 	pthread_mutex_unlock(&n->lock);
 	pthread_join(n->thr, NULL);
+	if (n->len)
+		mig_warn("notify", "could not deliver %zu event(s) to %s before "
+			 "exiting; dropped them", n->len, n->url);
 	while (n->len) {
 		free(n->q[n->head]);
 		n->head = (n->head + 1) % NOTIFY_QUEUE_MAX;
