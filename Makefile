@@ -6,6 +6,7 @@ BINDIR      ?= $(PREFIX)/bin
 MANDIR      ?= $(PREFIX)/share/man
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/vendor-completions
+DATADIR     ?= $(PREFIX)/share/mig
 DESTDIR     ?=
 
 CC       ?= cc
@@ -144,20 +145,27 @@ headers:
 bench: deps all $(BENCH_BINS)
 	@MIG_BIN=$(CURDIR)/$(B)/bin MIG_BENCH_DIR=$(CURDIR)/$(B)/bench bench/run.sh
 
+MANS1    := $(wildcard man/*.1)
+MANS7    := $(wildcard man/*.7)
+EXAMPLES := $(wildcard examples/*.sh)
+
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7 \
-		$(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR)
+		$(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(DATADIR)
 	install -m 0755 $(BINS) $(DESTDIR)$(BINDIR)/
-	install -m 0644 $(wildcard man/*.1) $(DESTDIR)$(MANDIR)/man1/
-	install -m 0644 $(wildcard man/*.7) $(DESTDIR)$(MANDIR)/man7/
+	install -m 0644 $(MANS1) $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 $(MANS7) $(DESTDIR)$(MANDIR)/man7/
 	install -m 0644 $(wildcard completions/bash/*) $(DESTDIR)$(BASHCOMPDIR)/
 	install -m 0644 $(wildcard completions/zsh/_*) $(DESTDIR)$(ZSHCOMPDIR)/
+	install -m 0755 $(EXAMPLES) $(DESTDIR)$(DATADIR)/
 
 uninstall:
 	rm -f $(PROGS:%=$(DESTDIR)$(BINDIR)/%) $(PROGS:%=$(DESTDIR)$(BASHCOMPDIR)/%) \
 		$(PROGS:%=$(DESTDIR)$(ZSHCOMPDIR)/_%) \
-		$(notdir $(wildcard man/*.1):%=$(DESTDIR)$(MANDIR)/man1/%) \
-		$(notdir $(wildcard man/*.7):%=$(DESTDIR)$(MANDIR)/man7/%)
+		$(MANS1:man/%=$(DESTDIR)$(MANDIR)/man1/%) \
+		$(MANS7:man/%=$(DESTDIR)$(MANDIR)/man7/%) \
+		$(EXAMPLES:examples/%=$(DESTDIR)$(DATADIR)/%)
+	-rmdir $(DESTDIR)$(DATADIR) 2>/dev/null
 
 clean:
 	rm -rf build
