@@ -1,0 +1,146 @@
+#!/usr/bin/env bats
+# SPDX-License-Identifier: MIT
+# The examples in examples/ work as documented: the quickstart, two hosts in
+# network namespaces with a real link cut in the middle of postcopy, and the
+# event-driven manager that recovers a migration by itself.
+
+load ../helpers/common
+
+BATS_TEST_TIMEOUT=${BATS_TEST_TIMEOUT:-240}
+EX=$BATS_TEST_DIRNAME/../../examples
+
+setup() {
+	mig_setup
+	export MIG_BIN
+}
+teardown() { mig_teardown; }
+
+# Can this machine make network namespaces (and veth pairs)?
+netns_or_skip() {
+	[ "$(id -u)" -eq 0 ] || skip "needs root for network namespaces"
+	command -v ip >/dev/null || skip "needs iproute2 (ip)"
+	local ns=migprobe$$
+	ip netns add "$ns" 2>/dev/null || skip "cannot create network namespaces (ip netns add failed)"
+	ip netns del "$ns"
+}
+
+@test "quickstart: a 64M guest migrates over loopback and verifies" {
+	run timeout 60 "$EX/quickstart.sh" 64M 3>&-
+	echo "$output" | sed 's/^/# /' >&2
+	[ "$status" -eq 0 ]
+	[[ "${lines[-1]}" == "ab: invariant holds:"* ]]
+}
+
+@test "netns-two-hosts: a cut veth pauses both sides, recovery completes, the guest verifies" {
+	netns_or_skip
+	run timeout 180 "$EX/netns-two-hosts.sh" --size 256M 3>&-
+	if [ "$status" -eq 77 ]; then skip "${output##*skipped: }"; fi
+	echo "$output" | sed 's/^/# /' >&2
+	[ "$status" -eq 0 ]
+	grep -q '== CUT: ip link set .* down' <<<"$output"
+	grep -q 'src -> postcopy-paused' <<<"$output"
+	grep -q 'dst -> postcopy-paused' <<<"$output"
+	grep -q '== both sides postcopy-paused' <<<"$output"
+	grep -q 'mig-recover --listen .* -> exit \(0\|75\)' <<<"$output"
+	grep -q 'mig-recover --to .* -> exit 0' <<<"$output"
+	grep -q 'src -> postcopy-recover$' <<<"$output"
+	grep -q 'dst -> completed' <<<"$output"
+	grep -q '^ab: invariant holds' <<<"$output"
+	# the order: cut, paused, recovered, completed
+	local order
+	order=$(grep -o -E '== (CUT|both sides postcopy-paused|recovered|completed)' <<<"$output" | tr '\n' ,)
+	[ "$order" = "== CUT,== both sides postcopy-paused,== recovered,== completed," ]
+	# nothing left behind: its namespaces, veths and processes are gone
+	local src dst
+	read -r src dst < <(sed -n 's/.*namespaces \(migsrc[0-9]*\) and \(migdst[0-9]*\),.*/\1 \2/p' <<<"$output")
+	[ -n "$src" ] && [ -n "$dst" ]
+	! ip netns list | grep -q -w -e "$src" -e "$dst"
+	! ip link show | grep -q -e "migvs${src#migsrc}" -e "migvd${src#migsrc}"
+	local dir
+	dir=$(sed -n 's/.*MIG_RUNTIME_DIR=\(\/tmp\/mig-netns\.[^/]*\)\/src.*/\1/p' <<<"$output")
+	[ -n "$dir" ] && [ ! -e "$dir" ]
+	! pgrep -f "$dir/"
+}
+
+@test "netns-two-hosts: --help, and a bad size is a usage error" {
+	expect 0 "$EX/netns-two-hosts.sh" --help
+	[[ "$output" == *"--keep"* ]]
+	expect 64 "$EX/netns-two-hosts.sh" --size lots
+}
+
+# A TCP proxy in front of the destination, killed and restarted by PID
+# (socat forks a child per connection: those go first, parent held still).
+proxy_start() {
+	bg px socat "tcp-listen:$VIA,reuseaddr,fork" "tcp:127.0.0.1:$PORT"
+	for _ in $(seq 100); do
+		python3 -c "import socket; socket.create_connection(('127.0.0.1', $VIA), 0.2)" 2>/dev/null && return 0
+		sleep 0.05
+	done
+	echo "# the proxy never listened on $VIA" >&2
+	return 1
+}
+proxy_kill() {
+	kill -STOP "$PID_px"
+	pkill -KILL -P "$PID_px" || true
+	kill -KILL "$PID_px"
+	wait "$PID_px" 2>/dev/null || true
+}
+
+# wait_log NAME REGEX [SECS]: until the log of NAME matches (bounded).
+wait_log() {
+	local i
+	for i in $(seq $((${3:-20} * 10))); do
+		grep -q -E "$2" "$T/$1.log" && return 0
+		sleep 0.1
+	done
+	echo "# $1.log never matched /$2/" >&2
+	return 1
+}
+
+# Postcopy lasts long enough to be cut: the pump is held to 4M/s, and page
+# requests through socat (no TCP_NODELAY there) take milliseconds each.
+@test "manager: recovers a migration whose proxy was killed, by itself, and it completes" {
+	PORT=$(free_port) VIA=$(free_port)
+	SRC_BUS=$(bus_of m send) DST_BUS=$(bus_of m recv)
+	guest src 64M --workload ab
+	start recv mig-recv --name m --listen "tcp:127.0.0.1:$PORT" --guest-ctl "$T/dst.ctl" --link-timeout 2
+	proxy_start
+	start send mig-send --postcopy --name m --guest "$T/src.ctl" --to "tcp:127.0.0.1:$VIA" \
+		--link-timeout 2 --max-bandwidth 4M
+	bg mgr "$EX/manager.sh" --bus "$SRC_BUS" --to "tcp:127.0.0.1:$VIA" \
+		--listen "tcp:127.0.0.1:$PORT" --dst-bus "$DST_BUS" --max-backoff 2
+	expect 0 mig-status --bus "$SRC_BUS" --wait-for postcopy-active --timeout 15
+	sleep 0.3
+	proxy_kill
+	expect 0 mig-status --bus "$SRC_BUS" --wait-for postcopy-paused --timeout 15
+	# the manager tries by itself, and fails while the path is down
+	wait_log mgr 'source: mig-recover --to .*still paused' 30
+	proxy_start
+	wait_exit mgr 120
+	[ "$status" -eq 0 ] || { cat "$T/mgr.log" >&2; false; }
+	wait_exit send 60
+	[ "$status" -eq 0 ]
+	wait_exit recv 60
+	[ "$status" -eq 0 ]
+	expect 0 mig-guest verify --ctl "$T/dst.ctl"
+	# its log: each event with a timestamp, the pause, the recovery, the end
+	grep -q -E '^[0-9-]+ [0-9:.]+  event    postcopy-paused$' "$T/mgr.log"
+	grep -q 'the source is paused: recovering' "$T/mgr.log"
+	grep -q 'destination: mig-recover --listen .*armed' "$T/mgr.log"
+	grep -q -E 'source: mig-recover --to .*running again' "$T/mgr.log"
+	grep -q -E '  event    postcopy-recover$' "$T/mgr.log"
+	grep -q -E '  event    completed$' "$T/mgr.log"
+	grep -q 'manager  the migration completed' "$T/mgr.log"
+}
+
+@test "manager: exits 1 when the migration fails, 69 when there is none, 64 on bad usage" {
+	PORT=$(free_port)
+	SRC_BUS=$(bus_of m send)
+	expect 64 "$EX/manager.sh" --bus "$SRC_BUS"
+	expect 69 "$EX/manager.sh" --bus "$SRC_BUS" --to "tcp:127.0.0.1:$PORT" --wait-bus 1
+	# a destination that is not there: the migration fails before switchover
+	guest src 16M --workload ab
+	bg send mig-send --postcopy --name m --guest "$T/src.ctl" --to "tcp:127.0.0.1:$PORT" --linger 5
+	expect 1 "$EX/manager.sh" --bus "$SRC_BUS" --to "tcp:127.0.0.1:$PORT"
+	[[ "$output" == *"event    failed"* ]]
+}
