@@ -70,8 +70,9 @@ struct dst {
 	bool rx_on[MIG_CHAN__COUNT], fault_on;
 	atomic_bool stop_rx, stop_fault, complete_posted;
 	atomic_bool guest_started;  /* SWITCHOVER seen: pages go through uffd */
-	bool source_told;           /* the source knows we are complete */
-	uint64_t linger_until_ns;   /* ...but may still open its preempt */
+	bool source_told;           /* the source was sent our COMPLETE */
+	uint64_t linger_until_ns;   /* stay until then for it to act on it */
+	atomic_bool main_closed;    /* the source closed the main channel */
 	int fault_efd;
 
 	uint64_t discarded;         /* pages dropped before switchover */
@@ -298,10 +299,15 @@ static void *rx_main(void *arg)
 			mig_err("wire", "%s channel: malformed %s message",
 				c ? "preempt" : "main", mig_wire_type_name(type));
 	}
-	if (r < 0 && !atomic_load(&d->stop_rx)) {
+	if (c == MIG_CHAN_MAIN)
+		atomic_store(&d->main_closed, true);
+	if (r < 0 && !atomic_load(&d->stop_rx) &&
+	    mig_engine_state(&d->e) != MIG_STATE_COMPLETED) {
 		mig_warn("link", "%s channel: %s", c ? "preempt" : "main",
 			 strerror(-r));
 		mig_engine_post(&d->e, MIG_EV_LINK_DOWN);
+	} else if (c == MIG_CHAN_MAIN) {
+		mig_engine_signal(&d->e); /* completed: the loop may end now */
 	}
 	free(buf);
 	free(scratch);
@@ -318,6 +324,8 @@ static int start_rx(struct dst *d, enum mig_chan_slot c)
 	a->d = d;
 	a->c = c;
 	atomic_store(&d->stop_rx, false);
+	if (c == MIG_CHAN_MAIN)
+		atomic_store(&d->main_closed, false);
 	r = pthread_create(&d->rx_thr[c], NULL, rx_main, a);
 	if (r) {
 		free(a);
@@ -561,6 +569,7 @@ static void tell_complete(struct dst *d, int fd)
 		mig_info("engine", "told the reconnected source we are complete");
 		d->source_told = true;
 		d->linger_until_ns = mig_now_ns() + COMPLETE_LINGER_MS * 1000000ull;
+		atomic_store(&d->main_closed, false); /* wait the linger out */
 		mig_engine_signal(&d->e);
 	}
 	close(fd);
@@ -843,9 +852,14 @@ static void complete(struct dst *d)
 	if (!d->source_told)
 		mig_warn("link", "could not tell the source we are complete: "
 			 "waiting for it to reconnect");
+	/* Our channels stay open until the source closes the main one: had we
+	 * closed first, a page it still sends could fail on a broken pipe and
+	 * pause it before it read our COMPLETE, with nobody left to recover
+	 * with. Bounded, in case it never does. */
+	d->linger_until_ns = mig_now_ns() +
+			     (uint64_t)d->e.link_timeout_ms * 1000000ull;
 	d->e.t_end_ns = mig_now_ns();
 	mig_engine_move(&d->e, MIG_STATE_COMPLETED);
-	stop_rx(d);
 }
 
 static void pause_now(struct dst *d, const char *why)
@@ -895,7 +909,8 @@ static bool handle(struct dst *d, unsigned ev)
 		complete(d);
 	st = mig_engine_state(&d->e);
 	if (st == MIG_STATE_COMPLETED)
-		return (d->source_told && mig_now_ns() >= d->linger_until_ns) ||
+		return (d->source_told && (atomic_load(&d->main_closed) ||
+					   mig_now_ns() >= d->linger_until_ns)) ||
 		       (ev & MIG_EV_SIGNAL);
 	if (!mig_state_postcopy(st)) {
 		if (ev & MIG_EV_CANCEL)
