@@ -362,7 +362,8 @@ scenario_recovery() {
 		mig-status --bus "$src_bus" --wait-for postcopy-paused --timeout 10 >/dev/null
 		mig-status --bus "$dst_bus" --wait-for postcopy-paused --timeout 10 >/dev/null
 		rc=0
-		mig-recover --bus "$dst_bus" --listen "tcp:127.0.0.1:$dport" --timeout 0.2 || rc=$?
+		mig-recover --bus "$dst_bus" --listen "tcp:127.0.0.1:$dport" --timeout 0.2 \
+			2>>"$d/recover-listen.log" || rc=$?
 		if [ "$rc" -ne 75 ]; then
 			log "$name: mig-recover --listen on the destination: status $rc, expected 75"
 			return 1

@@ -108,10 +108,12 @@ finish_and_verify() {
 	port=$(free_port)
 	guest src 128M --workload ab
 	start recv mig-recv --name m --listen "tcp:127.0.0.1:$DPORT" --guest-ctl "$T/dst.ctl"
-	# the 2nd connection, the preempt channel, is held silent for 3 s: the
-	# source's hello on it gets no answer until then (--link-timeout is 5)
-	proxy px "$port" --hold 2:3
-	start send mig-send --name m --guest "$T/src.ctl" --to "tcp:127.0.0.1:$port" --postcopy
+	# the 2nd connection, the preempt channel, is held silent until the
+	# queries are done (SIGUSR1 to the proxy; 20 s at most): the source's
+	# hello on it gets no answer until then (within its link timeout)
+	proxy px "$port" --hold 2:20
+	start send mig-send --name m --guest "$T/src.ctl" --to "tcp:127.0.0.1:$port" --postcopy \
+		--link-timeout 30
 	bg ws mig-status --bus "$SRC_BUS" --watch --json
 	# main channel up, preempt pending: the engine waits for it in `active`
 	state "$SRC_BUS" active 10
@@ -129,6 +131,7 @@ finish_and_verify() {
 	! grep -q '^proxy: connection 2 released' "$T/px.log" ||
 		{ echo "# the hold ended before the queries did: ${times[*]} ms" >&2; false; }
 	echo "# query-migrate while the preempt connect was pending (ms): ${times[*]}" >&3
+	kill -USR1 "$(pid_of px)"
 	finish_and_verify
 	wait_exit ws 10
 	events_match ws "setup active postcopy-active completed"
@@ -141,7 +144,9 @@ finish_and_verify() {
 	guest src 128M --workload ab
 	start recv mig-recv --name m --listen "tcp:127.0.0.1:$DPORT" --guest-ctl "$T/dst.ctl"
 	recv_pid=$(pid_of recv)
-	proxy px "$port" --refuse-from 2
+	# the main connection is held 1 s (the watcher attaches meanwhile: the
+	# failure that follows is quick), the preempt one is refused
+	proxy px "$port" --hold 1:1 --refuse-from 2
 	start send mig-send --name m --guest "$T/src.ctl" --to "tcp:127.0.0.1:$port" --postcopy
 	bg ws mig-status --bus "$SRC_BUS" --watch --json
 	wait_exit send 30
@@ -175,6 +180,9 @@ finish_and_verify() {
 	bg ws mig-status --bus "$SRC_BUS" --watch --json
 	bg wr mig-status --bus "$DST_BUS" --watch --json
 	state "$SRC_BUS" postcopy-active
+	# both sides: the guest's state has arrived (a pause while SWITCHOVER is
+	# still in flight fails the destination: another matter)
+	state "$DST_BUS" postcopy-active
 	expect 0 mig-pause --bus "$SRC_BUS" --timeout 5
 	state "$SRC_BUS" postcopy-paused
 	state "$DST_BUS" postcopy-paused

@@ -13,7 +13,9 @@ order they are accepted, whatever happens to them. Every accepted connection
 is forwarded to TARGET_URI (a new connection per accepted one), except:
 
   --hold N:SECS    the Nth connection is accepted, then held silent for SECS
-                   seconds: nothing is read from it, the target is not even
+                   seconds, or until the proxy gets SIGUSR1 (so that a test
+                   can end the hold when it is done, not after a guess):
+                   nothing is read from it, the target is not even
                    connected; afterwards it is forwarded normally, bytes the
                    client sent meanwhile included. Repeatable.
   --refuse N       the Nth connection is closed right after accept.
@@ -37,6 +39,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 
 BUF_BYTES = 65536  # per recv: large enough that a page run is one syscall
 
@@ -83,6 +86,7 @@ class Proxy:
         self.holds = dict(opts.hold or [])
         self.refuse = set(opts.refuse or [])
         self.stopping = threading.Event()  # wakes held connections early
+        self.release = threading.Event()   # SIGUSR1: end every hold now
         self.lock = threading.Lock()
         self.socks = set()                 # every open socket, closed on exit
 
@@ -117,8 +121,15 @@ class Proxy:
             secs = self.holds.get(n)
             if secs is not None:
                 log("connection %d held %g s" % (n, secs))
-                if self.stopping.wait(secs):
-                    return
+                deadline = time.monotonic() + secs
+                while not self.release.is_set():
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    # short waits: a signal handler may set release
+                    self.stopping.wait(min(left, 0.05))
+                    if self.stopping.is_set():
+                        return
                 log("connection %d released" % n)
             family, addr = self.target
             server = socket.socket(family, socket.SOCK_STREAM)
@@ -209,6 +220,7 @@ def main():
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     proxy = Proxy(opts)
+    signal.signal(signal.SIGUSR1, lambda sig, frame: proxy.release.set())
     ls = None
     try:
         ls = listen(opts.listen)
