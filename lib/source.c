@@ -445,6 +445,8 @@ static int preempt_start(struct src *s, const struct mig_uri *u, bool resume)
 	return 0;
 }
 
+static void heartbeat(struct src *s);
+
 /* Wait for the preempt connection; register it. 0 or -errno. */
 static int preempt_finish(struct src *s)
 {
@@ -452,7 +454,19 @@ static int preempt_finish(struct src *s)
 
 	if (!s->pre_on)
 		return 0;
-	pthread_join(s->pre_thr, NULL);
+	/* however slow the connect, the main channel must not fall silent
+	 * meanwhile, or the destination takes the link for dead */
+	for (;;) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += MIG_HEARTBEAT_MS * 1000000L;
+		ts.tv_sec += ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		if (pthread_timedjoin_np(s->pre_thr, NULL, &ts) != ETIMEDOUT)
+			break;
+		heartbeat(s);
+	}
 	s->pre_on = false;
 	fd = s->pre_fd;
 	if (fd < 0)
