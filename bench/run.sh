@@ -29,7 +29,8 @@ MIGRATION_TIMEOUT_S=120   # a 1 GiB loopback migration takes seconds
 READY_TIMEOUT_S=20
 RESULTS=$MIG_BENCH_DIR/results.jsonl
 
-SCENARIOS=(postcopy_preempt postcopy_nopreempt recovery)
+SCENARIOS=(postcopy_preempt postcopy_nopreempt random_preempt random_nopreempt
+	   recovery precopy_1g_10m precopy_1g_100m precopy_1g_400m precopy_4g_100m)
 RECOVERIES=${MIG_BENCH_RECOVERIES:-7}   # timed recoveries in `recovery`
 RECOVERY_BANDWIDTH=64M    # keeps the migration going through all of them
 
@@ -243,9 +244,9 @@ migrate_postcopy() {
 	shift
 	mkdir -p "$d"
 	port=$(free_port)
-	log "$name: $RAM ab guest, mig-send $*"
+	log "$name: $RAM ${WORKLOAD:-ab} guest, mig-send $*"
 
-	start guest "$d" mig-guest --ctl "$d/A" --ram "$RAM" --workload ab --vcpus 1
+	start guest "$d" mig-guest --ctl "$d/A" --ram "$RAM" --workload "${WORKLOAD:-ab}" --vcpus 1
 	guest_populate "$d/A"
 	start recv "$d" mig-recv --name "$name" --listen "tcp:127.0.0.1:$port" \
 		--guest-ctl "$d/B" --summary
@@ -316,8 +317,71 @@ record_migration() {
 	echo "$name" >>"$R/order"
 }
 
-scenario_postcopy_preempt() { migrate_postcopy postcopy-preempt; }
-scenario_postcopy_nopreempt() { migrate_postcopy postcopy-nopreempt --no-preempt; }
+scenario_postcopy_preempt() { migrate_postcopy postcopy-preempt --postcopy; }
+scenario_postcopy_nopreempt() { migrate_postcopy postcopy-nopreempt --postcopy --no-preempt; }
+
+# random_*: the vCPU writes random pages as fast as it can, so on the
+# destination it faults on random missing pages while the pump fills the
+# link: what the preempt channel is for. Same run, with and without it.
+scenario_random_preempt() {
+	WORKLOAD=dirty:pattern=random migrate_postcopy random-preempt --postcopy
+}
+scenario_random_nopreempt() {
+	WORKLOAD=dirty:pattern=random migrate_postcopy random-nopreempt --postcopy --no-preempt
+}
+
+# migrate_precopy NAME RAM RATE: a dirty guest writing RATE of random pages
+# a second, migrated with the default policy (precopy; stop-and-copy if the
+# rest fits 300 ms, else postcopy once passes stop converging). The engines
+# linger so the final query-migrate (passes, bytes) can be read.
+migrate_precopy() {
+	local name=$1 ram=$2 rate=$3 d=$T/$1 port src q hist rc_send rc_recv vrc=0 vmsg
+	mkdir -p "$d"
+	port=$(free_port)
+	src=$MIG_RUNTIME_DIR/$name.send.sock
+	log "$name: $ram dirty guest at $rate/s, precopy (default policy)"
+	start guest "$d" mig-guest --ctl "$d/A" --ram "$ram" \
+		--workload "dirty:rate=$rate,pattern=uniform" --vcpus 1
+	guest_populate "$d/A"
+	start recv "$d" mig-recv --name "$name" --listen "tcp:127.0.0.1:$port" \
+		--guest-ctl "$d/B" --summary --linger 60
+	start send "$d" mig-send --name "$name" --guest "$d/A" \
+		--to "tcp:127.0.0.1:$port" --summary --linger 60
+	mig-status --bus "$src" --wait-for completed,failed,cancelled \
+		--timeout "$MIGRATION_TIMEOUT_S" >/dev/null 2>&1 || true
+	q=$(mig-status --bus "$src" --json 2>/dev/null || echo '{}')
+	hist=$(timeout 5 mig-status --bus "$src" --watch --json 2>/dev/null |
+		jq -r 'select(.event == "MIGRATION") | .data.status' | tr '\n' ' ' || true)
+	kill -TERM "$PID_send" "$PID_recv" 2>/dev/null || true
+	wait_exit rc_send "$PID_send" 10
+	wait_exit rc_recv "$PID_recv" 10
+	vmsg=$(timeout 60 mig-guest verify --ctl "$d/B" 2>&1) || vrc=$?
+	log "$name: verify: ${vmsg//$'\n'/ } (status $vrc)"
+	guest_stop "$d/B"
+	kill -TERM "$PID_guest" 2>/dev/null || true
+	wait_exit _ "$PID_guest" 10 || true
+	jq -n --arg scenario "$name" --arg ram "$ram" --arg rate "$rate" \
+		--arg states "$hist" --argjson q "$q" --argjson rc_send "$rc_send" \
+		--arg verify "$([ "$vrc" -eq 0 ] && echo pass || echo FAIL)" \
+		--arg send_summary "$(cat "$d/send.out")" \
+		'{scenario: $scenario, precopy: true, ram: $ram, dirty_rate: $rate,
+		  rc_send: $rc_send, verify: $verify, states: $states,
+		  postcopy: ($states | test("postcopy")),
+		  total_s: (($q."total-time" // 0) / 1000),
+		  downtime_ms: $q.downtime,
+		  passes: $q.ram."dirty-sync-count",
+		  discarded: $q.ram.discarded,
+		  bytes_per_ram_byte: (if $q.ram.total then
+			(($q.ram.transferred / $q.ram.total) * 1000 | round / 1000) else null end),
+		  send_summary: $send_summary}' >"$R/$name.json"
+	echo "$name" >>"$R/order"
+	[ "$rc_send" -eq 0 ] && [ "$vrc" -eq 0 ]
+}
+
+scenario_precopy_1g_10m() { migrate_precopy precopy-1g-10m 1G 10M; }
+scenario_precopy_1g_100m() { migrate_precopy precopy-1g-100m 1G 100M; }
+scenario_precopy_1g_400m() { migrate_precopy precopy-1g-400m 1G 400M; }
+scenario_precopy_4g_100m() { migrate_precopy precopy-4g-100m 4G 100M; }
 
 # median FILE: the median of the numbers in FILE, one a line.
 median() {
@@ -440,12 +504,12 @@ report() {
 	printf 'UFFDIO_COPY 64 KiB runs into a new memfd: first pass %s MB/s, reused pages %s MB/s\n\n' \
 		"$(awk -v b="$REF_uffd_copy_first_bytes_per_s" 'BEGIN { printf "%.0f", b / 1e6 }')" \
 		"$(awk -v b="$REF_uffd_copy_reused_bytes_per_s" 'BEGIN { printf "%.0f", b / 1e6 }')"
-	printf 'Migrations: %s ab guest, 1 vCPU, postcopy over loopback TCP\n' "$RAM"
+	printf 'Migrations: %s guest (ab, or dirty:pattern=random for random-*), 1 vCPU, postcopy over loopback TCP\n' "$RAM"
 	printf '%-19s %7s %9s %5s %5s %6s %8s %6s %6s %7s %7s %9s %6s\n' \
 		scenario total_s down_ms MB/s xTCP xCOPY requests p50_us p99_us p50xRTT p99xRTT blocked_ms verify
 	while read -r name; do
 		f=$R/$name.json
-		jq -e 'has("recover_ms")' "$f" >/dev/null && continue
+		jq -e 'has("recover_ms") or has("precopy")' "$f" >/dev/null && continue
 		jq -r '[.scenario, .total_s, .downtime_ms, .mb_per_s, .mb_ratio_tcp,
 			.mb_ratio_copy, .requests, .lat_p50_us, .lat_p99_us, .p50_ratio_rtt4k,
 			.p99_ratio_rtt4k, .blocked_ms, .verify] | map(. // "-") | @tsv' "$f" |
@@ -463,6 +527,18 @@ report() {
 			"  (\(.recover_ms | map(tostring) | join(" ")) ms)",
 			"  median / idle 16 B round-trip p50 (\(.rtt16_p50_us) us): \(.median_ratio_rtt16 // "-")x; migration verify: \(.verify)"' "$f"
 	done <"$R/order"
+
+	if grep -q '^precopy' "$R/order"; then
+		printf '\nPrecopy, dirty guests (1 vCPU, random pages), default policy, loopback TCP:\n'
+		printf '%-17s %5s %10s %7s %9s %6s %9s %12s %8s %6s\n' scenario ram dirty_rate total_s down_ms passes postcopy bytes/RAM discarded verify
+		grep '^precopy' "$R/order" | while read -r name; do
+			jq -r '[.scenario, .ram, .dirty_rate, .total_s, .downtime_ms, .passes,
+				.postcopy, .bytes_per_ram_byte, .discarded, .verify] | map(. // "-") | @tsv' \
+				"$R/$name.json" |
+				awk -F'\t' '{ printf "%-17s %5s %10s %7s %9s %6s %9s %12s %8s %6s\n",
+					$1, $2, $3, $4, $5, $6, $7, $8, $9, $10 }'
+		done
+	fi
 
 	for f in "$R/tcpref.json" "$R/uffdref.json" $(sed "s|.*|$R/&.json|" "$R/order" 2>/dev/null); do
 		jq -c --arg ts "$ts" --arg run "$run" --arg git "$git" \

@@ -65,7 +65,8 @@ struct src {
 	atomic_bool stop;
 	_Atomic uint64_t pump_hint; /* page after the last request, or 0 */
 	struct mig_uri pre_uri;  /* preempt thread's input */
-	int pre_fd;              /* its output: fd, or -errno */
+	atomic_int pre_fd;       /* its output: fd, or -errno */
+	int pre_err;             /* why the last attempt failed, or 0 */
 	bool pre_resume;
 
 	char recover_uri[256];   /* under e.lock */
@@ -194,30 +195,30 @@ static void link_down(struct src *s, const char *what, int err)
 }
 
 /* Keep the pump under max-bandwidth, measured from the last change of the
- * limit (a raised limit takes effect at once, not after a catch-up burst). */
+ * limit (a raised limit takes effect at once, not after a catch-up burst).
+ * Sleeps at most half a heartbeat per call: true means "call again", so
+ * that a caller can keep its links alive however low the limit. */
 struct throttle {
 	uint64_t limit, t0_ns, bytes0;
 };
 
-static void throttle(struct src *s, struct throttle *t)
+static bool throttle(struct src *s, struct throttle *t)
 {
 	uint64_t limit = atomic_load(&s->max_bw), due_ns, now = mig_now_ns();
+	struct timespec ts = { 0, 0 };
 
 	if (limit != t->limit) {
 		*t = (struct throttle){ limit, now, s->e.st.bytes };
-		return;
+		return false;
 	}
-	if (!limit)
-		return;
+	if (!limit || atomic_load(&s->stop))
+		return false;
 	due_ns = t->t0_ns + (s->e.st.bytes - t->bytes0) * 1000000000ull / limit;
-	while (now < due_ns && !atomic_load(&s->stop) &&
-	       atomic_load(&s->max_bw) == limit) {
-		uint64_t d = MIG_MIN(due_ns - now, 50000000ull);
-		struct timespec ts = { 0, (long)d };
-
-		nanosleep(&ts, NULL);
-		now = mig_now_ns();
-	}
+	if (now >= due_ns)
+		return false;
+	ts.tv_nsec = (long)MIG_MIN(due_ns - now, MIG_HEARTBEAT_MS * 500000ull);
+	nanosleep(&ts, NULL);
+	return true;
 }
 
 /* Background pump: every page not yet sent, in order, in bounded runs. */
@@ -263,7 +264,8 @@ static void *pump_main(void *arg)
 			break;
 		}
 		p = first + n;
-		throttle(s, &t);
+		while (throttle(s, &t))
+			;
 	}
 	free(scratch);
 	return NULL;
@@ -424,7 +426,7 @@ static void *preempt_main(void *arg)
 			fd = r;
 		}
 	}
-	s->pre_fd = fd;
+	atomic_store(&s->pre_fd, fd);
 	mig_engine_signal(&s->e);
 	return NULL;
 }
@@ -437,7 +439,8 @@ static int preempt_start(struct src *s, const struct mig_uri *u, bool resume)
 
 	s->pre_uri = *u;
 	s->pre_resume = resume;
-	s->pre_fd = -EINPROGRESS;
+	s->pre_err = 0;
+	atomic_store(&s->pre_fd, -EINPROGRESS);
 	r = pthread_create(&s->pre_thr, NULL, preempt_main, s);
 	if (r)
 		return -r;
@@ -447,13 +450,14 @@ static int preempt_start(struct src *s, const struct mig_uri *u, bool resume)
 
 static void heartbeat(struct src *s);
 
-/* Wait for the preempt connection; register it. 0 or -errno. */
+/* Wait for the preempt connection; register it. 0, or -errno (also for
+ * an attempt that already failed). */
 static int preempt_finish(struct src *s)
 {
 	int fd;
 
 	if (!s->pre_on)
-		return 0;
+		return s->pre_err;
 	/* however slow the connect, the main channel must not fall silent
 	 * meanwhile, or the destination takes the link for dead */
 	for (;;) {
@@ -468,11 +472,19 @@ static int preempt_finish(struct src *s)
 		heartbeat(s);
 	}
 	s->pre_on = false;
-	fd = s->pre_fd;
+	fd = atomic_load(&s->pre_fd);
 	if (fd < 0)
-		return fd;
+		return s->pre_err = fd;
 	mig_engine_set_chan(&s->e, MIG_CHAN_PREEMPT, fd);
 	return 0;
+}
+
+/* During precopy: take the preempt channel as soon as it is there, so that
+ * heartbeats keep it alive (it carries nothing else until postcopy). */
+static void preempt_poll(struct src *s)
+{
+	if (s->pre_on && atomic_load(&s->pre_fd) != -EINPROGRESS)
+		preempt_finish(s);
 }
 
 static void close_chans(struct src *s)
@@ -494,6 +506,7 @@ static int open_chans(struct src *s, const struct mig_uri *u, bool resume)
 			 (atomic_load(&s->preempt) ? MIG_HELLO_PREEMPT : 0);
 	int fd = connect_interruptible(s, u), r;
 
+	s->pre_err = 0; /* a new attempt: old preempt failures are history */
 	mig_uri_format(u, name, sizeof(name));
 	if (fd < 0) {
 		mig_engine_error(&s->e, "cannot connect to %s: %s", name,
@@ -788,13 +801,38 @@ static int precopy_news(struct src *s, uint64_t t0_ns)
 	return 0;
 }
 
+static void keepalive(struct src *s, uint64_t *last_ns)
+{
+	uint64_t now = mig_now_ns();
+
+	if (now - *last_ns < MIG_HEARTBEAT_MS * 1000000ull)
+		return;
+	*last_ns = now;
+	preempt_poll(s);
+	heartbeat(s);
+}
+
+/* Between precopy runs: the bandwidth limit, heartbeats, the bus's news. */
+static int precopy_pace(struct src *s, struct throttle *t, uint64_t *hb,
+			uint64_t t0_ns)
+{
+	int r;
+
+	do {
+		keepalive(s, hb);
+		if ((r = precopy_news(s, t0_ns)))
+			return r;
+	} while (throttle(s, t));
+	return 0;
+}
+
 /* Send every page whose current content the destination lacks. Returns 0
  * when done, 1 to switch to postcopy now, or -errno. With news == false
  * (stop-and-copy, guest stopped) nothing interrupts it. */
 static int send_unsent(struct src *s, struct mig_pass *ps, uint64_t t0_ns,
 		       bool news)
 {
-	uint64_t p = 0, bytes0 = s->e.st.bytes, start = mig_now_ns();
+	uint64_t p = 0, bytes0 = s->e.st.bytes, start = mig_now_ns(), hb = start;
 	struct extent x = { 0, 0, false };
 	struct throttle t = { 0, 0, 0 };
 	int r = 0;
@@ -816,11 +854,8 @@ static int send_unsent(struct src *s, struct mig_pass *ps, uint64_t t0_ns,
 		}
 		ps->pages_sent += n;
 		p += n;
-		if (news) {
-			throttle(s, &t);
-			if ((r = precopy_news(s, t0_ns)))
-				break;
-		}
+		if (news && (r = precopy_pace(s, &t, &hb, t0_ns)))
+			break;
 	}
 	ps->ns = mig_now_ns() - start;
 	ps->bytes_sent = s->e.st.bytes - bytes0;
