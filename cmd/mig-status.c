@@ -18,8 +18,9 @@ static void usage(void)
 {
 	printf("Usage: mig-status [NAME] [options]\n"
 	       "\n"
-	       "Show the state and statistics of migration NAME (default \"default\"),\n"
-	       "follow its events, or wait for a state.\n"
+	       "Show the state and statistics of migration NAME, follow its events,\n"
+	       "or wait for a state. Without NAME: \"default\" if it runs here, else\n"
+	       "the only migration here; with several, a list of them all.\n"
 	       "\n"
 	       "Options:\n"
 	       "  -n, --name NAME        the migration (also the first argument)\n"
@@ -28,19 +29,21 @@ static void usage(void)
 	       "                         runs here; both if both do)\n"
 	       "  -j, --json             machine-readable output\n"
 	       "  -w, --watch            print every MIGRATION event from the start\n"
-	       "                         until the migration ends\n"
+	       "                         until the migration ends (on a terminal,\n"
+	       "                         under a live progress line)\n"
 	       "  -W, --wait-for STATES  wait until the state is one of STATES\n"
 	       "                         (comma-separated)\n"
 	       "  -t, --timeout SECS     give up after SECS (default: wait forever)\n"
 	       "  -v, --verbose          more log output\n"
-	       "  -q, --quiet            less log output\n"
+	       "  -q, --quiet            less log output, no progress line\n"
 	       "  -h, --help             this help\n"
 	       "  -V, --version          print the version\n"
 	       "\n"
 	       "States: %s\n"
 	       "\n"
 	       "Exit status: 0 success (--watch: completed; --wait-for: reached),\n"
-	       "1 failed (or the migration ended elsewhere), 64 usage error,\n"
+	       "1 failed (or the migration ended elsewhere), 64 usage error\n"
+	       "(also: no NAME with --watch or --wait-for and several here),\n"
 	       "69 no such migration on this host, 124 --timeout expired.\n",
 	       mig_client_state_list());
 }
@@ -88,6 +91,7 @@ static int parse_opt(struct mig_status_opts *o, int c, const char *arg)
 		mig_log_adjust(1);
 		return OPT_GO;
 	case 'q':
+		o->quiet = true;
 		mig_log_adjust(-1);
 		return OPT_GO;
 	case 'h':

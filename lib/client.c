@@ -5,9 +5,11 @@
  * where the migration is, atomically with the live events that follow, so
  * no transition is missed or seen twice and nothing is polled.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -125,6 +127,103 @@ int mig_client_resolve(const struct mig_client_sel *sel,
 			 sel_name(sel), missing[0], tried > 1 ? " or " : "",
 			 tried > 1 ? missing[1] : "");
 	return MIG_EXIT_UNAVAILABLE;
+}
+
+static int by_name_side(const void *a, const void *b)
+{
+	const struct mig_client_entry *x = a, *y = b;
+	int c = strcmp(x->name, y->name);
+
+	/* "source" < "destination" would sort the wrong way round */
+	if (c == 0)
+		c = (x->t.side[0] == 'd') - (y->t.side[0] == 'd');
+	return c;
+}
+
+/* NAME.send.sock / NAME.recv.sock: the side, and NAME into name[]. */
+static const char *entry_side(const char *file, char *name, size_t len)
+{
+	static const struct { const char *suffix, *side; } kinds[] = {
+		{ ".send.sock", "source" },
+		{ ".recv.sock", "destination" },
+	};
+	size_t n = strlen(file);
+
+	for (size_t i = 0; i < MIG_ARRAY_SIZE(kinds); i++) {
+		size_t sl = strlen(kinds[i].suffix);
+
+		if (n <= sl || n - sl >= len || strcmp(file + n - sl, kinds[i].suffix))
+			continue;
+		snprintf(name, len, "%.*s", (int)(n - sl), file);
+		return mig_name_valid(name) ? kinds[i].side : NULL;
+	}
+	return NULL;
+}
+
+int mig_client_scan(enum mig_client_side side, struct mig_client_entry **out,
+		    size_t *n)
+{
+	struct mig_client_entry *v = NULL, *grown;
+	size_t cap = 0;
+	struct dirent *de;
+	char dir[256];
+	DIR *d = NULL;
+	int r;
+
+	*out = NULL;
+	*n = 0;
+	r = mig_runtime_dir(dir, sizeof(dir), false);
+	if (r < 0)
+		goto out;
+	d = opendir(dir);
+	if (!d) {
+		r = errno == ENOENT ? 0 : -errno;
+		goto out;
+	}
+	while ((de = readdir(d))) {
+		struct mig_client_entry e;
+		const char *s = entry_side(de->d_name, e.name, sizeof(e.name));
+
+		if (!s || (side == MIG_CLIENT_SIDE_SOURCE && s[0] != 's') ||
+		    (side == MIG_CLIENT_SIDE_DEST && s[0] != 'd'))
+			continue;
+		e.t.side = s;
+		if (snprintf(e.t.path, sizeof(e.t.path), "%s/%s", dir,
+			     de->d_name) >= (int)sizeof(e.t.path) ||
+		    !is_socket(e.t.path))
+			continue;
+		if (*n == cap) {
+			cap = cap ? 2 * cap : 8;
+			grown = realloc(v, cap * sizeof(*v));
+			if (!grown) {
+				r = -ENOMEM;
+				goto out;
+			}
+			v = grown;
+		}
+		v[(*n)++] = e;
+	}
+	if (*n)
+		qsort(v, *n, sizeof(*v), by_name_side);
+	*out = v;
+	v = NULL;
+	r = 0;
+out:
+	if (d)
+		closedir(d);
+	free(v);
+	if (r < 0)
+		*n = 0;
+	return r;
+}
+
+size_t mig_client_scan_names(const struct mig_client_entry *entries, size_t n)
+{
+	size_t names = 0;
+
+	for (size_t i = 0; i < n; i++)
+		names += i == 0 || strcmp(entries[i].name, entries[i - 1].name);
+	return names;
 }
 
 struct mig_qmp *mig_client_connect(const struct mig_client_sel *sel,

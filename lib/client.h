@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * What the small programs (mig-status, mig-pause, mig-recover) share: which
- * bus to talk to (--bus, or --name plus a side), following a migration's
+ * bus to talk to (--bus, or --name plus a side; or every bus found in the
+ * runtime directory), following a migration's
  * state through the bus's event history and live events, one-line error
  * messages, and the run functions of mig-pause and mig-recover.
  *
@@ -54,6 +55,23 @@ int mig_client_side_parse(const char *s, enum mig_client_side *out);
  * error and returns an exit status (64 bad name, 69 nothing there) or 0. */
 int mig_client_resolve(const struct mig_client_sel *sel,
 		       struct mig_client_targets *out);
+
+/* One status bus found in the runtime directory. */
+struct mig_client_entry {
+	char name[65];               /* a valid --name: at most 64 bytes */
+	struct mig_client_target t;
+};
+
+/* Every status bus socket (NAME.send.sock, NAME.recv.sock) in the runtime
+ * directory, of the given side (ANY: both), sorted by name, source before
+ * destination. Only the directory is read; nothing is connected to, so a
+ * stale socket (its engine killed) is listed too. *out is malloc'd (NULL
+ * when none); a missing directory is no migration, not an error.
+ * 0 or -errno. */
+int mig_client_scan(enum mig_client_side side, struct mig_client_entry **out,
+		    size_t *n);
+/* How many different names entries[] holds (it is sorted by name). */
+size_t mig_client_scan_names(const struct mig_client_entry *entries, size_t n);
 
 /* Connect to a target; prints why not. NULL with errno. */
 struct mig_qmp *mig_client_connect(const struct mig_client_sel *sel,
