@@ -67,14 +67,6 @@ static const struct option longopts[] = {
 
 /* --notify: only what the webhook module can deliver, checked here so that
  * a typo is a usage error before anything starts. */
-static bool notify_url_ok(const char *url)
-{
-	size_t n = !strncmp(url, "http://", 7) ? 7 :
-		   !strncmp(url, "https://", 8) ? 8 : 0;
-
-	return n && url[n] && url[n] != '/';
-}
-
 static int parse(int argc, char **argv, struct mig_dest_opts *o)
 {
 	unsigned long ul;
@@ -96,7 +88,7 @@ static int parse(int argc, char **argv, struct mig_dest_opts *o)
 		case OPT_PAUSED: o->paused_start = true; break;
 		case 'b': o->bus_path = optarg; break;
 		case OPT_NOTIFY:
-			if (!notify_url_ok(optarg))
+			if (!mig_client_url_ok(optarg))
 				return mig_client_usage("bad --notify '%s' (an http:// "
 							"or https:// URL)", optarg);
 			o->notify_url = optarg;

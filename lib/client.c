@@ -593,3 +593,11 @@ int mig_recover_run(const struct mig_client_sel *sel, const char *listen_uri,
 	mig_qmp_close(q);
 	return r;
 }
+
+bool mig_client_url_ok(const char *url)
+{
+	size_t n = !strncmp(url, "http://", 7) ? 7 :
+		   !strncmp(url, "https://", 8) ? 8 : 0;
+
+	return n && url[n] && url[n] != '/';
+}

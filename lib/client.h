@@ -115,6 +115,8 @@ const char *mig_client_state_list(void);
 /* A syntax check of a URI (tcp:HOST:PORT, unix:PATH) before sending it:
  * a typo is a usage error here, not a failed recovery there. */
 bool mig_client_uri_ok(const char *uri);
+/* An http:// or https:// URL with a host part (--notify). */
+bool mig_client_url_ok(const char *url);
 
 /* mig-pause: migrate-pause, then wait for postcopy-paused. */
 int mig_pause_run(const struct mig_client_sel *sel, int64_t timeout_ms);
