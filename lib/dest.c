@@ -841,14 +841,17 @@ static void complete(struct dst *d)
 
 	if (!d->switched)
 		return; /* pages before switchover: wait for the guest state */
+	if (mig_fault("dest-complete-lost"))
+		mig_engine_kick_all(&d->e); /* the link breaks just now */
+	/* COMPLETE first: every page is here, so nothing faults any more, and
+	 * releasing the uffd (a walk of all guest RAM) need not count as
+	 * downtime on the source */
+	d->source_told = rp_send(d, MIG_MSG_COMPLETE, NULL, 0) == 0;
 	stop_fault(d);
 	r = mig_guest_incoming_done(d->guest);
 	if (r < 0)
 		mig_warn("guest", "could not release its userfaultfd: %s",
 			 strerror(-r));
-	if (mig_fault("dest-complete-lost"))
-		mig_engine_kick_all(&d->e); /* the link breaks just now */
-	d->source_told = rp_send(d, MIG_MSG_COMPLETE, NULL, 0) == 0;
 	if (!d->source_told)
 		mig_warn("link", "could not tell the source we are complete: "
 			 "waiting for it to reconnect");

@@ -662,8 +662,16 @@ static int final_scan(struct src *s)
 		return (int)r;
 	}
 	mig_bitmap_andnot(s->sent, s->dirty);
-	mig_guest_dirty_stop(s->guest); /* stopped for good: tracking is done */
 	return 0;
+}
+
+/* The guest is stopped for good: tracking is done. Unprotecting all its RAM
+ * walks every page table, so it happens after the state has left, outside
+ * the downtime. */
+static void stop_tracking(struct src *s)
+{
+	if (s->dt)
+		mig_guest_dirty_stop(s->guest);
 }
 
 /* Pages the destination holds in a version older than ours: it must drop
@@ -784,6 +792,7 @@ static int switchover(struct src *s)
 	r = start_workers(s);
 	if (r < 0)
 		link_down(s, "workers", r);
+	stop_tracking(s);
 	take_digest(s);
 	return 0;
 }
@@ -961,10 +970,13 @@ static int complete_precopy(struct src *s)
 		r = send_state(s);
 	if (r < 0)
 		return r;
-	take_digest(s);
 	/* the state has left: from here the guest may run on the destination,
 	 * so it never runs here again, whatever happens to the link */
 	r = recv_complete(s);
+	if (r == 0)
+		s->e.downtime_ns = mig_now_ns() - s->e.t_stop_ns;
+	stop_tracking(s);
+	take_digest(s);
 	if (r < 0) {
 		mig_engine_error(&s->e, "link lost during stop-and-copy (%s): the "
 				 "guest may run on the destination; it is kept "
@@ -972,7 +984,6 @@ static int complete_precopy(struct src *s)
 		mig_engine_move(&s->e, MIG_STATE_FAILED);
 		return 0;
 	}
-	s->e.downtime_ns = mig_now_ns() - s->e.t_stop_ns;
 	s->e.t_end_ns = mig_now_ns();
 	stop_workers(s); /* the preempt channel may still be connecting */
 	mig_engine_move(&s->e, MIG_STATE_COMPLETED);
