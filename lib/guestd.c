@@ -48,14 +48,6 @@
 #define MAX_CLIENTS 32
 #define LISTEN_BACKLOG 16
 
-/* The headers of the build host may predate the kernel (WP_UNPOPULATED is
- * 6.4, WP_ASYNC 6.7): the ABI values. */
-#ifndef UFFD_FEATURE_WP_UNPOPULATED
-#define UFFD_FEATURE_WP_UNPOPULATED (1 << 13)
-#endif
-#ifndef UFFD_FEATURE_WP_ASYNC
-#define UFFD_FEATURE_WP_ASYNC (1 << 15)
-#endif
 
 enum pending { PEND_NONE, PEND_STOP, PEND_VERIFY, PEND_DIGEST, PEND_POKE };
 

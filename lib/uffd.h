@@ -9,8 +9,18 @@
 #ifndef MIG_UFFD_H
 #define MIG_UFFD_H
 
+#include <linux/userfaultfd.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* The headers of the build host may predate the kernel (WP_UNPOPULATED is
+ * 6.4, WP_ASYNC 6.7): the ABI values. */
+#ifndef UFFD_FEATURE_WP_UNPOPULATED
+#define UFFD_FEATURE_WP_UNPOPULATED (1 << 13)
+#endif
+#ifndef UFFD_FEATURE_WP_ASYNC
+#define UFFD_FEATURE_WP_ASYNC (1 << 15)
+#endif
 
 /* Create a userfaultfd (O_CLOEXEC|O_NONBLOCK) and do the UFFDIO_API
  * handshake asking for `features`: fd, or -EPERM when the caller may not use
