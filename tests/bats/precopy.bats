@@ -96,8 +96,7 @@ strict_check() {
 		sleep 0.1
 	done
 	expect 0 mig-guest poke --ctl "$T/src.ctl" --page 0
-	run bash -c "printf '%s\n' '{\"execute\":\"qmp_capabilities\"}' '{\"execute\":\"migrate-start-postcopy\",\"id\":1}' |
-		timeout 5 socat -t 2 - UNIX-CONNECT:$SRC_BUS" 3>&-
+	qmp "$SRC_BUS" '{"execute":"migrate-start-postcopy","id":1}'
 	echo "$output" | grep '"id":1' | jq -e '.return == {}'
 	wait_exit send 120
 	[ "$status" -eq 0 ]
@@ -114,8 +113,7 @@ strict_check() {
 	start send mig-send --name p --guest "$T/src.ctl" --to "tcp:127.0.0.1:$PORT" \
 		--precopy-only --max-bandwidth 16M
 	expect 0 mig-status --bus "$SRC_BUS" --wait-for active --timeout 10
-	run bash -c "printf '%s\n' '{\"execute\":\"qmp_capabilities\"}' '{\"execute\":\"migrate-cancel\",\"id\":2}' |
-		timeout 5 socat -t 2 - UNIX-CONNECT:$SRC_BUS" 3>&-
+	qmp "$SRC_BUS" '{"execute":"migrate-cancel","id":2}'
 	echo "$output" | grep '"id":2' | jq -e '.return == {}'
 	wait_exit send 30
 	[ "$status" -eq 1 ]

@@ -72,9 +72,7 @@ events_match() {
 
 # The source's pump limit, changed live on its bus (0: unlimited).
 set_bandwidth() {
-	run bash -c "printf '%s\n' '{\"execute\":\"qmp_capabilities\"}' \
-		'{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"max-bandwidth\":$2},\"id\":1}' |
-		timeout 5 socat -t 2 - UNIX-CONNECT:$1" 3>&-
+	qmp "$1" "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"max-bandwidth\":$2},\"id\":1}"
 	echo "$output" | grep '"id":1' | jq -e 'has("return")' >/dev/null ||
 		{ echo "# migrate-set-parameters: $output" >&2; return 1; }
 }

@@ -164,11 +164,9 @@ events_match() {
 
 @test "migrate-cancel is refused once postcopy has started" {
 	start_paused_through_proxies
-	run bash -c "printf '%s\n' '{\"execute\":\"qmp_capabilities\"}' '{\"execute\":\"migrate-cancel\",\"id\":7}' |
-		timeout 5 socat -t 2 - UNIX-CONNECT:$SRC_BUS" 3>&-
+	qmp "$SRC_BUS" '{"execute":"migrate-cancel","id":7}'
 	echo "$output" | grep '"id":7' | jq -e '.error.class == "GenericError" and (.error.desc | test("refused: postcopy has started"))'
-	run bash -c "printf '%s\n' '{\"execute\":\"qmp_capabilities\"}' '{\"execute\":\"migrate-cancel\",\"id\":8}' |
-		timeout 5 socat -t 2 - UNIX-CONNECT:$DST_BUS" 3>&-
+	qmp "$DST_BUS" '{"execute":"migrate-cancel","id":8}'
 	echo "$output" | grep '"id":8' | jq -e '.error.desc | test("refused")'
 	expect 0 mig-recover --bus "$DST_BUS" --listen "unix:$T/dst.sock" --timeout 1 || [ "$status" -eq 75 ]
 	expect 0 mig-recover --bus "$SRC_BUS" --to "unix:$T/src.sock" --timeout 20

@@ -55,9 +55,7 @@ wait_for_port() {
 	echo "# $kills link kills" >&3
 	[ "$kills" -ge "$KILLS" ]
 	# enough: let the pump run at full speed (as an operator would)
-	run bash -c "printf '%s\n' '{\"execute\":\"qmp_capabilities\"}' \
-		'{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"max-bandwidth\":0},\"id\":1}' |
-		timeout 5 socat -t 2 - UNIX-CONNECT:$src" 3>&-
+	qmp "$src" '{"execute":"migrate-set-parameters","arguments":{"max-bandwidth":0},"id":1}'
 	echo "$output" | grep '"id":1' | jq -e '.return == {}'
 	wait_exit send 300
 	[ "$status" -eq 0 ]

@@ -130,3 +130,11 @@ events_of() {
 }
 
 bus_of() { echo "$MIG_RUNTIME_DIR/$1.$2.sock"; }
+
+# qmp BUS COMMAND: send one QMP command (JSON text) to a bus after the
+# capabilities negotiation, as any QMP client would; $output holds every
+# line the bus answered (greeting, replies, events).
+qmp() {
+	run bash -c 'printf "%s\n" "{\"execute\":\"qmp_capabilities\"}" "$2" |
+		timeout 5 socat -t 2 - "UNIX-CONNECT:$1"' _ "$1" "$2" 3>&-
+}
