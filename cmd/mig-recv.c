@@ -16,15 +16,20 @@
 static void usage(void)
 {
 	printf("Usage: mig-recv --listen URI [options]\n"
+	       "       mig-recv --attach PATH [--listen URI] [options]\n"
 	       "\n"
 	       "Wait for a migration at URI (tcp:HOST:PORT or unix:PATH), start\n"
 	       "the incoming guest, serve its page faults until every page is\n"
 	       "here, and leave the guest running, reachable at --guest-ctl.\n"
+	       "A guest past switchover already there (its engine died) is taken\n"
+	       "over instead: paused, ready for the source's recovery at URI\n"
+	       "(default: the address it recorded).\n"
 	       "\n"
 	       "Options:\n"
 	       "  -l, --listen URI          address to accept the migration on\n"
 	       "  -G, --guest-ctl PATH      control socket of the migrated guest\n"
 	       "                            (default $MIG_RUNTIME_DIR/NAME.guest.sock)\n"
+	       "  -A, --attach PATH         only take over the guest at PATH\n"
 	       "      --paused-start        keep the guest stopped after switchover\n"
 	       "                            (mig-guest cont starts it)\n"
 	       "      --link-timeout SECS   silence after which a link is broken (5)\n"
@@ -40,7 +45,8 @@ static void usage(void)
 	       "  -V, --version             show the version and exit\n"
 	       "\n"
 	       "Exit status: 0 completed; 1 failed or cancelled (or the listen\n"
-	       "address is in use); 64 usage error; 69 userfaultfd not permitted;\n"
+	       "address is in use, or nothing to attach to); 64 usage error;\n"
+	       "69 userfaultfd not permitted, or no guest at --attach PATH;\n"
 	       "75 stopped while paused (the guest is kept). See mig-recv(1).\n");
 }
 
@@ -50,6 +56,7 @@ enum { OPT_LINKTO = 256, OPT_READY, OPT_SUMMARY, OPT_PAUSED, OPT_LINGER,
 static const struct option longopts[] = {
 	{ "listen", required_argument, NULL, 'l' },
 	{ "guest-ctl", required_argument, NULL, 'G' },
+	{ "attach", required_argument, NULL, 'A' },
 	{ "paused-start", no_argument, NULL, OPT_PAUSED },
 	{ "link-timeout", required_argument, NULL, OPT_LINKTO },
 	{ "name", required_argument, NULL, 'n' },
@@ -73,10 +80,17 @@ static int parse(int argc, char **argv, struct mig_dest_opts *o)
 	int64_t ms;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "l:G:n:b:vqhV", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "l:G:A:n:b:vqhV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'l': o->listen = optarg; break;
-		case 'G': o->guest_ctl = optarg; break;
+		case 'G':
+		case 'A':
+			if (o->guest_ctl && strcmp(o->guest_ctl, optarg))
+				return mig_client_usage("--attach and --guest-ctl "
+							"name different guests");
+			o->guest_ctl = optarg;
+			o->attach |= c == 'A';
+			break;
 		case 'n': o->name = optarg; break;
 		case OPT_SUMMARY: o->summary = true; break;
 		case OPT_LINGER:
@@ -113,9 +127,9 @@ static int parse(int argc, char **argv, struct mig_dest_opts *o)
 	}
 	if (optind < argc)
 		return mig_client_usage("unexpected argument '%s'", argv[optind]);
-	if (!o->listen)
+	if (!o->listen && !o->attach)
 		return mig_client_usage("--listen is required");
-	if (!mig_client_uri_ok(o->listen))
+	if (o->listen && !mig_client_uri_ok(o->listen))
 		return mig_client_usage("bad --listen '%s' (tcp:HOST:PORT or "
 					"unix:PATH)", o->listen);
 	if (o->guest_ctl && strlen(o->guest_ctl) >= 108)
@@ -149,6 +163,8 @@ int main(int argc, char **argv)
 	if (r == -EADDRINUSE)
 		mig_client_error("address in use: %s (or the status bus %s)",
 				 o.listen, o.bus_path);
+	if (r == -ENOENT || r == -ECONNREFUSED)
+		return MIG_EXIT_UNAVAILABLE;
 	if (r < 0)
 		return r == -EINVAL ? MIG_EXIT_USAGE : MIG_EXIT_FAIL;
 	if (final == MIG_STATE_COMPLETED)

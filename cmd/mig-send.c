@@ -17,6 +17,7 @@
 static void usage(void)
 {
 	printf("Usage: mig-send --guest PATH --to URI [options]\n"
+	       "       mig-send --guest PATH --resume [--to URI] [options]\n"
 	       "\n"
 	       "Migrate the running guest whose control socket is PATH to the\n"
 	       "destination listening at URI (tcp:HOST:PORT or unix:PATH), with\n"
@@ -26,9 +27,14 @@ static void usage(void)
 	       "then runs on the destination and its remaining pages follow, on\n"
 	       "demand and in the background. Returns when the migration ends.\n"
 	       "\n"
+	       "A guest handed over by an engine that died after switchover is\n"
+	       "taken over instead: its migration resumes through recovery, to\n"
+	       "URI or the destination it recorded.\n"
+	       "\n"
 	       "Options:\n"
 	       "  -g, --guest PATH          control socket of the running mig-guest\n"
 	       "  -T, --to URI              destination (mig-recv --listen URI)\n"
+	       "      --resume              only take over a migration past switchover\n"
 	       "      --postcopy            switch to postcopy at once, no precopy\n"
 	       "      --postcopy-after N    switch after N precopy passes, or Ns seconds\n"
 	       "      --precopy-only        never switch to postcopy\n"
@@ -54,7 +60,8 @@ static void usage(void)
 	       "(userfaultfd write-protect in async mode with the PAGEMAP_SCAN\n"
 	       "ioctl, Linux 6.7+; else soft-dirty: CONFIG_MEM_SOFT_DIRTY)\n"
 	       "\n"
-	       "Exit status: 0 completed; 1 failed or cancelled; 64 usage error;\n"
+	       "Exit status: 0 completed; 1 failed or cancelled, or nothing to\n"
+	       "resume; 64 usage error;\n"
 	       "69 no guest, no destination, or userfaultfd not permitted;\n"
 	       "75 stopped while paused (the guest is kept). See mig-send(1).\n",
 	       mig_dirty_method() ? mig_dirty_method() :
@@ -63,11 +70,12 @@ static void usage(void)
 
 enum { OPT_POSTCOPY = 256, OPT_AFTER, OPT_PRECOPY_ONLY, OPT_DOWNTIME,
        OPT_DIGEST, OPT_MAXBW, OPT_NOPREEMPT, OPT_COMPRESS, OPT_UUID,
-       OPT_LINKTO, OPT_READY, OPT_SUMMARY, OPT_LINGER, OPT_NOTIFY };
+       OPT_LINKTO, OPT_READY, OPT_SUMMARY, OPT_LINGER, OPT_NOTIFY, OPT_RESUME };
 
 static const struct option longopts[] = {
 	{ "guest", required_argument, NULL, 'g' },
 	{ "to", required_argument, NULL, 'T' },
+	{ "resume", no_argument, NULL, OPT_RESUME },
 	{ "postcopy", no_argument, NULL, OPT_POSTCOPY },
 	{ "postcopy-after", required_argument, NULL, OPT_AFTER },
 	{ "precopy-only", no_argument, NULL, OPT_PRECOPY_ONLY },
@@ -104,6 +112,7 @@ static int parse(int argc, char **argv, struct mig_source_opts *o)
 		switch (c) {
 		case 'g': o->guest_ctl = optarg; break;
 		case 'T': o->to = optarg; break;
+		case OPT_RESUME: o->resume = true; break;
 		case 'n': o->name = optarg; break;
 		case OPT_SUMMARY: o->summary = true; break;
 		case OPT_LINGER:
@@ -175,9 +184,12 @@ static int parse(int argc, char **argv, struct mig_source_opts *o)
 	if (policies > 1)
 		return mig_client_usage("--postcopy, --postcopy-after and "
 					"--precopy-only exclude each other");
-	if (!o->guest_ctl || !o->to)
+	if (!o->guest_ctl || (!o->to && !o->resume))
 		return mig_client_usage("--guest and --to are required");
-	if (!mig_client_uri_ok(o->to))
+	if (o->resume && policies)
+		return mig_client_usage("--resume takes over a migration past "
+					"switchover: no switchover policy applies");
+	if (o->to && !mig_client_uri_ok(o->to))
 		return mig_client_usage("bad --to '%s' (tcp:HOST:PORT or unix:PATH)",
 					o->to);
 	if (!mig_name_valid(o->name))

@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "chan.h"
@@ -57,7 +59,12 @@ struct dst {
 	bool have_migration;        /* the first hello fixed the UUID */
 
 	struct mig_guest *guest;
-	pid_t guest_pid;
+	pid_t guest_pid;            /* 0 once reaped or gone */
+	bool guest_child;           /* spawned by us: ours to reap */
+	int pidfd;                  /* readable when the guest process ends */
+	bool bound;                 /* the guest carries our migration's record */
+	char listen_uri[256];       /* the main listener's */
+	char armed_uri[256];        /* the recovery listener's (rfd), e.lock */
 	int uffd, memfd;
 	uint64_t base, npages;
 	struct mig_bitmap *received, *requested;
@@ -451,26 +458,58 @@ static int recv_ram_info(struct dst *d, int fd, struct mig_ram_info *ri)
 	return r;
 }
 
-static int attach_guest(struct dst *d)
+/* Watch the guest process: its end is news at once, whatever the links do
+ * (a dead guest would otherwise be noticed only at the next page placed). */
+static void watch_guest(struct dst *d, pid_t pid, bool child)
 {
-	struct mig_guest_info gi;
-	pid_t holder;
+	d->guest_pid = pid;
+	d->guest_child = child;
+	d->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (d->pidfd < 0)
+		mig_warn("guest", "pidfd_open(%d): %s: its death will be noticed "
+			 "late", (int)pid, strerror(errno));
+}
+
+/* Claim the guest at guest_ctl and take its fds. complete: the guest may
+ * have finished its incoming phase (no userfaultfd any more). */
+static int attach_guest(struct dst *d, struct mig_guest_info *gi, bool complete)
+{
+	pid_t holder = 0;
 	int r;
 
-	d->guest = mig_guest_connect(d->guest_ctl, 2000);
+	if (!d->guest)
+		d->guest = mig_guest_connect(d->guest_ctl, 2000);
 	if (!d->guest)
 		return -errno;
 	r = mig_guest_attach(d->guest, &holder);
+	if (r == -EBUSY)
+		mig_engine_error(&d->e, "guest %s is held by another engine (pid %d)",
+				 d->guest_ctl, (int)holder);
 	if (r == 0)
-		r = mig_guest_info(d->guest, &gi);
+		r = mig_guest_info(d->guest, gi);
 	if (r == 0)
 		r = mig_guest_get_fds(d->guest, &d->memfd, &d->uffd);
-	if (r == 0 && d->uffd < 0)
+	if (r == 0 && d->uffd < 0 && !complete)
 		r = -EPROTO;
 	if (r < 0)
 		return r;
-	d->base = gi.ram_base;
+	d->base = gi->ram_base;
 	return 0;
+}
+
+static int bind_guest(struct dst *d)
+{
+	struct mig_guest_record rec = { .side = MIG_SIDE_DEST };
+	int r;
+
+	memcpy(rec.uuid, d->e.uuid, 16);
+	snprintf(rec.peer, sizeof(rec.peer), "%s", d->listen_uri);
+	r = mig_guest_bind(d->guest, &rec);
+	if (r < 0)
+		mig_engine_error(&d->e, "guest %s refused migration %s: %s",
+				 d->guest_ctl, d->e.uuid_str, strerror(-r));
+	d->bound = r == 0;
+	return r;
 }
 
 static int alloc_pages(struct dst *d)
@@ -487,7 +526,9 @@ static int alloc_pages(struct dst *d)
  * incoming guest, start serving its faults. */
 static int start_session(struct dst *d, int fd)
 {
+	struct mig_guest_info gi;
 	struct mig_ram_info ri;
+	pid_t pid = 0;
 	int r = recv_ram_info(d, fd, &ri);
 
 	if (r < 0)
@@ -496,18 +537,22 @@ static int start_session(struct dst *d, int fd)
 	r = alloc_pages(d);
 	if (r == 0)
 		r = mig_guest_spawn(d->guest_ctl, ri.ram_bytes, true, NULL, 1,
-				    SPAWN_TIMEOUT_MS, &d->guest_pid);
+				    SPAWN_TIMEOUT_MS, &pid);
 	if (r < 0) {
 		mig_engine_error(&d->e, "cannot start the incoming guest: %s",
 				 r == -EPERM ? mig_uffd_strerror(r) : strerror(-r));
 		return r;
 	}
-	r = attach_guest(d);
+	watch_guest(d, pid, true);
+	r = attach_guest(d, &gi, false);
 	if (r < 0) {
 		mig_engine_error(&d->e, "incoming guest %s: %s", d->guest_ctl,
 				 strerror(-r));
 		return r;
 	}
+	r = bind_guest(d);
+	if (r < 0)
+		return r;
 	r = pthread_create(&d->fault_thr, NULL, fault_main, d);
 	if (r)
 		return -r;
@@ -710,10 +755,60 @@ static void expire_pending(struct dst *d)
 	}
 }
 
-/* One round of the control loop's poll: listeners, hellos, wakeups. */
+static void end_early(struct dst *d, enum mig_state to);
+
+/* How the guest process ended, in words; reaps it if it is our child. */
+static void describe_exit(struct dst *d, char *buf, size_t len)
+{
+	int st;
+
+	snprintf(buf, len, "exited");
+	if (!d->guest_child || waitpid(d->guest_pid, &st, WNOHANG) != d->guest_pid)
+		return;
+	if (WIFSIGNALED(st))
+		snprintf(buf, len, "killed by signal %d (%s)", WTERMSIG(st),
+			 strsignal(WTERMSIG(st)));
+	else if (WIFEXITED(st))
+		snprintf(buf, len, "exited with status %d", WEXITSTATUS(st));
+}
+
+/*
+ * The guest process is gone. Before switchover the guest is whole on the
+ * source: fail, as for any early end. After it, what ran here since the
+ * switchover is lost with the process, and no recovery can bring it back:
+ * fail at once and say so (the source keeps its stopped guest, the only copy
+ * of the pages never sent). Once completed it is simply reaped.
+ */
+static void guest_gone(struct dst *d)
+{
+	enum mig_state st = mig_engine_state(&d->e);
+	pid_t pid = d->guest_pid;
+	char how[80];
+
+	describe_exit(d, how, sizeof(how));
+	close(d->pidfd);
+	d->pidfd = -1;
+	d->guest_pid = 0;
+	if (mig_state_terminal(st))
+		return;
+	if (!mig_state_postcopy(st)) {
+		mig_engine_error(&d->e, "the incoming guest (pid %d) %s", (int)pid, how);
+		end_early(d, MIG_STATE_FAILED);
+		return;
+	}
+	mig_engine_error(&d->e, "the guest (pid %d) %s after switchover: what "
+			 "ran here is lost; the source keeps its guest stopped, "
+			 "as of switchover", (int)pid, how);
+	stop_rx(d);
+	stop_fault(d);
+	mig_engine_move(&d->e, MIG_STATE_FAILED);
+}
+
+/* One round of the control loop's poll: listeners, hellos, wakeups, the
+ * guest's end. */
 static unsigned poll_once(struct dst *d, int timeout_ms)
 {
-	struct pollfd p[3 + MAX_PENDING];
+	struct pollfd p[4 + MAX_PENDING];
 	int n = 0, idx[MAX_PENDING];
 
 	pthread_mutex_lock(&d->e.lock);
@@ -728,16 +823,19 @@ static unsigned poll_once(struct dst *d, int timeout_ms)
 	p[n++] = (struct pollfd){ .fd = d->e.efd, .events = POLLIN };
 	p[n++] = (struct pollfd){ .fd = d->lfd, .events = POLLIN };
 	p[n++] = (struct pollfd){ .fd = d->rfd, .events = POLLIN };
+	p[n++] = (struct pollfd){ .fd = d->pidfd, .events = POLLIN };
 	for (int i = 0; i < MAX_PENDING; i++) {
 		if (d->pend[i].fd < 0)
 			continue;
-		idx[n - 3] = i;
+		idx[n - 4] = i;
 		p[n++] = (struct pollfd){ .fd = d->pend[i].fd, .events = POLLIN };
 	}
 	if (poll(p, n, timeout_ms) > 0) {
-		for (int i = 3; i < n; i++)
+		if (p[3].revents)
+			guest_gone(d);
+		for (int i = 4; i < n; i++)
 			if (p[i].revents)
-				read_pending(d, &d->pend[idx[i - 3]]);
+				read_pending(d, &d->pend[idx[i - 4]]);
 		if (p[1].revents)
 			add_pending(d, d->lfd);
 		if (p[2].revents)
@@ -827,12 +925,13 @@ static void on_resumed(struct dst *d)
 
 static void kill_guest(struct dst *d)
 {
-	if (d->guest)
+	if (d->guest && d->guest_pid > 0)
 		mig_guest_quit(d->guest);
-	if (d->guest_pid > 0) {
+	if (d->guest_pid > 0 && d->guest_child) {
 		kill(d->guest_pid, SIGKILL);
-		d->guest_pid = 0;
+		waitpid(d->guest_pid, NULL, 0);
 	}
+	d->guest_pid = 0;
 }
 
 static void complete(struct dst *d)
@@ -911,6 +1010,8 @@ static bool handle(struct dst *d, unsigned ev)
 	    mig_engine_state(&d->e) != MIG_STATE_COMPLETED)
 		complete(d);
 	st = mig_engine_state(&d->e);
+	if (st == MIG_STATE_FAILED || st == MIG_STATE_CANCELLED)
+		return true; /* the guest is gone */
 	if (st == MIG_STATE_COMPLETED)
 		return (d->source_told && (atomic_load(&d->main_closed) ||
 					   mig_now_ns() >= d->linger_until_ns)) ||
@@ -972,28 +1073,37 @@ static int dst_command(struct mig_engine *e, const char *cmd,
 		       char *desc, size_t desclen);
 static void dst_query(struct mig_engine *e, struct mig_json *ret);
 
+/* The guest keeps the state we reached, for whoever restarts us. */
+static void dst_moved(struct mig_engine *e, enum mig_state to)
+{
+	struct dst *d = e->ctx;
+	int r;
+
+	if (!d->bound || d->guest_pid <= 0)
+		return;
+	r = mig_guest_set_state(d->guest, to);
+	if (r < 0)
+		mig_dbg("guest", "recording state %s: %s", mig_state_name(to),
+			strerror(-r));
+}
+
 static const struct mig_engine_ops dst_ops = {
 	.command = dst_command,
 	.query = dst_query,
+	.moved = dst_moved,
 };
 
 static int dst_open(struct dst *d, const struct mig_dest_opts *o)
 {
-	struct mig_uri u;
 	int r;
 
 	d->o = o;
 	d->lfd = d->rfd = d->new_rfd = d->uffd = d->memfd = d->fault_efd = -1;
+	d->pidfd = -1;
 	for (int i = 0; i < MAX_PENDING; i++)
 		d->pend[i].fd = -1;
 	pthread_mutex_init(&d->rp_lock, NULL);
 	pthread_mutex_init(&d->blob_lock, NULL);
-	r = mig_uri_parse(o->listen, &u);
-	if (r < 0) {
-		mig_err("chan", "bad listen URI '%s' (tcp:HOST:PORT or unix:PATH)",
-			o->listen);
-		return -EINVAL;
-	}
 	r = mig_engine_init(&d->e, MIG_SIDE_DEST, o->name, o->bus_path,
 			    &dst_ops, d);
 	if (r < 0)
@@ -1003,14 +1113,107 @@ static int dst_open(struct dst *d, const struct mig_dest_opts *o)
 	if (o->notify_url && (r = mig_engine_notify(&d->e, o->notify_url)) < 0)
 		return r;
 	d->fault_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	return d->fault_efd < 0 ? -errno : 0;
+}
+
+static int dst_listen(struct dst *d, const char *uri)
+{
+	struct mig_uri u;
+
+	if (mig_uri_parse(uri, &u) < 0) {
+		mig_err("chan", "bad listen URI '%s' (tcp:HOST:PORT or unix:PATH)",
+			uri);
+		return -EINVAL;
+	}
+	snprintf(d->listen_uri, sizeof(d->listen_uri), "%s", uri);
 	d->lfd = mig_chan_listen(&u);
-	if (d->lfd < 0) {
-		mig_err("chan", "cannot listen on %s: %s", o->listen,
+	if (d->lfd < 0)
+		mig_err("chan", "cannot listen on %s: %s", uri,
 			d->lfd == -EADDRINUSE ? "address already in use" :
 			strerror(-d->lfd));
-		return d->lfd;
+	return d->lfd < 0 ? d->lfd : 0;
+}
+
+/* Is there a guest at guest_ctl already? 0: no, spawn one at the first
+ * hello; 1: one past switchover whose engine went away, to take over;
+ * -errno: one this engine must not touch (or, with --attach, none). */
+static int probe_guest(struct dst *d, struct mig_guest_info *gi)
+{
+	bool attach = d->o->attach;
+	int r;
+
+	d->guest = mig_guest_connect(d->guest_ctl, attach ? 2000 : 500);
+	if (!d->guest) {
+		r = errno;
+		if (!attach && (r == ENOENT || r == ECONNREFUSED))
+			return 0;
+		mig_err("guest", "no guest at %s: %s", d->guest_ctl, strerror(r));
+		return -r;
 	}
-	return d->fault_efd < 0 ? -errno : 0;
+	r = mig_guest_info(d->guest, gi);
+	if (r == 0 && gi->rec.side == MIG_SIDE_DEST &&
+	    gi->rec.phase >= MIG_GUEST_SWITCHED)
+		return 1;
+	if (r == 0)
+		mig_err("guest", "the guest at %s (pid %d) is %s: %s", d->guest_ctl,
+			(int)gi->pid, gi->rec.phase == MIG_GUEST_UNBOUND ?
+			"in no migration" : gi->rec.side == MIG_SIDE_SOURCE ?
+			"a source guest" : "not past switchover",
+			attach ? "nothing to attach to" :
+			"choose another --guest-ctl");
+	return r < 0 ? r : -EEXIST;
+}
+
+/*
+ * A restarted engine: the guest at guest_ctl is past switchover and its
+ * engine went away. Everything needed is in the guest: which pages are
+ * here is read back from its memfd; faults the dead engine had read but
+ * not served are raised again by waking every waiting vCPU (each re-faults
+ * on what is still missing). Then wait, paused and armed, for the source.
+ */
+static int take_over(struct dst *d)
+{
+	struct mig_guest_info gi;
+	int64_t n;
+	int r = attach_guest(d, &gi, true);
+
+	if (r == 0 && (gi.rec.side != MIG_SIDE_DEST || gi.rec.phase < MIG_GUEST_SWITCHED))
+		r = -EEXIST; /* changed since the probe */
+	if (r < 0) {
+		mig_err("guest", "cannot take over the guest at %s: %s",
+			d->guest_ctl, strerror(-r));
+		return r;
+	}
+	memcpy(d->e.uuid, gi.rec.uuid, 16);
+	mig_uuid_format(d->e.uuid, d->e.uuid_str);
+	d->have_migration = d->switched = true;
+	d->running = gi.running;
+	atomic_store(&d->guest_started, true);
+	d->e.ram_bytes = gi.ram_bytes;
+	r = alloc_pages(d);
+	n = r < 0 ? r : mig_bitmap_from_file(d->received, d->memfd, d->npages);
+	if (n < 0)
+		return (int)n;
+	d->e.st.present = (uint64_t)n;
+	watch_guest(d, gi.pid, false);
+	r = bind_guest(d);
+	if (r == 0 && d->uffd >= 0)
+		r = -pthread_create(&d->fault_thr, NULL, fault_main, d);
+	if (r < 0)
+		return r;
+	d->fault_on = d->uffd >= 0;
+	if (d->uffd >= 0)
+		mig_uffd_wake(d->uffd, d->base, d->e.ram_bytes);
+	mig_info("engine", "took over migration %s: guest pid %d, %llu of %llu "
+		 "pages here, last state %s; waiting for the source on %s",
+		 d->e.uuid_str, (int)gi.pid, (unsigned long long)n,
+		 (unsigned long long)d->npages, mig_state_name(gi.rec.state),
+		 d->listen_uri);
+	d->e.t_start_ns = d->e.t_setup_ns = mig_now_ns();
+	mig_engine_move(&d->e, MIG_STATE_POSTCOPY_PAUSED);
+	snprintf(d->armed_uri, sizeof(d->armed_uri), "%s", d->listen_uri);
+	atomic_store(&d->armed, true);
+	return 0;
 }
 
 static void dst_close(struct dst *d)
@@ -1032,6 +1235,8 @@ static void dst_close(struct dst *d)
 		close(d->memfd);
 	if (d->fault_efd >= 0)
 		close(d->fault_efd);
+	if (d->pidfd >= 0)
+		close(d->pidfd);
 	mig_guest_close(d->guest);
 	mig_bitmap_free(d->received);
 	mig_bitmap_free(d->requested);
@@ -1063,13 +1268,20 @@ int mig_dest_run(const struct mig_dest_opts *o, enum mig_state *final)
 {
 	struct dst *d = calloc(1, sizeof(*d));
 	struct sigaction sa = { .sa_handler = on_signal };
-	int r, ready_fd;
+	struct mig_guest_info gi = { .pid = 0 };
+	int r, ready_fd, attach = 0;
 
 	if (!d)
 		return -ENOMEM;
 	r = default_guest_ctl(d, o);
 	if (r == 0)
 		r = dst_open(d, o);
+	if (r == 0)
+		r = attach = probe_guest(d, &gi);
+	if (r >= 0)
+		r = dst_listen(d, o->listen ? o->listen : gi.rec.peer);
+	if (r == 0 && attach)
+		r = take_over(d);
 	if (r < 0)
 		goto out;
 	signal_dst = d;
@@ -1077,8 +1289,10 @@ int mig_dest_run(const struct mig_dest_opts *o, enum mig_state *final)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	d->e.t_start_ns = mig_now_ns();
-	mig_engine_move(&d->e, MIG_STATE_SETUP);
+	if (!attach) {
+		d->e.t_start_ns = mig_now_ns();
+		mig_engine_move(&d->e, MIG_STATE_SETUP);
+	}
 	ready_fd = o->ready_fd;
 	mig_ready_notify(&ready_fd);
 	loop(d);
@@ -1106,6 +1320,7 @@ static int cmd_recover(struct dst *d, const struct mig_json *args, char *desc,
 	const char *uri = args ? mig_json_get_str(args, "uri") : NULL;
 	enum mig_state st = mig_engine_state(&d->e);
 	struct mig_uri u;
+	bool listening;
 	int fd;
 
 	if (!uri || mig_uri_parse(uri, &u) < 0) {
@@ -1118,7 +1333,12 @@ static int cmd_recover(struct dst *d, const struct mig_json *args, char *desc,
 			 "state %s", mig_state_name(st));
 		return -EINVAL;
 	}
-	if (strcmp(uri, d->o->listen)) {
+	/* an address we listen on already is armed by saying so: the same
+	 * mig-recover, run again by cron, succeeds again */
+	pthread_mutex_lock(&d->e.lock);
+	listening = !strcmp(uri, d->listen_uri) || !strcmp(uri, d->armed_uri);
+	pthread_mutex_unlock(&d->e.lock);
+	if (!listening) {
 		fd = mig_chan_listen(&u);
 		if (fd < 0) {
 			snprintf(desc, desclen, "migrate-recover: cannot listen on "
@@ -1130,6 +1350,7 @@ static int cmd_recover(struct dst *d, const struct mig_json *args, char *desc,
 		if (d->new_rfd >= 0)
 			close(d->new_rfd);
 		d->new_rfd = fd;
+		snprintf(d->armed_uri, sizeof(d->armed_uri), "%s", uri);
 		pthread_mutex_unlock(&d->e.lock);
 	}
 	atomic_store(&d->armed, true);

@@ -16,8 +16,11 @@
 struct mig_dest_opts {
 	const char *name;       /* migration name (bus socket), "default" */
 	const char *bus_path;   /* overrides the name's bus path */
-	const char *listen;     /* URI to listen on */
-	const char *guest_ctl;  /* control socket of the guest we spawn */
+	const char *listen;     /* URI to listen on; with a guest to take
+				 * over, NULL: the one it recorded */
+	const char *guest_ctl;  /* control socket of the guest we spawn, or of
+				 * the one past switchover we take over */
+	bool attach;            /* only take over the guest at guest_ctl */
 	int link_timeout_ms;    /* silence after which a link is broken */
 	bool paused_start;      /* keep the guest stopped after switchover */
 	bool summary;            /* print a summary line on stdout at the end */
@@ -26,9 +29,13 @@ struct mig_dest_opts {
 	int ready_fd;           /* newline once listening, or -1 */
 };
 
-/* Run one incoming migration to its end. Returns 0 with *final set (see
- * mig_source_run), or -errno when it could not start: -EADDRINUSE (bus or
- * listen address taken), -EINVAL (bad URI). */
+/* Run one incoming migration to its end. A guest past switchover already
+ * at guest_ctl (its engine went away) is taken over instead: the engine
+ * starts in postcopy-paused, armed for the source's recovery on the listen
+ * address. Returns 0 with *final set (see mig_source_run), or -errno when
+ * it could not start: -EADDRINUSE (bus or listen address taken), -EINVAL
+ * (bad URI), -ENOENT/-ECONNREFUSED (attach: no guest), -EEXIST (a guest
+ * this engine must not take over is at guest_ctl). */
 int mig_dest_run(const struct mig_dest_opts *o, enum mig_state *final);
 
 #endif

@@ -197,6 +197,8 @@ int mig_engine_move(struct mig_engine *e, enum mig_state to)
 	if (r < 0)
 		mig_dbg("state", "refused move %s -> %s",
 			mig_state_name(mig_sm_get(e->sm)), mig_state_name(to));
+	else if (e->ops->moved)
+		e->ops->moved(e, to);
 	return r;
 }
 

@@ -60,6 +60,9 @@ struct mig_engine_ops {
 	int (*command)(struct mig_engine *e, const char *cmd,
 		       const struct mig_json *args, struct mig_json **ret,
 		       char *desc, size_t desclen);
+	/* after each move, on the thread that made it (the control loop):
+	 * how the guest learns the state it must outlive us with; or NULL */
+	void (*moved)(struct mig_engine *e, enum mig_state to);
 };
 
 struct mig_engine {
@@ -88,7 +91,7 @@ struct mig_engine {
 	struct mig_stats st;
 	struct mig_latency *lat;  /* destination: fault -> page placed */
 	uint64_t digest;          /* of all RAM at switchover (--digest) */
-	bool has_digest;
+	atomic_bool has_digest;   /* set once digest holds the value */
 };
 
 /* Open the bus at bus_path and put the machine in `none`. 0 or -errno

@@ -515,3 +515,33 @@ out:
 	free(a);
 	return r;
 }
+
+/* --- the migration record --------------------------------------------------- */
+
+int mig_guest_bind(struct mig_guest *g, const struct mig_guest_record *rec)
+{
+	uint8_t rbuf[MIG_CTL_MSG_MAX], pl[MIG_CTL_BIND_BYTES];
+
+	mig_ctl_bind_pack(pl, rec);
+	return call(g, MIG_CTL_BIND, pl, sizeof(pl), -1, rbuf, NULL, NULL, NULL);
+}
+
+int mig_guest_set_state(struct mig_guest *g, enum mig_state st)
+{
+	uint8_t rbuf[MIG_CTL_MSG_MAX];
+	uint32_t v = htole32((uint32_t)st);
+
+	return call(g, MIG_CTL_SET_STATE, &v, sizeof(v), -1, rbuf, NULL, NULL, NULL);
+}
+
+int mig_guest_unbind(struct mig_guest *g)
+{
+	return call_simple(g, MIG_CTL_UNBIND);
+}
+
+int mig_guest_abandon(struct mig_guest *g, const uint8_t uuid[16])
+{
+	uint8_t rbuf[MIG_CTL_MSG_MAX];
+
+	return call(g, MIG_CTL_ABANDON, uuid, 16, -1, rbuf, NULL, NULL, NULL);
+}

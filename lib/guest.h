@@ -14,6 +14,37 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "state.h"
+
+/* Longest peer address a guest records, NUL included. */
+#define MIG_GUEST_PEER_MAX 256u
+
+/*
+ * The migration a guest belongs to, kept by the guest itself so that it
+ * outlives any engine: the state lives in the guests, not in the engines.
+ * The phase only moves forward, by what the guest sees happen to it:
+ */
+enum mig_guest_phase {
+	MIG_GUEST_UNBOUND,   /* in no migration: the rest of the record is empty */
+	MIG_GUEST_MIGRATING, /* BIND: an engine migrates it; before switchover */
+	MIG_GUEST_SWITCHED,  /* source: its state was saved for the destination,
+			      * it never runs here again (CONT is refused);
+			      * destination: its state is loaded */
+	MIG_GUEST_COMPLETED, /* every page is on the destination */
+	MIG_GUEST__PHASES
+};
+
+struct mig_guest_record {
+	enum mig_guest_phase phase;
+	uint8_t uuid[16];
+	enum mig_side side;
+	enum mig_state state;        /* the engine's last, as it told us */
+	char peer[MIG_GUEST_PEER_MAX]; /* source: destination URI; dest: listen URI */
+};
+
+/* "unbound", "migrating", "switched", "completed"; NULL out of range. */
+const char *mig_guest_phase_name(enum mig_guest_phase p);
+
 struct mig_guest_info {
 	pid_t pid;
 	uint64_t ram_bytes;
@@ -26,6 +57,7 @@ struct mig_guest_info {
 	char workload[64];  /* "ab", "idle", ... ("" while incoming, not loaded) */
 	unsigned vcpus;
 	uint64_t progress;  /* page writes by vCPUs so far: moves while running */
+	struct mig_guest_record rec;
 };
 
 struct mig_guest;
@@ -50,7 +82,10 @@ int mig_guest_get_fds(struct mig_guest *g, int *memfd, int *uffd);
  * (-EBUSY otherwise). A STOP that times out stays requested: the guest parks
  * when it can (a vCPU waiting in a userfault parks once its page arrives). */
 int mig_guest_stop(struct mig_guest *g);
-/* -EINVAL on an incoming guest whose state is not loaded yet. */
+/* -EINVAL on an incoming guest whose state is not loaded yet; -EPERM on a
+ * source guest handed over to its destination (the guest never runs
+ * twice), and on an incoming guest still receiving pages from anyone but
+ * its engine. */
 int mig_guest_cont(struct mig_guest *g);
 /* Needs the claim and stopped vCPUs. *blob is malloc'd. */
 int mig_guest_save_state(struct mig_guest *g, uint8_t **blob, size_t *len);
@@ -66,6 +101,25 @@ int mig_guest_incoming_done(struct mig_guest *g);
 int mig_guest_verify(struct mig_guest *g, char *msg, size_t len);
 /* Ask the guest process to exit. */
 int mig_guest_quit(struct mig_guest *g);
+
+/* Bind the guest to a migration (needs the claim): rec's uuid, side and
+ * peer. 0 also when already bound to that uuid and side (the peer is
+ * updated: a recovery may use a new address); -EEXIST bound to another
+ * migration, -EINVAL another side. Bound, the guest keeps the record until
+ * the migration ends; an engine that disappears before switchover ends it
+ * (a source guest runs on, an incoming guest exits). */
+int mig_guest_bind(struct mig_guest *g, const struct mig_guest_record *rec);
+/* The engine's latest state, for whoever restarts it (needs the claim). */
+int mig_guest_set_state(struct mig_guest *g, enum mig_state st);
+/* The migration failed before the destination could run the guest: drop
+ * the record, so the guest may run here again (needs the claim). Only an
+ * engine that knows the destination never acknowledged the state may call
+ * it; a restarted one never knows that. */
+int mig_guest_unbind(struct mig_guest *g);
+/* The operator's deliberate release of a switched source guest that nobody
+ * holds, naming its migration: -ESRCH another uuid (or none), -EBUSY an
+ * engine holds it, -EINVAL a destination guest. It stays stopped. */
+int mig_guest_abandon(struct mig_guest *g, const uint8_t uuid[16]);
 
 /* Arm dirty-page tracking in the guest (needs the claim): the guest creates
  * a userfaultfd in async write-protect mode over its RAM and protects all

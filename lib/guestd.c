@@ -89,6 +89,7 @@ struct guestd {
 	bool quit;
 	struct client cl[MAX_CLIENTS];
 	int holder;     /* slot holding the claim, -1 none */
+	struct mig_guest_record rec; /* the migration we belong to */
 	dev_t sock_dev; /* our socket file, so we unlink only our own */
 	ino_t sock_ino;
 	bool sock_bound;
@@ -181,6 +182,53 @@ void mig_ctl_info_pack(uint8_t *b, const struct mig_guest_info *in)
 	put64(b + 28, in->progress);
 	memset(b + 36, 0, sizeof(in->workload));
 	memcpy(b + 36, in->workload, strnlen(in->workload, sizeof(in->workload) - 1));
+	memcpy(b + 100, in->rec.uuid, 16);
+	b[116] = (uint8_t)in->rec.side;
+	b[117] = (uint8_t)in->rec.phase;
+	b[118] = (uint8_t)in->rec.state;
+	b[119] = 0;
+	memset(b + 120, 0, MIG_GUEST_PEER_MAX);
+	memcpy(b + 120, in->rec.peer, strnlen(in->rec.peer, MIG_GUEST_PEER_MAX - 1));
+}
+
+static const char *const phase_names[MIG_GUEST__PHASES] = {
+	[MIG_GUEST_UNBOUND] = "unbound",
+	[MIG_GUEST_MIGRATING] = "migrating",
+	[MIG_GUEST_SWITCHED] = "switched",
+	[MIG_GUEST_COMPLETED] = "completed",
+};
+
+const char *mig_guest_phase_name(enum mig_guest_phase p)
+{
+	return (unsigned)p < MIG_GUEST__PHASES ? phase_names[p] : NULL;
+}
+
+/* The record's fields after the first byte at b: uuid, side, peer. */
+static int record_unpack(const uint8_t *b, struct mig_guest_record *rec)
+{
+	memcpy(rec->uuid, b, 16);
+	if (b[16] > MIG_SIDE_DEST)
+		return -EPROTO;
+	rec->side = (enum mig_side)b[16];
+	memcpy(rec->peer, b + 20, MIG_GUEST_PEER_MAX - 1);
+	rec->peer[MIG_GUEST_PEER_MAX - 1] = '\0';
+	return 0;
+}
+
+void mig_ctl_bind_pack(uint8_t *b, const struct mig_guest_record *rec)
+{
+	memcpy(b, rec->uuid, 16);
+	memset(b + 16, 0, 4 + MIG_GUEST_PEER_MAX);
+	b[16] = (uint8_t)rec->side;
+	memcpy(b + 20, rec->peer, strnlen(rec->peer, MIG_GUEST_PEER_MAX - 1));
+}
+
+int mig_ctl_bind_unpack(const uint8_t *b, size_t len, struct mig_guest_record *rec)
+{
+	memset(rec, 0, sizeof(*rec));
+	if (len != MIG_CTL_BIND_BYTES)
+		return -EPROTO;
+	return record_unpack(b, rec);
 }
 
 int mig_ctl_info_unpack(const uint8_t *b, size_t len, struct mig_guest_info *in)
@@ -203,6 +251,11 @@ int mig_ctl_info_unpack(const uint8_t *b, size_t len, struct mig_guest_info *in)
 	/* NUL-terminate whatever came: never trust the peer's padding */
 	memcpy(in->workload, b + 36, sizeof(in->workload) - 1);
 	in->workload[sizeof(in->workload) - 1] = '\0';
+	if (record_unpack(b + 100, &in->rec) < 0 || b[117] >= MIG_GUEST__PHASES ||
+	    b[118] >= MIG_STATE__COUNT)
+		return -EPROTO;
+	in->rec.phase = (enum mig_guest_phase)b[117];
+	in->rec.state = (enum mig_state)b[118];
 	return 0;
 }
 
@@ -526,20 +579,57 @@ static int workload_setup(struct guestd *gd)
 
 /* --- replies ---------------------------------------------------------------- */
 
+static void tracking_stop(struct guestd *gd);
+
+static void record_clear(struct guestd *gd)
+{
+	gd->rec = (struct mig_guest_record){ .phase = MIG_GUEST_UNBOUND };
+}
+
+/*
+ * The engine holding the claim went away (it closed, or died). From
+ * switchover on the guest waits, as it is, for the next engine: its RAM and
+ * its record are the truth and a restarted engine takes over. Before
+ * switchover the migration has failed with its engine: the guest is whole
+ * on the source, which runs on; an incoming guest holds nothing anyone
+ * needs and exits, so nothing is left behind.
+ */
+static void engine_gone(struct guestd *gd, pid_t pid)
+{
+	bool early = gd->rec.phase < MIG_GUEST_SWITCHED;
+	char id[37];
+
+	mig_info("guest", "engine pid %d detached", (int)pid);
+	if (!early || (gd->rec.phase == MIG_GUEST_UNBOUND && !gd->o->incoming))
+		return;
+	if (gd->o->incoming) {
+		mig_warn("guest", "engine gone before switchover: the migration "
+			 "failed, nothing here to keep; exiting");
+		gd->done = true;
+		return;
+	}
+	mig_uuid_format(gd->rec.uuid, id);
+	mig_warn("guest", "engine gone before switchover: migration %s failed; "
+		 "the guest runs on here", id);
+	tracking_stop(gd);
+	record_clear(gd);
+	gd->running = true;
+}
+
 static void client_close(struct guestd *gd, int ci)
 {
 	struct client *c = &gd->cl[ci];
+	pid_t pid = c->pid;
+	bool holder = gd->holder == ci;
 
 	if (c->fd < 0)
 		return;
-	if (gd->holder == ci) {
-		/* the guest stays as it is (perhaps stopped): mid-migration,
-		 * its RAM is the truth and the next engine takes over */
-		mig_info("guest", "engine pid %d detached", (int)c->pid);
+	if (holder)
 		gd->holder = -1;
-	}
 	close(c->fd);
 	*c = (struct client){ .fd = -1 };
+	if (holder && !gd->done) /* not at our own shutdown */
+		engine_gone(gd, pid);
 }
 
 static void reply_fds(struct guestd *gd, int ci, uint16_t op, uint32_t seq,
@@ -593,6 +683,7 @@ static void do_info(struct guestd *gd, int ci, const struct mig_ctl_hdr *h)
 		.running = gd->running,
 		.attached = gd->holder >= 0,
 		.tracking = gd->wpfd >= 0,
+		.rec = gd->rec,
 	};
 	uint8_t pl[MIG_CTL_INFO_BYTES];
 
@@ -692,6 +783,28 @@ static void do_stop(struct guestd *gd, int ci, const struct mig_ctl_hdr *h)
 	set_pending(gd, ci, PEND_STOP, h->seq);
 }
 
+/*
+ * The guest never runs twice. A source guest whose state went to the
+ * destination never runs here again, whoever asks: only UNBIND by the engine
+ * that saw the destination never take it, or the operator's ABANDON, lifts
+ * that. An incoming guest whose pages are still arriving runs only when its
+ * engine says the source has committed to it.
+ */
+static int cont_allowed(struct guestd *gd, int ci)
+{
+	char id[37];
+
+	if (gd->rec.phase < MIG_GUEST_SWITCHED)
+		return 0;
+	if (gd->rec.side == MIG_SIDE_DEST)
+		return gd->rec.phase == MIG_GUEST_COMPLETED || gd->holder == ci ?
+		       0 : -EPERM;
+	mig_uuid_format(gd->rec.uuid, id);
+	mig_warn("guest", "CONT from pid %d refused: the guest was handed over "
+		 "to the destination in migration %s", (int)gd->cl[ci].pid, id);
+	return -EPERM;
+}
+
 static void do_cont(struct guestd *gd, int ci, const struct mig_ctl_hdr *h)
 {
 	int r = may_steer(gd, ci);
@@ -700,6 +813,8 @@ static void do_cont(struct guestd *gd, int ci, const struct mig_ctl_hdr *h)
 		mig_warn("guest", "CONT before LOAD_STATE: no workload to run");
 		r = -EINVAL;
 	}
+	if (r == 0)
+		r = cont_allowed(gd, ci);
 	if (r < 0) {
 		reply(gd, ci, h, r, NULL, 0);
 		return;
@@ -739,6 +854,9 @@ static int save_state(struct guestd *gd, int ci, int *blob_fd, size_t *len)
 	if (r < 0)
 		return r;
 	*blob_fd = r;
+	/* from the moment the state can leave, it may run there: not here */
+	if (gd->rec.phase == MIG_GUEST_MIGRATING && gd->rec.side == MIG_SIDE_SOURCE)
+		gd->rec.phase = MIG_GUEST_SWITCHED;
 	return 0;
 }
 
@@ -789,6 +907,8 @@ static int load_state(struct guestd *gd, const uint8_t *pl, size_t plen,
 	if (r == 0)
 		mig_info("guest", "state loaded: workload %s, %u vcpus", st.spec.text,
 			 st.vcpus);
+	if (r == 0 && gd->rec.phase == MIG_GUEST_MIGRATING)
+		gd->rec.phase = MIG_GUEST_SWITCHED;
 	return r;
 }
 
@@ -867,6 +987,8 @@ static void do_incoming_done(struct guestd *gd, int ci, const struct mig_ctl_hdr
 	close(gd->uffd);
 	gd->uffd = -1;
 	gd->incoming = false;
+	if (gd->rec.phase != MIG_GUEST_UNBOUND)
+		gd->rec.phase = MIG_GUEST_COMPLETED;
 	mig_info("guest", "incoming done: every page present");
 	reply(gd, ci, h, 0, NULL, 0);
 }
@@ -909,6 +1031,103 @@ static void do_verify(struct guestd *gd, int ci, const struct mig_ctl_hdr *h)
 		set_pending(gd, ci, PEND_VERIFY, h->seq);
 	else
 		reply_text(gd, ci, h->op, h->seq, r, msg);
+}
+
+/* --- the migration record ------------------------------------------------- */
+
+/* A guest belongs to one migration at a time, and never to another. */
+static int bind_check(const struct guestd *gd, const struct mig_guest_record *r)
+{
+	if (gd->rec.phase == MIG_GUEST_UNBOUND)
+		return r->side == (gd->o->incoming ? MIG_SIDE_DEST : MIG_SIDE_SOURCE) ?
+		       0 : -EINVAL;
+	if (memcmp(gd->rec.uuid, r->uuid, 16))
+		return -EEXIST;
+	return gd->rec.side == r->side ? 0 : -EINVAL;
+}
+
+static void do_bind(struct guestd *gd, int ci, const struct mig_ctl_hdr *h,
+		    const uint8_t *pl)
+{
+	struct mig_guest_record r;
+	char id[37], have[37];
+	int e = need_claim(gd, ci);
+
+	if (e == 0)
+		e = mig_ctl_bind_unpack(pl, h->len, &r) < 0 ? -EINVAL : bind_check(gd, &r);
+	mig_uuid_format(r.uuid, id);
+	mig_uuid_format(gd->rec.uuid, have);
+	if (e == -EEXIST)
+		mig_warn("guest", "engine pid %d refused: migration %s is not "
+			 "ours (%s)", (int)gd->cl[ci].pid, id, have);
+	if (e == 0 && gd->rec.phase == MIG_GUEST_UNBOUND) {
+		gd->rec = r;
+		gd->rec.phase = MIG_GUEST_MIGRATING;
+		gd->rec.state = MIG_STATE_SETUP;
+		mig_info("guest", "bound to migration %s (%s, peer %s)", id,
+			 mig_side_name(r.side), r.peer);
+	} else if (e == 0) {
+		memcpy(gd->rec.peer, r.peer, sizeof(r.peer));
+		mig_info("guest", "engine pid %d resumes migration %s (%s)",
+			 (int)gd->cl[ci].pid, id, mig_guest_phase_name(gd->rec.phase));
+	}
+	reply(gd, ci, h, e, NULL, 0);
+}
+
+static void do_set_state(struct guestd *gd, int ci, const struct mig_ctl_hdr *h,
+			 const uint8_t *pl)
+{
+	int e = need_claim(gd, ci);
+
+	if (e == 0 && (h->len != 4 || get32(pl) >= MIG_STATE__COUNT))
+		e = -EINVAL;
+	if (e == 0 && gd->rec.phase == MIG_GUEST_UNBOUND)
+		e = -ESRCH;
+	if (e == 0) {
+		gd->rec.state = (enum mig_state)get32(pl);
+		/* the engine saw the destination hold every page */
+		if (gd->rec.state == MIG_STATE_COMPLETED &&
+		    gd->rec.phase == MIG_GUEST_SWITCHED)
+			gd->rec.phase = MIG_GUEST_COMPLETED;
+	}
+	reply(gd, ci, h, e, NULL, 0);
+}
+
+static void do_unbind(struct guestd *gd, int ci, const struct mig_ctl_hdr *h)
+{
+	int e = need_claim(gd, ci);
+	char id[37];
+
+	if (e == 0 && gd->rec.phase != MIG_GUEST_UNBOUND) {
+		mig_uuid_format(gd->rec.uuid, id);
+		mig_info("guest", "migration %s ended before switchover: unbound", id);
+		record_clear(gd);
+	}
+	reply(gd, ci, h, e, NULL, 0);
+}
+
+static void do_abandon(struct guestd *gd, int ci, const struct mig_ctl_hdr *h,
+		       const uint8_t *pl)
+{
+	char id[37];
+	int e = 0;
+
+	if (h->len != 16)
+		e = -EINVAL;
+	else if (gd->holder >= 0)
+		e = -EBUSY;
+	else if (gd->rec.phase == MIG_GUEST_UNBOUND || memcmp(pl, gd->rec.uuid, 16))
+		e = -ESRCH;
+	else if (gd->rec.side != MIG_SIDE_SOURCE)
+		e = -EINVAL;
+	if (e == 0) {
+		mig_uuid_format(gd->rec.uuid, id);
+		mig_warn("guest", "migration %s abandoned by pid %d (%s): this "
+			 "guest may run here again", id, (int)gd->cl[ci].pid,
+			 mig_guest_phase_name(gd->rec.phase));
+		record_clear(gd);
+	}
+	reply(gd, ci, h, e, NULL, 0);
 }
 
 /* --- dirty tracking, digest, poke ------------------------------------------- */
@@ -1149,9 +1368,12 @@ static void settle(struct guestd *gd)
 static void dispatch(struct guestd *gd, int ci, const struct mig_ctl_hdr *h,
 		     const uint8_t *pl, const int *fds, int nfds)
 {
-	/* only LOAD_STATE carries an fd, only it and POKE a payload */
-	if ((h->op != MIG_CTL_LOAD_STATE && nfds) ||
-	    (h->op != MIG_CTL_LOAD_STATE && h->op != MIG_CTL_POKE && h->len)) {
+	bool payload = h->op == MIG_CTL_LOAD_STATE || h->op == MIG_CTL_POKE ||
+		       h->op == MIG_CTL_BIND || h->op == MIG_CTL_SET_STATE ||
+		       h->op == MIG_CTL_ABANDON;
+
+	/* only LOAD_STATE carries an fd */
+	if ((h->op != MIG_CTL_LOAD_STATE && nfds) || (!payload && h->len)) {
 		reply(gd, ci, h, -EINVAL, NULL, 0);
 		return;
 	}
@@ -1169,6 +1391,10 @@ static void dispatch(struct guestd *gd, int ci, const struct mig_ctl_hdr *h,
 	case MIG_CTL_DIRTY_STOP: do_dirty_stop(gd, ci, h); break;
 	case MIG_CTL_DIGEST: do_digest(gd, ci, h); break;
 	case MIG_CTL_POKE: do_poke(gd, ci, h, pl); break;
+	case MIG_CTL_BIND: do_bind(gd, ci, h, pl); break;
+	case MIG_CTL_SET_STATE: do_set_state(gd, ci, h, pl); break;
+	case MIG_CTL_UNBIND: do_unbind(gd, ci, h); break;
+	case MIG_CTL_ABANDON: do_abandon(gd, ci, h, pl); break;
 	case MIG_CTL_QUIT:
 		mig_info("guest", "quit requested by pid %d", (int)gd->cl[ci].pid);
 		reply(gd, ci, h, 0, NULL, 0);

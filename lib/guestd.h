@@ -23,7 +23,8 @@
 #include "guest.h"
 
 #define MIG_CTL_MAGIC 0x4347494du /* "MIGC" */
-#define MIG_CTL_VERSION 1u
+/* 2: INFO carries the migration record; BIND, SET_STATE, UNBIND, ABANDON */
+#define MIG_CTL_VERSION 2u
 #define MIG_CTL_HDR_BYTES 20u
 /* Largest message either way: requests are a header and a few bytes, the
  * largest reply is VERIFY's one-line verdict. */
@@ -31,8 +32,11 @@
 /* VERIFY's verdict, NUL included. */
 #define MIG_CTL_TEXT_MAX 256u
 /* INFO reply payload: pid, flags, vcpus u32; ram_bytes, ram_base,
- * progress u64; workload spec (NUL-padded). */
-#define MIG_CTL_INFO_BYTES (12u + 24u + 64u)
+ * progress u64; workload spec (NUL-padded); then the migration record:
+ * uuid[16], side, phase, state, reserved (u8 each), peer (NUL-padded). */
+#define MIG_CTL_INFO_BYTES (12u + 24u + 64u + 20u + MIG_GUEST_PEER_MAX)
+/* BIND request payload: uuid[16], side u8, reserved[3], peer (NUL-padded). */
+#define MIG_CTL_BIND_BYTES (20u + MIG_GUEST_PEER_MAX)
 
 enum mig_ctl_op {
 	MIG_CTL_INFO = 1,          /* -> info payload */
@@ -49,6 +53,11 @@ enum mig_ctl_op {
 	MIG_CTL_DIRTY_STOP = 12,   /* claim */
 	MIG_CTL_DIGEST = 13,       /* -> u64 digest of all RAM (vCPUs parked) */
 	MIG_CTL_POKE = 14,         /* u64 page; dirty workload (vCPUs parked) */
+	MIG_CTL_BIND = 15,         /* claim; bind payload; -> 0 / -EEXIST */
+	MIG_CTL_SET_STATE = 16,    /* claim, bound; u32 enum mig_state */
+	MIG_CTL_UNBIND = 17,       /* claim; the migration failed before the
+				    * destination could run the guest */
+	MIG_CTL_ABANDON = 18,      /* uuid[16]; unclaimed source guest only */
 };
 
 #define MIG_CTL_F_INCOMING 0x1u
@@ -72,6 +81,11 @@ int mig_ctl_hdr_unpack(const uint8_t *buf, size_t len, struct mig_ctl_hdr *h);
 void mig_ctl_info_pack(uint8_t *buf, const struct mig_guest_info *info);
 int mig_ctl_info_unpack(const uint8_t *buf, size_t len,
 			struct mig_guest_info *info);
+/* BIND's payload: the record's uuid, side and peer (phase and state are the
+ * guest's to keep). Unpack: -EPROTO for a bad length, side or phase. */
+void mig_ctl_bind_pack(uint8_t *buf, const struct mig_guest_record *rec);
+int mig_ctl_bind_unpack(const uint8_t *buf, size_t len,
+			struct mig_guest_record *rec);
 
 /* A state blob in a sealed memfd (too large for one datagram): fd or -errno. */
 int mig_ctl_blob_fd(const uint8_t *blob, size_t len);

@@ -6,6 +6,7 @@
  * word are always zero, so whole-word scans and counts need no masking.
  */
 #include <errno.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -244,4 +245,28 @@ bool mig_page_is_zero(const void *page)
 	if (head)
 		return false;
 	return memcmp(p, p + 8, MIG_PAGE_SIZE - 8) == 0;
+}
+
+int64_t mig_bitmap_from_file(struct mig_bitmap *b, int fd, uint64_t npages)
+{
+	off_t off = 0, end = (off_t)(npages * MIG_PAGE_SIZE);
+	int64_t n = 0;
+
+	while (off < end) {
+		off_t data = lseek(fd, off, SEEK_DATA), hole;
+
+		if (data < 0)
+			return errno == ENXIO ? n : -errno; /* holes to the end */
+		if (data >= end)
+			break;
+		hole = lseek(fd, data, SEEK_HOLE);
+		if (hole < 0)
+			return -errno;
+		hole = MIG_MIN(hole, end);
+		for (uint64_t p = (uint64_t)data / MIG_PAGE_SIZE;
+		     p < (uint64_t)hole / MIG_PAGE_SIZE; p++)
+			n += !mig_bitmap_set(b, p);
+		off = hole;
+	}
+	return n;
 }

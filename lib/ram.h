@@ -41,6 +41,13 @@ int mig_bitmap_import(struct mig_bitmap *b, uint64_t first, uint64_t n,
 int mig_bitmap_or(struct mig_bitmap *b, const struct mig_bitmap *other);
 int mig_bitmap_andnot(struct mig_bitmap *b, const struct mig_bitmap *other);
 
+/* Set the bit of every page that holds data in the file fd (a memfd of
+ * npages pages), without touching its contents: SEEK_DATA/SEEK_HOLE. On an
+ * incoming guest's RAM that is exactly the pages placed so far, so an
+ * engine that lost its bitmap reads it back from the guest. Returns the
+ * number of pages set, or -errno. */
+int64_t mig_bitmap_from_file(struct mig_bitmap *b, int fd, uint64_t npages);
+
 /* True if the 4 KiB page is all zero: cheap reject on the first 8 bytes. */
 bool mig_page_is_zero(const void *page);
 

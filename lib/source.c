@@ -70,6 +70,11 @@ struct src {
 	bool pre_resume;
 
 	char recover_uri[256];   /* under e.lock */
+	bool bound;              /* the guest carries our migration's record */
+	bool stopped;            /* we stopped the guest (switchover) */
+	pthread_t digest_thr;
+	bool digest_on;
+	bool done_before;        /* taken over after it had completed */
 };
 
 static struct src *signal_src;
@@ -623,8 +628,12 @@ static void fail_early(struct src *s, bool cancelled)
 	stop_workers(s);
 	if (s->dt)
 		mig_guest_dirty_stop(s->guest);
-	if (s->guest)
-		mig_guest_cont(s->guest);
+	/* the destination never acknowledged the guest's state, so it can
+	 * never run it: the guest is ours again, to run as before */
+	if (s->bound && mig_guest_unbind(s->guest) == 0)
+		s->bound = false;
+	if (s->stopped && mig_guest_cont(s->guest) < 0)
+		mig_engine_error(&s->e, "guest: cannot continue it");
 	if (cancelled) {
 		mig_engine_move(&s->e, MIG_STATE_CANCELLING);
 		mig_engine_move(&s->e, MIG_STATE_CANCELLED);
@@ -640,6 +649,7 @@ static int stop_guest(struct src *s)
 	int r;
 
 	s->e.t_stop_ns = mig_now_ns();
+	s->stopped = true; /* even a STOP that timed out parks it later */
 	r = mig_guest_stop(s->guest);
 	if (r < 0)
 		mig_engine_error(&s->e, "guest: cannot stop: %s", strerror(-r));
@@ -725,12 +735,35 @@ static int send_state(struct src *s)
 
 /* With the guest stopped for good its RAM no longer changes: this digest is
  * what the destination must hold once every page is there. */
+static void *digest_main(void *arg)
+{
+	struct src *s = arg;
+
+	mig_thread_bulk();
+	s->e.digest = mig_digest(s->ram, s->npages);
+	atomic_store(&s->e.has_digest, true); /* after the value: readers poll it */
+	return NULL;
+}
+
+/* On a thread of its own: reading all of RAM takes seconds on a large
+ * guest, and the control loop must go on sending heartbeats meanwhile. */
 static void take_digest(struct src *s)
 {
-	if (!s->o->digest)
+	int r;
+
+	if (!s->o->digest || s->digest_on)
 		return;
-	s->e.digest = mig_digest(s->ram, s->npages);
-	s->e.has_digest = true;
+	r = pthread_create(&s->digest_thr, NULL, digest_main, s);
+	if (r)
+		mig_engine_error(&s->e, "digest: %s", strerror(r));
+	s->digest_on = r == 0;
+}
+
+static void join_digest(struct src *s)
+{
+	if (s->digest_on)
+		pthread_join(s->digest_thr, NULL);
+	s->digest_on = false;
 }
 
 /* The point of no return: stop the guest, send its state, and from then on
@@ -1179,16 +1212,37 @@ static int set_uuid(struct src *s)
 	return 0;
 }
 
+/* Bind the guest to this migration: from now on it carries the record a
+ * restarted engine takes over from, and refuses any other migration. */
+static int bind_guest(struct src *s, const char *to)
+{
+	struct mig_guest_record rec = { .side = MIG_SIDE_SOURCE };
+	char have[37];
+	int r;
+
+	memcpy(rec.uuid, s->e.uuid, 16);
+	snprintf(rec.peer, sizeof(rec.peer), "%s", to);
+	r = mig_guest_bind(s->guest, &rec);
+	mig_uuid_format(s->gi.rec.uuid, have);
+	if (r == -EEXIST)
+		mig_engine_error(&s->e, "guest %s belongs to migration %s, not %s",
+				 s->o->guest_ctl, have, s->e.uuid_str);
+	else if (r < 0)
+		mig_engine_error(&s->e, "guest %s: cannot record the migration: %s",
+				 s->o->guest_ctl, strerror(-r));
+	s->bound = r == 0;
+	return r;
+}
+
 /* Everything before switchover; the guest keeps running on any failure. */
 static int setup(struct src *s)
 {
-	int r;
+	int r = mig_uri_parse(s->o->to, &s->to);
 
-	mig_engine_move(&s->e, MIG_STATE_SETUP);
-	s->e.t_start_ns = mig_now_ns();
-	r = attach_guest(s);
-	if (r == 0 && (r = mig_uri_parse(s->o->to, &s->to)) < 0)
+	if (r < 0)
 		mig_engine_error(&s->e, "bad destination URI '%s'", s->o->to);
+	if (r == 0)
+		r = bind_guest(s, s->o->to);
 	if (r == 0)
 		r = open_chans(s, &s->to, false);
 	if (r == 0 && (r = send_ram_info(s)) < 0)
@@ -1216,6 +1270,20 @@ static int src_command(struct mig_engine *e, const char *cmd,
 		       const struct mig_json *args, struct mig_json **ret,
 		       char *desc, size_t desclen);
 
+/* The guest keeps the state we reached, for whoever restarts us. */
+static void src_moved(struct mig_engine *e, enum mig_state to)
+{
+	struct src *s = e->ctx;
+	int r;
+
+	if (!s->bound)
+		return;
+	r = mig_guest_set_state(s->guest, to);
+	if (r < 0)
+		mig_dbg("guest", "recording state %s: %s", mig_state_name(to),
+			strerror(-r));
+}
+
 static void src_query(struct mig_engine *e, struct mig_json *ret)
 {
 	struct src *s = e->ctx;
@@ -1238,6 +1306,7 @@ static void src_query(struct mig_engine *e, struct mig_json *ret)
 static const struct mig_engine_ops src_ops = {
 	.command = src_command,
 	.query = src_query,
+	.moved = src_moved,
 };
 
 static void src_free(struct src *s)
@@ -1267,10 +1336,97 @@ static void install_signals(struct src *s)
 	signal(SIGPIPE, SIG_IGN);
 }
 
+/* Which migration the guest's record says this is: a new one (0), one past
+ * switchover to take over (1), or none this engine may run (-errno). */
+static int choose(struct src *s)
+{
+	const struct mig_guest_record *rec = &s->gi.rec;
+	char id[37];
+
+	mig_uuid_format(rec->uuid, id);
+	if (rec->phase == MIG_GUEST_UNBOUND && !s->o->resume)
+		return 0;
+	if (rec->phase == MIG_GUEST_UNBOUND) {
+		mig_engine_error(&s->e, "guest %s is in no migration past "
+				 "switchover: nothing to resume", s->o->guest_ctl);
+		return -ESRCH;
+	}
+	if (rec->phase == MIG_GUEST_MIGRATING) { /* never unclaimed: safety */
+		mig_engine_error(&s->e, "guest %s is being migrated (%s)",
+				 s->o->guest_ctl, id);
+		return -EBUSY;
+	}
+	if (s->o->uuid && memcmp(rec->uuid, s->e.uuid, 16)) {
+		mig_engine_error(&s->e, "--uuid %s is not the guest's migration "
+				 "(%s)", s->o->uuid, id);
+		return -EEXIST;
+	}
+	memcpy(s->e.uuid, rec->uuid, 16);
+	mig_uuid_format(s->e.uuid, s->e.uuid_str);
+	return 1;
+}
+
+/*
+ * A restarted engine: the guest was handed over (it is stopped and will
+ * never run here again) and its destination holds part of its memory. Start
+ * where any engine of ours would be after a link failure, postcopy-paused,
+ * and recover at once through the ordinary path; a failed attempt leaves us
+ * paused for mig-recover, exactly as after a broken link.
+ */
+static void take_over(struct src *s)
+{
+	const char *to = s->o->to ? s->o->to : s->gi.rec.peer;
+
+	if (s->gi.rec.phase == MIG_GUEST_COMPLETED) {
+		mig_info("engine", "migration %s had completed: the guest runs on "
+			 "the destination; quitting it here", s->e.uuid_str);
+		mig_guest_quit(s->guest);
+		s->done_before = true;
+		return;
+	}
+	if (mig_uri_parse(to, &s->to) < 0 || bind_guest(s, to) < 0) {
+		if (!s->bound)
+			mig_engine_error(&s->e, "cannot resume to '%s'", to);
+		return;
+	}
+	mig_info("engine", "taking over migration %s past switchover (guest "
+		 "pid %d stopped, last state %s): recovering to %s", s->e.uuid_str,
+		 (int)s->gi.pid, mig_state_name(s->gi.rec.state), to);
+	mig_engine_move(&s->e, MIG_STATE_POSTCOPY_PAUSED);
+	pthread_mutex_lock(&s->e.lock);
+	snprintf(s->recover_uri, sizeof(s->recover_uri), "%s", to);
+	pthread_mutex_unlock(&s->e.lock);
+	mig_engine_post(&s->e, MIG_EV_RECOVER);
+	postcopy_loop(s);
+}
+
+/* A new migration; r < 0: attaching to the guest failed, which shows as
+ * setup -> failed, as any failure before switchover does. */
+static int migrate(struct src *s, int r)
+{
+	enum mig_precopy_next next = MIG_PRECOPY_POSTCOPY;
+
+	mig_engine_move(&s->e, MIG_STATE_SETUP);
+	if (r == 0)
+		r = setup(s);
+	if (r == 0)
+		r = precopy(s, &next);
+	if (r == 0 && next == MIG_PRECOPY_COMPLETE)
+		r = complete_precopy(s);
+	else if (r == 0)
+		r = switchover(s);
+	if (r < 0) {
+		fail_early(s, r == -ECANCELED);
+		return r == -ECANCELED ? 0 : r;
+	}
+	if (mig_state_postcopy(mig_engine_state(&s->e)))
+		postcopy_loop(s);
+	return 0;
+}
+
 int mig_source_run(const struct mig_source_opts *o, enum mig_state *final)
 {
 	struct src *s = calloc(1, sizeof(*s));
-	enum mig_precopy_next next = MIG_PRECOPY_POSTCOPY;
 	int r, ready_fd;
 
 	if (!s)
@@ -1297,21 +1453,18 @@ int mig_source_run(const struct mig_source_opts *o, enum mig_state *final)
 	install_signals(s);
 	ready_fd = o->ready_fd;
 	mig_ready_notify(&ready_fd);
-	r = setup(s);
-	if (r == 0)
-		r = precopy(s, &next);
-	if (r == 0 && next == MIG_PRECOPY_COMPLETE)
-		r = complete_precopy(s);
-	else if (r == 0)
-		r = switchover(s);
-	if (r < 0) {
-		fail_early(s, r == -ECANCELED);
-		if (r == -ECANCELED)
-			r = 0;
-	} else if (mig_state_postcopy(mig_engine_state(&s->e))) {
-		postcopy_loop(s);
+	s->e.t_start_ns = mig_now_ns();
+	r = attach_guest(s);
+	if (r < 0 || (r = choose(s)) == 0) {
+		r = migrate(s, r);
+	} else if (r == 1) {
+		take_over(s);
+		/* refused before it could pause: nothing was resumed */
+		r = mig_engine_state(&s->e) == MIG_STATE_NONE && !s->done_before ?
+		    -EINVAL : 0;
 	}
-	*final = mig_engine_state(&s->e);
+	join_digest(s);
+	*final = s->done_before ? MIG_STATE_COMPLETED : mig_engine_state(&s->e);
 	if (!s->e.t_end_ns)
 		s->e.t_end_ns = mig_now_ns();
 	if (o->summary) {

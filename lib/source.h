@@ -22,7 +22,10 @@ struct mig_source_opts {
 	const char *name;        /* migration name (bus socket), "default" */
 	const char *bus_path;    /* overrides the name's bus path */
 	const char *guest_ctl;   /* the running guest's control socket */
-	const char *to;          /* destination URI */
+	const char *to;          /* destination URI; with a guest past
+				  * switchover, NULL: the one it recorded */
+	bool resume;             /* only take over a migration past
+				  * switchover (-ESRCH if the guest has none) */
 	const char *uuid;        /* migration UUID (random when NULL) */
 	uint64_t max_bandwidth;  /* bytes/s for the background pump, 0 = none */
 	bool preempt;            /* requested pages on their own channel */
@@ -37,11 +40,15 @@ struct mig_source_opts {
 	int ready_fd;            /* newline once the bus listens, or -1 */
 };
 
-/* Run one migration to its end. Returns 0 with *final set to the state it
- * ended in (completed, failed, cancelled, or postcopy-paused when stopped by
- * a signal with the guest split), or -errno when it could not start:
- * -EADDRINUSE (bus taken), -ENOENT/-ECONNREFUSED (no guest, no peer),
- * -EBUSY (guest claimed by another engine), -EPROTO (peer refused us). */
+/* Run one migration to its end. A guest whose record says it was handed
+ * over (its engine died after switchover) is taken over instead: the
+ * migration resumes from postcopy-paused through recovery. Returns 0 with
+ * *final set to the state it ended in (completed, failed, cancelled, or
+ * postcopy-paused when stopped by a signal with the guest split), or -errno
+ * when it could not start: -EADDRINUSE (bus taken), -ENOENT/-ECONNREFUSED
+ * (no guest, no peer), -EBUSY (guest claimed by another engine), -EPROTO
+ * (peer refused us), -ESRCH (resume: nothing to resume), -EEXIST (the
+ * guest belongs to another migration). */
 int mig_source_run(const struct mig_source_opts *o, enum mig_state *final);
 
 #endif

@@ -40,8 +40,10 @@ static const char *const state_names[MIG_STATE__COUNT] = {
  * (postcopy-paused), and the only ways out are recovery or completion.
  */
 static const uint16_t legal[2][MIG_STATE__COUNT] = {
+	/* none -> postcopy-paused: a restarted engine taking over a guest
+	 * past switchover starts where its predecessor could only be. */
 	[MIG_SIDE_SOURCE] = {
-		[MIG_STATE_NONE] = S(SETUP),
+		[MIG_STATE_NONE] = S(SETUP) | S(POSTCOPY_PAUSED),
 		[MIG_STATE_SETUP] = S(ACTIVE) | S(FAILED) | S(CANCELLING),
 		[MIG_STATE_ACTIVE] = S(POSTCOPY_ACTIVE) | S(DEVICE) |
 				     S(FAILED) | S(CANCELLING),
@@ -56,16 +58,21 @@ static const uint16_t legal[2][MIG_STATE__COUNT] = {
 		[MIG_STATE_CANCELLING] = S(CANCELLED) | S(FAILED),
 	},
 	/* The destination has no device, recover-setup or cancelling state:
-	 * it cancels at once, and it starts recovery by listening. */
+	 * it cancels at once, and it starts recovery by listening. After
+	 * switchover it fails only when its guest process itself is gone:
+	 * no link failure can do that, and nothing is left to recover. */
 	[MIG_SIDE_DEST] = {
-		[MIG_STATE_NONE] = S(SETUP),
+		[MIG_STATE_NONE] = S(SETUP) | S(POSTCOPY_PAUSED),
 		[MIG_STATE_SETUP] = S(ACTIVE) | S(FAILED) | S(CANCELLED),
 		[MIG_STATE_ACTIVE] = S(POSTCOPY_ACTIVE) | S(COMPLETED) |
 				     S(FAILED) | S(CANCELLED),
-		[MIG_STATE_POSTCOPY_ACTIVE] = S(COMPLETED) | S(POSTCOPY_PAUSED),
-		[MIG_STATE_POSTCOPY_PAUSED] = S(POSTCOPY_RECOVER) | S(COMPLETED),
+		[MIG_STATE_POSTCOPY_ACTIVE] = S(COMPLETED) | S(POSTCOPY_PAUSED) |
+					      S(FAILED),
+		[MIG_STATE_POSTCOPY_PAUSED] = S(POSTCOPY_RECOVER) | S(COMPLETED) |
+					      S(FAILED),
 		[MIG_STATE_POSTCOPY_RECOVER] = S(POSTCOPY_ACTIVE) |
-					       S(POSTCOPY_PAUSED) | S(COMPLETED),
+					       S(POSTCOPY_PAUSED) | S(COMPLETED) |
+					       S(FAILED),
 	},
 };
 
