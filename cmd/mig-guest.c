@@ -23,7 +23,7 @@
 struct args {
 	struct mig_guestd_opts o;
 	struct mig_guestcli_opts c; /* c.cmd NULL: run a guest */
-	bool run_opt, page_set;
+	bool run_opt, page_set, uuid_set;
 };
 
 static void usage(void)
@@ -34,13 +34,17 @@ static void usage(void)
 	       "       mig-guest digest --ctl PATH\n"
 	       "       mig-guest poke --ctl PATH --page N\n"
 	       "       mig-guest stop|cont|quit --ctl PATH\n"
+	       "       mig-guest abandon --ctl PATH --uuid UUID\n"
 	       "\n"
 	       "Run a guest: RAM of SIZE bytes (K/M/G suffixes) and vCPU threads running\n"
 	       "a workload over it, driven by migration engines through the control\n"
 	       "socket PATH. verify checks the workload's invariant, info shows the\n"
 	       "guest, digest prints a digest of all its RAM (16 hex digits), poke\n"
 	       "writes a new version of one page (dirty workload), stop parks its\n"
-	       "vCPUs and cont resumes them, quit asks it to exit.\n"
+	       "vCPUs and cont resumes them, quit asks it to exit. abandon releases a\n"
+	       "source guest handed over in migration UUID, whose engine is gone, so\n"
+	       "that cont may run it here again: only when its destination is known\n"
+	       "never to run it (see mig-guest(1)).\n"
 	       "\n"
 	       "Workload SPEC: ab | idle | dirty[:rate=R,pattern=P,hot=PCT], where R\n"
 	       "is MiB/s (or bytes/s with a K/M/G suffix; 0: no limit), P one of\n"
@@ -55,6 +59,7 @@ static void usage(void)
 	       "      --ready-fd N     write a newline to fd N once listening\n"
 	       "  -j, --json           info: one JSON object\n"
 	       "  -p, --page N         poke: the page to write\n"
+	       "  -u, --uuid UUID      abandon: the migration to abandon\n"
 	       "  -v, --verbose        more log output\n"
 	       "  -q, --quiet          less log output\n"
 	       "  -h, --help           this help\n"
@@ -124,6 +129,11 @@ static int parse_opt(struct args *a, int c, const char *arg)
 		break;
 	case 'j': a->c.json = true; break;
 	case 'p': return parse_page(a, arg);
+	case 'u':
+		if (mig_uuid_parse(arg, a->c.uuid) < 0)
+			return usage_err("--uuid: '%s' is not a UUID", arg);
+		a->uuid_set = true;
+		break;
 	case 'v': mig_log_adjust(1); break;
 	case 'q': mig_log_adjust(-1); break;
 	case 'h': usage(); return OPT_DONE;
@@ -154,12 +164,17 @@ static int check_args(struct args *a, int argc, char **argv)
 	if (cmd && a->run_opt)
 		return usage_err("'%s' takes only --ctl%s", cmd,
 				 !strcmp(cmd, "info") ? " and --json" :
-				 !strcmp(cmd, "poke") ? " and --page" : "");
+				 !strcmp(cmd, "poke") ? " and --page" :
+				 !strcmp(cmd, "abandon") ? " and --uuid" : "");
 	if (a->c.json && (!cmd || strcmp(cmd, "info")))
 		return usage_err("--json is only for 'info'");
 	if (a->page_set != (cmd && !strcmp(cmd, "poke")))
 		return usage_err(a->page_set ? "--page is only for 'poke'" :
 				 "poke: --page N is required");
+	if (a->uuid_set != (cmd && !strcmp(cmd, "abandon")))
+		return usage_err(a->uuid_set ? "--uuid is only for 'abandon'" :
+				 "abandon: --uuid UUID is required (the migration, "
+				 "as 'mig-guest info' shows it)");
 	if (cmd)
 		return 0;
 	if (!a->o.ram_bytes)
@@ -181,6 +196,7 @@ static int parse_args(struct args *a, int argc, char **argv)
 		{ "ready-fd", required_argument, NULL, OPT_READY_FD },
 		{ "json", no_argument, NULL, 'j' },
 		{ "page", required_argument, NULL, 'p' },
+		{ "uuid", required_argument, NULL, 'u' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
@@ -190,7 +206,7 @@ static int parse_args(struct args *a, int argc, char **argv)
 	int c, r;
 
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":c:r:w:n:ijp:vqhV", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":c:r:w:n:ijp:u:vqhV", longopts, NULL)) != -1) {
 		if (c == '?' || c == ':') {
 			const char *what = c == '?' ? "unrecognized option" :
 					   "missing argument for";

@@ -43,6 +43,7 @@
 
 struct pending {
 	int fd;
+	bool recovery;      /* accepted on the recovery listener */
 	uint64_t deadline_ns;
 	size_t have;
 	uint8_t buf[MIG_WIRE_HDR_BYTES + MIG_HELLO_BYTES];
@@ -65,6 +66,7 @@ struct dst {
 	bool bound;                 /* the guest carries our migration's record */
 	char listen_uri[256];       /* the main listener's */
 	char armed_uri[256];        /* the recovery listener's (rfd), e.lock */
+	char via_uri[256];          /* where the last main hello came in */
 	int uffd, memfd;
 	uint64_t base, npages;
 	struct mig_bitmap *received, *requested;
@@ -497,13 +499,14 @@ static int attach_guest(struct dst *d, struct mig_guest_info *gi, bool complete)
 	return 0;
 }
 
-static int bind_guest(struct dst *d)
+/* peer: where the source reaches us, for a restarted engine to listen on */
+static int bind_guest(struct dst *d, const char *peer)
 {
 	struct mig_guest_record rec = { .side = MIG_SIDE_DEST };
 	int r;
 
 	memcpy(rec.uuid, d->e.uuid, 16);
-	snprintf(rec.peer, sizeof(rec.peer), "%s", d->listen_uri);
+	snprintf(rec.peer, sizeof(rec.peer), "%s", peer);
 	r = mig_guest_bind(d->guest, &rec);
 	if (r < 0)
 		mig_engine_error(&d->e, "guest %s refused migration %s: %s",
@@ -550,7 +553,7 @@ static int start_session(struct dst *d, int fd)
 				 strerror(-r));
 		return r;
 	}
-	r = bind_guest(d);
+	r = bind_guest(d, d->listen_uri);
 	if (r < 0)
 		return r;
 	r = pthread_create(&d->fault_thr, NULL, fault_main, d);
@@ -700,15 +703,20 @@ static void on_hello(struct dst *d, struct pending *p)
 		refuse(fd, MIG_REFUSE_UUID, why);
 		return;
 	}
-	if (h.role == MIG_ROLE_PREEMPT && d->have_migration)
+	if (h.role == MIG_ROLE_PREEMPT && d->have_migration) {
 		accept_preempt(d, fd);
-	else if (h.role == MIG_ROLE_MAIN)
+	} else if (h.role == MIG_ROLE_MAIN) {
+		pthread_mutex_lock(&d->e.lock);
+		snprintf(d->via_uri, sizeof(d->via_uri), "%s",
+			 p->recovery ? d->armed_uri : d->listen_uri);
+		pthread_mutex_unlock(&d->e.lock);
 		accept_main(d, fd, &h);
+	}
 	else
 		refuse(fd, MIG_REFUSE_ROLE, "preempt channel before any migration");
 }
 
-static void add_pending(struct dst *d, int lfd)
+static void add_pending(struct dst *d, int lfd, bool recovery)
 {
 	int fd = mig_chan_accept(lfd);
 
@@ -718,8 +726,8 @@ static void add_pending(struct dst *d, int lfd)
 		if (d->pend[i].fd >= 0)
 			continue;
 		mig_set_nonblock(fd, true);
-		d->pend[i] = (struct pending){ .fd = fd, .deadline_ns =
-			mig_now_ns() + HELLO_TIMEOUT_MS * 1000000ull };
+		d->pend[i] = (struct pending){ .fd = fd, .recovery = recovery,
+			.deadline_ns = mig_now_ns() + HELLO_TIMEOUT_MS * 1000000ull };
 		return;
 	}
 	mig_warn("chan", "too many connections waiting for their hello");
@@ -837,9 +845,9 @@ static unsigned poll_once(struct dst *d, int timeout_ms)
 			if (p[i].revents)
 				read_pending(d, &d->pend[idx[i - 4]]);
 		if (p[1].revents)
-			add_pending(d, d->lfd);
+			add_pending(d, d->lfd, false);
 		if (p[2].revents)
-			add_pending(d, d->rfd);
+			add_pending(d, d->rfd, true);
 	}
 	expire_pending(d);
 	return mig_engine_wait(&d->e, 0);
@@ -912,6 +920,9 @@ static void on_resumed(struct dst *d)
 		mig_engine_post(&d->e, MIG_EV_LINK_DOWN);
 		return;
 	}
+	/* the source reaches us there now: a restarted engine listens there */
+	if (d->bound)
+		bind_guest(d, d->via_uri);
 	mig_engine_move(&d->e, MIG_STATE_POSTCOPY_ACTIVE);
 	for (uint64_t p = mig_bitmap_next_set(d->requested, 0); p < d->npages;
 	     p = mig_bitmap_next_set(d->requested, p + 1)) {
@@ -1196,7 +1207,7 @@ static int take_over(struct dst *d)
 		return (int)n;
 	d->e.st.present = (uint64_t)n;
 	watch_guest(d, gi.pid, false);
-	r = bind_guest(d);
+	r = bind_guest(d, gi.rec.peer);
 	if (r == 0 && d->uffd >= 0)
 		r = -pthread_create(&d->fault_thr, NULL, fault_main, d);
 	if (r < 0)

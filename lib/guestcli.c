@@ -16,7 +16,7 @@
 #define CLIENT_TIMEOUT_MS 5000
 
 static const char *const cmds[] = {
-	"verify", "info", "digest", "poke", "stop", "cont", "quit",
+	"verify", "info", "digest", "poke", "stop", "cont", "quit", "abandon",
 };
 
 bool mig_guestcli_known(const char *name)
@@ -25,6 +25,42 @@ bool mig_guestcli_known(const char *name)
 		if (!strcmp(name, cmds[i]))
 			return true;
 	return false;
+}
+
+/* JSON string contents: the peer and workload come from the guest's bytes */
+static void print_escaped(const char *s)
+{
+	for (const char *p = s; *p; p++) {
+		if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20 ||
+		    (unsigned char)*p >= 0x7f)
+			printf("\\u%04x", (unsigned char)*p);
+		else
+			putchar(*p);
+	}
+}
+
+static void print_record(const struct mig_guest_record *r, bool json)
+{
+	char id[37];
+
+	mig_uuid_format(r->uuid, id);
+	if (json && r->phase == MIG_GUEST_UNBOUND) {
+		printf(",\"migration\":null");
+	} else if (json) {
+		printf(",\"migration\":{\"uuid\":\"%s\",\"side\":\"%s\","
+		       "\"phase\":\"%s\",\"state\":\"%s\",\"peer\":\"", id,
+		       mig_side_name(r->side), mig_guest_phase_name(r->phase),
+		       mig_state_name(r->state));
+		print_escaped(r->peer);
+		printf("\"}");
+	} else if (r->phase == MIG_GUEST_UNBOUND) {
+		printf("migration: none\n");
+	} else {
+		printf("migration: %s\nside:      %s\nphase:     %s\n"
+		       "state:     %s (the engine's last)\npeer:      %s\n", id,
+		       mig_side_name(r->side), mig_guest_phase_name(r->phase),
+		       mig_state_name(r->state), r->peer);
+	}
 }
 
 static void print_info(const struct mig_guest_info *in, bool json)
@@ -40,15 +76,11 @@ static void print_info(const struct mig_guest_info *in, bool json)
 		       in->attached ? "true" : "false",
 		       in->tracking ? "true" : "false");
 		/* the spec is [a-zA-Z0-9:=,._-] when a guest wrote it; escape anyway */
-		for (const char *p = in->workload; *p; p++) {
-			if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20 ||
-			    (unsigned char)*p >= 0x7f)
-				printf("\\u%04x", (unsigned char)*p);
-			else
-				putchar(*p);
-		}
-		printf("\",\"vcpus\":%u,\"progress\":%" PRIu64 "}\n", in->vcpus,
+		print_escaped(in->workload);
+		printf("\",\"vcpus\":%u,\"progress\":%" PRIu64, in->vcpus,
 		       in->progress);
+		print_record(&in->rec, true);
+		printf("}\n");
 		return;
 	}
 	printf("pid:       %d\nram:       %s (%" PRIu64 " bytes at 0x%" PRIx64 ")\n"
@@ -60,6 +92,7 @@ static void print_info(const struct mig_guest_info *in, bool json)
 	       in->incoming ? "yes" : "no", in->running ? "yes" : "no",
 	       in->attached ? "yes" : "no", in->tracking ? "dirty pages" : "no",
 	       in->progress);
+	print_record(&in->rec, false);
 }
 
 /* Why a request was refused, in the words of this tool. */
@@ -77,6 +110,17 @@ static void report(const struct mig_guestcli_opts *o, int r)
 		why = "only the dirty workload can be poked, at a page inside RAM";
 	else if (r == -EINVAL && !strcmp(o->cmd, "cont"))
 		why = "no workload loaded yet";
+	else if (r == -EPERM && !strcmp(o->cmd, "cont"))
+		why = "refused: the guest was handed over to its destination, or "
+		      "is still receiving its pages (see 'mig-guest info'; "
+		      "'mig-guest abandon' releases a handed-over source guest)";
+	else if (r == -ESRCH && !strcmp(o->cmd, "abandon"))
+		why = "the guest is not in that migration (see 'mig-guest info')";
+	else if (r == -EBUSY && !strcmp(o->cmd, "abandon"))
+		why = "an engine holds the guest: stop it first";
+	else if (r == -EINVAL && !strcmp(o->cmd, "abandon"))
+		why = "only a source guest can be abandoned; quit a destination "
+		      "guest instead";
 	if (why)
 		mig_err("guest", "%s %s: %s", o->cmd, o->ctl_path, why);
 	else
@@ -116,6 +160,8 @@ static int run(struct mig_guest *g, const struct mig_guestcli_opts *o)
 		return mig_guest_stop(g);
 	if (!strcmp(o->cmd, "cont"))
 		return mig_guest_cont(g);
+	if (!strcmp(o->cmd, "abandon"))
+		return mig_guest_abandon(g, o->uuid);
 	return mig_guest_quit(g);
 }
 

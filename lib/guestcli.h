@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * mig-guest's client subcommands, run against a guest's control socket:
- * verify, info, digest, poke, stop, cont, quit. The cmd file only parses
+ * verify, info, digest, poke, stop, cont, quit, abandon. The cmd file only parses
  * options.
  */
 #ifndef MIG_GUESTCLI_H
@@ -15,6 +15,7 @@ struct mig_guestcli_opts {
 	const char *ctl_path;
 	bool json;            /* info */
 	uint64_t page;        /* poke */
+	uint8_t uuid[16];     /* abandon: the migration to abandon */
 };
 
 /* True if name is a subcommand. */

@@ -600,9 +600,9 @@ static void engine_gone(struct guestd *gd, pid_t pid)
 	char id[37];
 
 	mig_info("guest", "engine pid %d detached", (int)pid);
-	if (!early || (gd->rec.phase == MIG_GUEST_UNBOUND && !gd->o->incoming))
+	if (!early || (gd->rec.phase == MIG_GUEST_UNBOUND && !gd->incoming))
 		return;
-	if (gd->o->incoming) {
+	if (gd->incoming) {
 		mig_warn("guest", "engine gone before switchover: the migration "
 			 "failed, nothing here to keep; exiting");
 		gd->done = true;
@@ -697,10 +697,25 @@ static void do_info(struct guestd *gd, int ci, const struct mig_ctl_hdr *h)
 	reply(gd, ci, h, 0, pl, sizeof(pl));
 }
 
+/* A holder whose engine just died may not have been noticed yet (its
+ * hangup waits in this same poll round): its successor must not be refused
+ * because of it. */
+static void drop_dead_holder(struct guestd *gd)
+{
+	struct pollfd p;
+
+	if (gd->holder < 0)
+		return;
+	p = (struct pollfd){ .fd = gd->cl[gd->holder].fd, .events = POLLRDHUP };
+	if (poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR | POLLRDHUP)))
+		client_close(gd, gd->holder);
+}
+
 static void do_attach(struct guestd *gd, int ci, const struct mig_ctl_hdr *h)
 {
 	uint8_t pl[4];
 
+	drop_dead_holder(gd);
 	if (gd->holder >= 0 && gd->holder != ci) {
 		put32(pl, (uint32_t)gd->cl[gd->holder].pid);
 		reply(gd, ci, h, -EBUSY, pl, sizeof(pl));
@@ -1035,11 +1050,16 @@ static void do_verify(struct guestd *gd, int ci, const struct mig_ctl_hdr *h)
 
 /* --- the migration record ------------------------------------------------- */
 
-/* A guest belongs to one migration at a time, and never to another. */
+/* A guest belongs to one migration at a time, and never to another. One
+ * that arrived completely is free to leave again: as a source, in a new
+ * migration. */
 static int bind_check(const struct guestd *gd, const struct mig_guest_record *r)
 {
-	if (gd->rec.phase == MIG_GUEST_UNBOUND)
-		return r->side == (gd->o->incoming ? MIG_SIDE_DEST : MIG_SIDE_SOURCE) ?
+	bool arrived = gd->rec.phase == MIG_GUEST_COMPLETED &&
+		       gd->rec.side == MIG_SIDE_DEST;
+
+	if (gd->rec.phase == MIG_GUEST_UNBOUND || (arrived && memcmp(gd->rec.uuid, r->uuid, 16)))
+		return r->side == (gd->incoming ? MIG_SIDE_DEST : MIG_SIDE_SOURCE) ?
 		       0 : -EINVAL;
 	if (memcmp(gd->rec.uuid, r->uuid, 16))
 		return -EEXIST;
@@ -1060,7 +1080,8 @@ static void do_bind(struct guestd *gd, int ci, const struct mig_ctl_hdr *h,
 	if (e == -EEXIST)
 		mig_warn("guest", "engine pid %d refused: migration %s is not "
 			 "ours (%s)", (int)gd->cl[ci].pid, id, have);
-	if (e == 0 && gd->rec.phase == MIG_GUEST_UNBOUND) {
+	if (e == 0 && (gd->rec.phase == MIG_GUEST_UNBOUND ||
+		       memcmp(gd->rec.uuid, r.uuid, 16))) {
 		gd->rec = r;
 		gd->rec.phase = MIG_GUEST_MIGRATING;
 		gd->rec.state = MIG_STATE_SETUP;

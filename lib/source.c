@@ -1099,15 +1099,19 @@ static int resync(struct src *s, bool *complete)
 	return r;
 }
 
+static int bind_guest(struct src *s, const char *to);
+
 static void recover(struct src *s)
 {
+	char uri[sizeof(s->recover_uri)];
 	struct mig_uri u;
 	bool complete = false;
 	int r;
 
 	pthread_mutex_lock(&s->e.lock);
-	r = mig_uri_parse(s->recover_uri, &u);
+	memcpy(uri, s->recover_uri, sizeof(uri));
 	pthread_mutex_unlock(&s->e.lock);
+	r = mig_uri_parse(uri, &u);
 	if (r < 0 || mig_engine_move(&s->e, MIG_STATE_POSTCOPY_RECOVER_SETUP) < 0)
 		return;
 	r = open_chans(s, &u, true);
@@ -1136,6 +1140,10 @@ static void recover(struct src *s)
 		mig_engine_move(&s->e, MIG_STATE_POSTCOPY_PAUSED);
 		return;
 	}
+	/* the destination that holds the migration is here now: a
+	 * restarted engine resumes to it */
+	if (s->bound)
+		bind_guest(s, uri);
 	mig_engine_move(&s->e, MIG_STATE_POSTCOPY_ACTIVE);
 }
 
@@ -1343,10 +1351,12 @@ static int choose(struct src *s)
 	const struct mig_guest_record *rec = &s->gi.rec;
 	char id[37];
 
+	bool free = rec->phase == MIG_GUEST_UNBOUND || rec->side == MIG_SIDE_DEST;
+
 	mig_uuid_format(rec->uuid, id);
-	if (rec->phase == MIG_GUEST_UNBOUND && !s->o->resume)
+	if (free && !s->o->resume)
 		return 0;
-	if (rec->phase == MIG_GUEST_UNBOUND) {
+	if (free) {
 		mig_engine_error(&s->e, "guest %s is in no migration past "
 				 "switchover: nothing to resume", s->o->guest_ctl);
 		return -ESRCH;
@@ -1384,7 +1394,8 @@ static void take_over(struct src *s)
 		s->done_before = true;
 		return;
 	}
-	if (mig_uri_parse(to, &s->to) < 0 || bind_guest(s, to) < 0) {
+	/* the recorded destination changes only once a recovery reaches one */
+	if (mig_uri_parse(to, &s->to) < 0 || bind_guest(s, s->gi.rec.peer) < 0) {
 		if (!s->bound)
 			mig_engine_error(&s->e, "cannot resume to '%s'", to);
 		return;

@@ -572,6 +572,7 @@ static int dirty_param(struct mig_workload_spec *spec, const char *key,
 		{ "random", MIG_WORKLOAD_RANDOM },
 		{ "hot", MIG_WORKLOAD_HOT },
 		{ "seq", MIG_WORKLOAD_SEQ },
+		{ "split", MIG_WORKLOAD_SPLIT },
 	};
 	unsigned long v;
 
@@ -705,12 +706,16 @@ static void dirty_write(struct mig_workload *w, uint64_t index)
 }
 
 /* Which page of its slice (len pages) a vCPU writes next. */
-static uint64_t dirty_pick(const struct mig_workload_spec *spec, uint64_t len,
-			   uint64_t *rng, uint64_t *cursor)
+static uint64_t dirty_pick(const struct mig_workload_spec *spec, unsigned vcpu,
+			   uint64_t len, uint64_t *rng, uint64_t *cursor)
 {
 	uint64_t hot, j;
 
 	switch (spec->pattern) {
+	case MIG_WORKLOAD_SPLIT:
+		if (vcpu % 2)
+			return below(rng, len);
+		return below(rng, MIG_MAX(len * spec->hot_pct / 100, 1u));
 	case MIG_WORKLOAD_SEQ:
 		j = *cursor;
 		*cursor = j + 1 == len ? 0 : j + 1;
@@ -795,7 +800,7 @@ static void dirty_run(struct mig_workload *w, unsigned i, const atomic_bool *sto
 	while (!atomic_load_explicit(stop, memory_order_relaxed)) {
 		if (spec->rate && !bucket_take(&b, stop))
 			break;
-		dirty_write(w, first + dirty_pick(spec, len, &rng, &cur));
+		dirty_write(w, first + dirty_pick(spec, i, len, &rng, &cur));
 		atomic_fetch_add_explicit(&w->count[i].writes, 1,
 					  memory_order_relaxed);
 	}

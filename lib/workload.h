@@ -13,7 +13,9 @@
  *         checksum; see mig_workload_dirty_page_write) in its own slice,
  *         picked by the pattern: uniform (or its alias random) at random
  *         over the slice, hot (PCT% of each slice, default 10, gets 90% of
- *         the writes), seq (a sweep). R is the rate over all vCPUs,
+ *         the writes), seq (a sweep), split (even vCPUs write only the
+ *         hot PCT% of their slice, odd ones uniformly: some vCPUs run
+ *         on present pages while others wait). R is the rate over all vCPUs,
  *         shared evenly: a bare number is MiB/s, a K/M/G/T suffix
  *         (powers of 1024) makes it bytes/s ("50" and "50M" are the
  *         same); 0 or none is as fast as possible. Paced by a token bucket
@@ -54,6 +56,9 @@ enum mig_workload_pattern {
 	MIG_WORKLOAD_RANDOM = 1,  /* the same, under the name benchmarks use */
 	MIG_WORKLOAD_HOT = 2,     /* 90% of writes to the first hot_pct% */
 	MIG_WORKLOAD_SEQ = 3,     /* sweep, page after page */
+	MIG_WORKLOAD_SPLIT = 4,   /* even vCPUs only in their hot_pct%, odd
+				   * ones uniform: a guest whose vCPUs keep
+				   * running while others wait for pages */
 };
 
 /* dirty: defaults and bounds. */

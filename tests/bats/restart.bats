@@ -1,0 +1,304 @@
+#!/usr/bin/env bats
+# SPDX-License-Identifier: MIT
+# Engine restarts: either engine is killed (kill -9) at a chosen moment, is
+# restarted with the documented command line, and the migration still
+# completes with the guest whole; the guest never runs twice.
+
+load ../helpers/common
+
+setup() {
+	mig_setup
+	SRC_BUS=$(bus_of m send)
+	DST_BUS=$(bus_of m recv)
+	DST="unix:$T/dst.sock"
+	N=0
+}
+teardown() { mig_teardown; }
+
+state() { expect 0 mig-status --bus "$1" --wait-for "$2" --timeout "${3:-15}"; }
+json() { mig-guest info --ctl "$1" --json 3>&- | jq -r "$2"; }
+history() {
+	timeout 2 mig-status --bus "$1" --watch --json 3>&- |
+		jq -r 'select(.event == "MIGRATION") | .data.status' | tr '\n' ' ' | sed 's/ $//'
+}
+
+# begin SIZE WORKLOAD [mig-send options]: a postcopy migration, running.
+# The pump is throttled so that it lasts while engines die around it.
+begin() {
+	local size=$1 wl=$2; shift 2
+	guest src "$size" --workload "$wl" ${VCPUS:+--vcpus "$VCPUS"}
+	start recv mig-recv --name m --listen "$DST" --guest-ctl "$T/dst.ctl" --link-timeout 2
+	start send mig-send --postcopy --name m --guest "$T/src.ctl" --to "$DST" \
+		--link-timeout 2 --max-bandwidth "${BW:-20M}" "$@"
+	SEND=send RECV=recv
+	state "$SRC_BUS" postcopy-active
+	DPID=$(json "$T/dst.ctl" .pid)
+	UUID=$(json "$T/src.ctl" .migration.uuid)
+}
+
+# The documented restart command lines (mig-recv(1), mig-send(1)).
+restart_recv() {
+	N=$((N + 1)) RECV=recv$N
+	start "$RECV" mig-recv --name m --attach "$T/dst.ctl" --link-timeout 2 "$@"
+	state "$DST_BUS" postcopy-paused
+}
+restart_send() {
+	N=$((N + 1)) SEND=send$N
+	start "$SEND" mig-send --name m --guest "$T/src.ctl" --resume --link-timeout 2 \
+		--max-bandwidth "${BW:-20M}" "$@"
+}
+# kill -9, then wait for it to be gone, as a supervisor does before it
+# restarts a service (its sockets close only then)
+kill_engine() {
+	local pid
+	pid=$(eval echo "\$PID_$1")
+	kill -KILL "$pid"
+	wait "$pid" 2>/dev/null || true
+}
+
+# Recover whatever is paused: the destination is armed, then the source
+# resumes (a restarted source resumes by itself).
+recover() {
+	expect 75 mig-recover --bus "$DST_BUS" --listen "$DST" --timeout 0.5 || [ "$status" -eq 0 ]
+	expect 0 mig-recover --bus "$SRC_BUS" --to "$DST" --timeout 20
+}
+
+finish() {
+	qmp "$SRC_BUS" '{"execute":"migrate-set-parameters","arguments":{"max-bandwidth":0}}'
+	wait_exit "$SEND" 120
+	[ "$status" -eq 0 ]
+	wait_exit "$RECV" 60
+	[ "$status" -eq 0 ]
+	expect 0 mig-guest verify --ctl "$T/dst.ctl"
+	[ "$(json "$T/dst.ctl" .pid)" = "$DPID" ]
+	[ ! -e "$T/src.ctl" ] # the source guest quit: it lives on the destination
+}
+
+@test "kill -9 of mig-recv in postcopy-active: restarted with --attach, recovered, completes" {
+	begin 256M ab
+	kill_engine recv
+	state "$SRC_BUS" postcopy-paused
+	[ "$(json "$T/dst.ctl" .migration.phase)" = switched ]
+	restart_recv
+	[ "$(history "$DST_BUS")" = "postcopy-paused" ]
+	recover
+	finish
+}
+
+@test "kill -9 of mig-send in postcopy-active: restarted with --resume, completes" {
+	begin 256M ab
+	kill_engine send
+	state "$DST_BUS" postcopy-paused
+	[ "$(json "$T/src.ctl" .running)" = false ]
+	expect 75 mig-recover --bus "$DST_BUS" --listen "$DST" --timeout 0.5
+	restart_send
+	state "$SRC_BUS" postcopy-active
+	[[ "$(history "$SRC_BUS")" == "postcopy-paused postcopy-recover-setup postcopy-recover postcopy-active"* ]]
+	finish
+}
+
+@test "either engine killed in postcopy-paused, restarted, recovers" {
+	begin 256M ab
+	expect 0 mig-pause --bus "$SRC_BUS"
+	state "$DST_BUS" postcopy-paused
+	kill_engine recv
+	kill_engine send
+	# the other engine also dead: the state lives in the guests
+	restart_recv
+	restart_send
+	state "$SRC_BUS" postcopy-active
+	expect 0 mig-pause --bus "$DST_BUS"
+	state "$SRC_BUS" postcopy-paused
+	kill_engine "$RECV"
+	restart_recv
+	expect 0 mig-recover --bus "$SRC_BUS" --to "$DST" --timeout 20
+	kill_engine "$SEND"
+	restart_send
+	state "$SRC_BUS" postcopy-active
+	finish
+}
+
+@test "mig-send killed in postcopy-recover, mig-recv killed in postcopy-recover: both restart and complete" {
+	begin 256M ab
+	expect 0 mig-pause --bus "$SRC_BUS"
+	state "$DST_BUS" postcopy-paused
+	# a silent destination holds the source in postcopy-recover
+	local fake="tcp:127.0.0.1:$(free_port)"
+	start fake "$BATS_TEST_DIRNAME/../helpers/fakepeer.py" dest "$fake"
+	bg rec mig-recover --bus "$SRC_BUS" --to "$fake" --timeout 60
+	state "$SRC_BUS" postcopy-recover
+	kill_engine send
+	# a silent source holds the destination in postcopy-recover
+	expect 75 mig-recover --bus "$DST_BUS" --listen "$DST" --timeout 0.5
+	start fake2 "$BATS_TEST_DIRNAME/../helpers/fakepeer.py" source "$DST" "$UUID"
+	state "$DST_BUS" postcopy-recover
+	kill_engine recv
+	restart_recv
+	restart_send --to "$DST"
+	state "$SRC_BUS" postcopy-active
+	finish
+}
+
+@test "while mig-recv is dead, vCPUs on present pages run, vCPUs on missing ones wait, then continue" {
+	VCPUS=2 BW=4M begin 256M dirty:pattern=split,hot=1
+	sleep 1 # vCPU 0's hot pages arrive; vCPU 1 keeps faulting
+	kill_engine recv
+	state "$SRC_BUS" postcopy-paused
+	local a b waiting=0 t
+	a=$(json "$T/dst.ctl" .progress)
+	sleep 1
+	b=$(json "$T/dst.ctl" .progress)
+	[ "$b" -gt "$a" ] # some vCPU runs
+	for t in /proc/"$DPID"/task/*; do
+		[ "$(cat "$t/wchan")" = handle_userfault ] && waiting=$((waiting + 1))
+	done
+	[ "$waiting" -ge 1 ] # some vCPU waits for a page, alive
+	restart_recv
+	recover
+	finish
+}
+
+@test "before switchover: kill -9 of mig-send leaves the source guest running, the destination failed, nothing behind" {
+	guest src 256M --workload dirty:rate=400M
+	start recv mig-recv --name m --listen "$DST" --guest-ctl "$T/dst.ctl" --link-timeout 2
+	start send mig-send --precopy-only --name m --guest "$T/src.ctl" --to "$DST" --link-timeout 2 --max-bandwidth 20M
+	state "$SRC_BUS" active
+	[ "$(json "$T/src.ctl" .migration.phase)" = migrating ]
+	kill_engine send
+	wait_exit recv 20
+	[ "$status" -eq 1 ]
+	local a b
+	for _ in $(seq 50); do [ "$(json "$T/src.ctl" .migration)" = null ] && break; sleep 0.1; done
+	[ "$(json "$T/src.ctl" .migration)" = null ]
+	[ "$(json "$T/src.ctl" .running)" = true ]
+	[ "$(json "$T/src.ctl" '."dirty-tracking"')" = false ]
+	a=$(json "$T/src.ctl" .progress); sleep 0.3; b=$(json "$T/src.ctl" .progress)
+	[ "$b" -gt "$a" ]
+	for _ in $(seq 50); do [ -e "$T/dst.ctl" ] || break; sleep 0.1; done
+	[ ! -e "$T/dst.ctl" ] # the incoming guest exited
+	! pgrep -f "$T/dst" >/dev/null
+	expect 0 mig-guest verify --ctl "$T/src.ctl"
+}
+
+@test "before switchover: kill -9 of mig-recv: its guest exits, the source fails and runs on" {
+	guest src 256M --workload dirty:rate=400M
+	start recv mig-recv --name m --listen "$DST" --guest-ctl "$T/dst.ctl" --link-timeout 2
+	start send mig-send --precopy-only --name m --guest "$T/src.ctl" --to "$DST" --link-timeout 2 --max-bandwidth 20M
+	state "$SRC_BUS" active
+	[ -S "$T/dst.ctl" ]
+	kill_engine recv
+	wait_exit send 20
+	[ "$status" -eq 1 ]
+	for _ in $(seq 50); do [ -e "$T/dst.ctl" ] || break; sleep 0.1; done
+	[ ! -e "$T/dst.ctl" ]
+	! pgrep -f "$T/dst" >/dev/null
+	[ "$(json "$T/src.ctl" .migration)" = null ]
+	[ "$(json "$T/src.ctl" .running)" = true ]
+	# the guest is free: a new migration starts and completes
+	start recv2 mig-recv --name m --listen "$DST" --guest-ctl "$T/dst.ctl"
+	start send2 mig-send --postcopy --name m --guest "$T/src.ctl" --to "$DST"
+	SEND=send2 RECV=recv2 DPID=
+	wait_exit send2 60
+	[ "$status" -eq 0 ]
+	expect 0 mig-guest verify --ctl "$T/dst.ctl"
+}
+
+@test "split brain: a handed-over source guest never runs again, whatever a new engine or the operator does" {
+	begin 256M ab
+	kill_engine send
+	state "$DST_BUS" postcopy-paused
+	expect 1 mig-guest cont --ctl "$T/src.ctl"
+	[[ "$output" == *"handed over"* ]]
+	# destination unreachable: the new engine waits paused; SIGTERM: 75
+	N=1 SEND=send1
+	start send1 mig-send --name m --guest "$T/src.ctl" --to "tcp:127.0.0.1:$(free_port)" --link-timeout 2
+	state "$SRC_BUS" postcopy-paused
+	kill -TERM "$PID_send1"
+	wait_exit send1 10
+	[ "$status" -eq 75 ]
+	[ "$(json "$T/src.ctl" .running)" = false ]
+	# a destination that refuses our UUID: still paused, still stopped
+	start other mig-recv --name o --listen "unix:$T/other.sock" --guest-ctl "$T/other.ctl"
+	N=2 SEND=send2
+	start send2 mig-send --name m --guest "$T/src.ctl" --to "unix:$T/other.sock" --link-timeout 2
+	state "$SRC_BUS" postcopy-paused
+	expect 75 mig-recover --bus "$SRC_BUS" --to "unix:$T/other.sock" --timeout 5
+	kill -KILL "$PID_send2"
+	[ "$(json "$T/src.ctl" .running)" = false ]
+	expect 1 mig-guest cont --ctl "$T/src.ctl"
+	# --resume refuses a guest in no migration; --uuid must match
+	guest free 64M
+	expect 1 mig-send --name f --guest "$T/free.ctl" --resume
+	[ "$(json "$T/free.ctl" .running)" = true ]
+	expect 1 mig-send --name m --guest "$T/src.ctl" --resume --uuid "$(cat /proc/sys/kernel/random/uuid)"
+	[ "$(json "$T/src.ctl" .running)" = false ]
+	expect 75 mig-recover --bus "$DST_BUS" --listen "$DST" --timeout 0.5
+	restart_send
+	finish
+}
+
+@test "mig-guest abandon: the operator's deliberate release of a handed-over source guest" {
+	begin 256M ab
+	kill_engine send
+	kill_engine recv
+	kill -KILL "$DPID" # the destination host is lost
+	expect 64 mig-guest abandon --ctl "$T/src.ctl"
+	expect 1 mig-guest abandon --ctl "$T/src.ctl" --uuid "$(cat /proc/sys/kernel/random/uuid)"
+	expect 1 mig-guest cont --ctl "$T/src.ctl"
+	expect 0 mig-guest abandon --ctl "$T/src.ctl" --uuid "$UUID"
+	[ "$(json "$T/src.ctl" .migration)" = null ]
+	expect 0 mig-guest cont --ctl "$T/src.ctl"
+	[ "$(json "$T/src.ctl" .running)" = true ]
+	expect 0 mig-guest verify --ctl "$T/src.ctl"
+}
+
+@test "a destination guest killed in postcopy: mig-recv says so at once, reaps it, fails; the source keeps its guest" {
+	guest src 256M --workload ab
+	start recv mig-recv --name m --listen "$DST" --guest-ctl "$T/dst.ctl" --link-timeout 60 --linger 10
+	start send mig-send --postcopy --name m --guest "$T/src.ctl" --to "$DST" --link-timeout 60 --max-bandwidth 20M
+	state "$SRC_BUS" postcopy-active
+	DPID=$(json "$T/dst.ctl" .pid)
+	kill -KILL "$DPID"
+	state "$DST_BUS" failed 5 # long before any link timeout
+	[ ! -e "/proc/$DPID" ] # reaped, no zombie, while mig-recv lingers
+	run mig-status --bus "$DST_BUS" --json 3>&-
+	[[ "$(jq -r ".\"error-desc\"" <<<"$output")" == *"killed by signal 9"* ]]
+	state "$SRC_BUS" postcopy-paused 10
+	[ "$(json "$T/src.ctl" .running)" = false ]
+	[ "$(json "$T/src.ctl" .migration.phase)" = switched ]
+	kill -TERM "$PID_recv"
+	wait_exit recv 10
+	[ "$status" -eq 1 ]
+}
+
+@test "mig-recover --listen re-arms an address it already listens on: 75 while paused, never 1" {
+	begin 256M ab
+	local x="unix:$T/x.sock"
+	expect 0 mig-pause --bus "$SRC_BUS"
+	state "$DST_BUS" postcopy-paused
+	expect 75 mig-recover --bus "$DST_BUS" --listen "$x" --timeout 0.5
+	expect 0 mig-recover --bus "$SRC_BUS" --to "$x" --timeout 20
+	expect 0 mig-pause --bus "$SRC_BUS"
+	state "$DST_BUS" postcopy-paused
+	expect 75 mig-recover --bus "$DST_BUS" --listen "$x" --timeout 0.5
+	expect 75 mig-recover --bus "$DST_BUS" --listen "$x" --timeout 0.5
+	expect 75 mig-recover --bus "$DST_BUS" --listen "$DST" --timeout 0.5
+	expect 0 mig-recover --bus "$SRC_BUS" --to "$x" --timeout 20
+	finish
+}
+
+@test "--digest on a 2 GiB guest with a 1 s link timeout: no spurious pause" {
+	guest src 2G --workload ab
+	start recv mig-recv --name m --listen "$DST" --guest-ctl "$T/dst.ctl" --link-timeout 1 --paused-start
+	start send mig-send --postcopy --digest --name m --guest "$T/src.ctl" --to "$DST" --link-timeout 1 --linger 30
+	wait_exit recv 120
+	[ "$status" -eq 0 ]
+	[[ "$(history "$SRC_BUS")" != *paused* ]]
+	local want
+	for _ in $(seq 100); do
+		want=$(mig-status --bus "$SRC_BUS" --json 3>&- | jq -r '."ram-digest" // empty')
+		[ -n "$want" ] && break; sleep 0.2
+	done
+	[ "$(mig-guest digest --ctl "$T/dst.ctl" 3>&-)" = "$want" ]
+	kill -TERM "$PID_send"
+}
