@@ -148,24 +148,28 @@ bench: deps all $(BENCH_BINS)
 MANS1    := $(wildcard man/*.1)
 MANS7    := $(wildcard man/*.7)
 EXAMPLES := $(wildcard examples/*.sh)
+SYSTEMD  := $(wildcard examples/systemd/*)
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7 \
-		$(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(DATADIR)
+		$(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(DATADIR) \
+		$(DESTDIR)$(DATADIR)/systemd
 	install -m 0755 $(BINS) $(DESTDIR)$(BINDIR)/
 	install -m 0644 $(MANS1) $(DESTDIR)$(MANDIR)/man1/
 	install -m 0644 $(MANS7) $(DESTDIR)$(MANDIR)/man7/
 	install -m 0644 $(wildcard completions/bash/*) $(DESTDIR)$(BASHCOMPDIR)/
 	install -m 0644 $(wildcard completions/zsh/_*) $(DESTDIR)$(ZSHCOMPDIR)/
 	install -m 0755 $(EXAMPLES) $(DESTDIR)$(DATADIR)/
+	install -m 0644 $(SYSTEMD) $(DESTDIR)$(DATADIR)/systemd/
 
 uninstall:
 	rm -f $(PROGS:%=$(DESTDIR)$(BINDIR)/%) $(PROGS:%=$(DESTDIR)$(BASHCOMPDIR)/%) \
 		$(PROGS:%=$(DESTDIR)$(ZSHCOMPDIR)/_%) \
 		$(MANS1:man/%=$(DESTDIR)$(MANDIR)/man1/%) \
 		$(MANS7:man/%=$(DESTDIR)$(MANDIR)/man7/%) \
-		$(EXAMPLES:examples/%=$(DESTDIR)$(DATADIR)/%)
-	-rmdir $(DESTDIR)$(DATADIR) 2>/dev/null
+		$(EXAMPLES:examples/%=$(DESTDIR)$(DATADIR)/%) \
+		$(SYSTEMD:examples/%=$(DESTDIR)$(DATADIR)/%)
+	-rmdir $(DESTDIR)$(DATADIR)/systemd $(DESTDIR)$(DATADIR) 2>/dev/null
 
 clean:
 	rm -rf build

@@ -144,3 +144,58 @@ wait_log() {
 	expect 1 "$EX/manager.sh" --bus "$SRC_BUS" --to "tcp:127.0.0.1:$PORT"
 	[[ "$output" == *"event    failed"* ]]
 }
+
+# unit_cmd UNIT: the unit's ExecStart as words, as systemd would run it for
+# instance m with /etc/mig/m.conf being $T/m.conf, from the build tree.
+unit_cmd() {
+	local line
+	line=$(sed -n 's/^ExecStart=//p' "$EX/systemd/$1")
+	line=${line//%i/m}
+	line=${line//\/usr\/local\/bin\//}
+	(
+		# EnvironmentFile syntax: KEY=the rest of the line
+		while IFS='=' read -r k v; do
+			[[ $k =~ ^[A-Z_]+$ ]] && export "$k=$v"
+		done <"$T/m.conf"
+		eval "printf '%s\n' $line"
+	)
+}
+
+@test "systemd units and the manager: engines killed mid-migration are restarted by the same command line, and it completes" {
+	grep -q '^Restart=on-failure$' "$EX/systemd/mig-send@.service"
+	grep -q '^Restart=on-failure$' "$EX/systemd/mig-recv@.service"
+	grep -q '^KillMode=process$' "$EX/systemd/mig-recv@.service"
+	SRC_BUS=$(bus_of m send) DST_BUS=$(bus_of m recv)
+	cat >"$T/m.conf" <<-CONF
+		MIG_GUEST=$T/src.ctl
+		MIG_TO=unix:$T/dst.sock
+		MIG_SEND_OPTS=--link-timeout 2 --max-bandwidth 8M --linger 5
+		MIG_LISTEN=unix:$T/dst.sock
+		MIG_GUEST_CTL=$T/dst.ctl
+		MIG_RECV_OPTS=--link-timeout 2
+	CONF
+	local -a send recv
+	mapfile -t send < <(unit_cmd mig-send@.service)
+	mapfile -t recv < <(unit_cmd mig-recv@.service)
+	[ "${send[0]}" = mig-send ] && [ "${recv[0]}" = mig-recv ]
+	guest src 128M --workload ab
+	start recv "${recv[@]}"
+	start send "${send[@]}" --postcopy
+	bg mgr "$EX/manager.sh" --bus "$SRC_BUS" --to "unix:$T/dst.sock" \
+		--listen "unix:$T/dst.sock" --dst-bus "$DST_BUS" --max-backoff 1
+	expect 0 mig-status --bus "$SRC_BUS" --wait-for postcopy-active --timeout 15
+	kill -KILL "$PID_recv"; wait "$PID_recv" 2>/dev/null || true
+	start recv2 "${recv[@]}" # the unit's restart
+	wait_log mgr 'source: mig-recover --to .*running again' 30
+	kill -KILL "$PID_send"; wait "$PID_send" 2>/dev/null || true
+	start send2 "${send[@]}"
+	expect 0 mig-status --bus "$SRC_BUS" --wait-for postcopy-active --timeout 15
+	qmp "$SRC_BUS" '{"execute":"migrate-set-parameters","arguments":{"max-bandwidth":0}}'
+	wait_exit send2 60
+	[ "$status" -eq 0 ]
+	wait_exit recv2 60
+	[ "$status" -eq 0 ]
+	wait_exit mgr 30
+	[ "$status" -eq 0 ] || { cat "$T/mgr.log" >&2; false; }
+	expect 0 mig-guest verify --ctl "$T/dst.ctl"
+}

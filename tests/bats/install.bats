@@ -24,6 +24,8 @@ teardown() { rm -rf "$D"; }
 	[ -f "$D/opt/mig/share/man/man7/mig.7" ]
 	[ -f "$D/opt/mig/share/man/man7/mig-protocol.7" ]
 	[ -x "$D/opt/mig/share/mig/cron-recover.sh" ]
+	[ -f "$D/opt/mig/share/mig/systemd/mig-send@.service" ]
+	[ -f "$D/opt/mig/share/mig/systemd/mig-recv@.service" ]
 	run make -s -C "$TOP" uninstall DESTDIR="$D" PREFIX=/opt/mig 3>&-
 	[ "$status" -eq 0 ]
 	run find "$D" -type f
