@@ -30,9 +30,10 @@ READY_TIMEOUT_S=20
 RESULTS=$MIG_BENCH_DIR/results.jsonl
 
 SCENARIOS=(postcopy_preempt postcopy_nopreempt random_preempt random_nopreempt
-	   recovery precopy_1g_10m precopy_1g_100m precopy_1g_400m precopy_4g_100m)
+	   recovery restart precopy_1g_10m precopy_1g_100m precopy_1g_400m precopy_4g_100m)
 RECOVERIES=${MIG_BENCH_RECOVERIES:-7}   # timed recoveries in `recovery`
 RECOVERY_BANDWIDTH=64M    # keeps the migration going through all of them
+RESTARTS=${MIG_BENCH_RESTARTS:-6}       # timed engine restarts in `restart`
 
 PATH=$MIG_BIN:$PATH
 # short: sun_path holds 108 bytes
@@ -491,6 +492,84 @@ scenario_recovery() {
 	fi
 }
 
+# restart_one SIDE I: kill -9 the SIDE engine, restart it with its restart
+# command line and time from that command to postcopy-active again on the
+# source (a dead destination also needs the source's mig-recover --to, as
+# cron or a manager runs it: counted in).
+restart_one() {
+	local side=$1 i=$2 d=$T/restart name=restart t0 t1 pid
+	local src_bus=$MIG_RUNTIME_DIR/$name.send.sock dst_bus=$MIG_RUNTIME_DIR/$name.recv.sock
+	pid=$(eval echo "\$PID_$side")
+	kill -KILL "$pid"
+	wait "$pid" 2>/dev/null || true
+	if [ "$side" = recv ]; then
+		mig-status --bus "$src_bus" --wait-for postcopy-paused --timeout 10 >/dev/null
+		t0=$(date +%s%N)
+		start recv "$d" mig-recv --name "$name" --attach "$d/B" --summary
+		mig-recover --bus "$src_bus" --to "tcp:127.0.0.1:$RESTART_PORT" --timeout 20 >/dev/null
+	else
+		mig-status --bus "$dst_bus" --wait-for postcopy-paused --timeout 10 >/dev/null
+		mig-recover --bus "$dst_bus" --listen "tcp:127.0.0.1:$RESTART_PORT" --timeout 0.1 \
+			2>/dev/null || true
+		t0=$(date +%s%N)
+		start send "$d" mig-send --name "$name" --guest "$d/A" --resume \
+			--max-bandwidth "$RECOVERY_BANDWIDTH" --summary
+		mig-status --bus "$src_bus" --wait-for postcopy-active --timeout 20 >/dev/null
+	fi
+	t1=$(date +%s%N)
+	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f\n", (b - a) / 1e6 }' >>"$d/$side.ms"
+	log "$name: restart $i of mig-$side: $(tail -n1 "$d/$side.ms") ms to postcopy-active"
+}
+
+scenario_restart() {
+	local name=restart d=$T/restart i rc_send rc_recv vrc=0 vmsg
+	mkdir -p "$d"
+	: >"$d/send.ms"
+	: >"$d/recv.ms"
+	RESTART_PORT=$(free_port)
+	log "$name: $RAM ab guest, postcopy at $RECOVERY_BANDWIDTH/s, $RESTARTS engine kills and restarts"
+	start guest "$d" mig-guest --ctl "$d/A" --ram "$RAM" --workload ab --vcpus 1
+	guest_populate "$d/A"
+	start recv "$d" mig-recv --name "$name" --listen "tcp:127.0.0.1:$RESTART_PORT" \
+		--guest-ctl "$d/B" --summary
+	start send "$d" mig-send --name "$name" --guest "$d/A" --to "tcp:127.0.0.1:$RESTART_PORT" \
+		--postcopy --max-bandwidth "$RECOVERY_BANDWIDTH" --summary
+	mig-status --bus "$MIG_RUNTIME_DIR/$name.send.sock" --wait-for postcopy-active \
+		--timeout 20 >/dev/null
+	for i in $(seq "$RESTARTS"); do
+		sleep 0.3
+		if [ $((i % 2)) -eq 1 ]; then restart_one recv "$i"; else restart_one send "$i"; fi
+	done
+	printf '%s\n' '{"execute":"qmp_capabilities"}' \
+		'{"execute":"migrate-set-parameters","arguments":{"max-bandwidth":0}}' |
+		timeout 5 socat -t 1 - "UNIX-CONNECT:$MIG_RUNTIME_DIR/$name.send.sock" >/dev/null
+	wait_exit rc_send "$PID_send" "$MIGRATION_TIMEOUT_S"
+	wait_exit rc_recv "$PID_recv" 10
+	vmsg=$(timeout 60 mig-guest verify --ctl "$d/B" 2>&1) || vrc=$?
+	log "$name: verify: ${vmsg//$'\n'/ } (status $vrc)"
+	guest_stop "$d/B"
+	local rtt_ms med_s med_r
+	med_s=$(median "$d/send.ms")
+	med_r=$(median "$d/recv.ms")
+	rtt_ms=$(awk -v u="$REF_rtt16_p50_us" 'BEGIN { print u / 1000 }')
+	jq -n --arg scenario "$name" --arg ram "$RAM" \
+		--argjson rc_send "$rc_send" --argjson rc_recv "$rc_recv" \
+		--argjson rc_verify "$vrc" --arg verify "$vmsg" \
+		--argjson send_ms "$(jq -s . "$d/send.ms")" --argjson recv_ms "$(jq -s . "$d/recv.ms")" \
+		--argjson send_median "$med_s" --argjson recv_median "$med_r" \
+		--argjson rtt16_p50_us "$REF_rtt16_p50_us" \
+		--argjson send_ratio "$(ratio "$med_s" "$rtt_ms")" \
+		--argjson recv_ratio "$(ratio "$med_r" "$rtt_ms")" \
+		'{scenario: $scenario, ram: $ram, rc_send: $rc_send, rc_recv: $rc_recv,
+		  verify: (if $rc_verify == 0 then "pass" else "FAIL" end), verify_msg: $verify,
+		  restart_send_ms: $send_ms, restart_recv_ms: $recv_ms,
+		  restart_send_median_ms: $send_median, restart_recv_median_ms: $recv_median,
+		  rtt16_p50_us: $rtt16_p50_us, send_ratio_rtt16: $send_ratio,
+		  recv_ratio_rtt16: $recv_ratio}' >"$R/$name.json"
+	echo "$name" >>"$R/order"
+	[ "$rc_send" -eq 0 ] && [ "$rc_recv" -eq 0 ] && [ "$vrc" -eq 0 ]
+}
+
 # --- report ------------------------------------------------------------------
 
 report() {
@@ -511,7 +590,7 @@ report() {
 		scenario total_s down_ms MB/s xTCP xCOPY requests p50_us p99_us p50xRTT p99xRTT blocked_ms verify
 	while read -r name; do
 		f=$R/$name.json
-		jq -e 'has("recover_ms") or has("precopy")' "$f" >/dev/null && continue
+		jq -e 'has("recover_ms") or has("precopy") or has("restart_send_ms")' "$f" >/dev/null && continue
 		jq -r '[.scenario, .total_s, .downtime_ms, .mb_per_s, .mb_ratio_tcp,
 			.mb_ratio_copy, .requests, .lat_p50_us, .lat_p99_us, .p50_ratio_rtt4k,
 			.p99_ratio_rtt4k, .blocked_ms, .verify] | map(. // "-") | @tsv' "$f" |
@@ -528,6 +607,14 @@ report() {
 			"mig-recover --to until postcopy-active, \(.recoveries) times: median \(.recover_median_ms) ms, min \(.recover_min_ms) ms, max \(.recover_max_ms) ms",
 			"  (\(.recover_ms | map(tostring) | join(" ")) ms)",
 			"  median / idle 16 B round-trip p50 (\(.rtt16_p50_us) us): \(.median_ratio_rtt16 // "-")x; migration verify: \(.verify)"' "$f"
+	done <"$R/order"
+
+	while read -r name; do
+		f=$R/$name.json
+		jq -e 'has("restart_send_ms")' "$f" >/dev/null || continue
+		jq -r '"\nEngine restarts (\(.ram) ab guest, postcopy, kill -9 then the restart command until postcopy-active):",
+			"  mig-recv --attach (+ the source'"'"'s mig-recover --to): median \(.restart_recv_median_ms) ms (\(.restart_recv_ms | map(tostring) | join(" "))), \(.recv_ratio_rtt16 // "-")x the idle 16 B round trip",
+			"  mig-send --resume: median \(.restart_send_median_ms) ms (\(.restart_send_ms | map(tostring) | join(" "))), \(.send_ratio_rtt16 // "-")x; verify: \(.verify)"' "$f"
 	done <"$R/order"
 
 	if grep -q '^precopy' "$R/order"; then
