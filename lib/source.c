@@ -733,8 +733,6 @@ static int send_state(struct src *s)
 	return r;
 }
 
-/* With the guest stopped for good its RAM no longer changes: this digest is
- * what the destination must hold once every page is there. */
 static void *digest_main(void *arg)
 {
 	struct src *s = arg;
@@ -745,8 +743,10 @@ static void *digest_main(void *arg)
 	return NULL;
 }
 
-/* On a thread of its own: reading all of RAM takes seconds on a large
- * guest, and the control loop must go on sending heartbeats meanwhile. */
+/* With the guest stopped for good its RAM no longer changes: this digest is
+ * what the destination must hold once every page is there. On a thread of
+ * its own: reading all of RAM takes seconds on a large guest, and the
+ * control loop must go on sending heartbeats meanwhile. */
 static void take_digest(struct src *s)
 {
 	int r;
@@ -1349,14 +1349,14 @@ static void install_signals(struct src *s)
 static int choose(struct src *s)
 {
 	const struct mig_guest_record *rec = &s->gi.rec;
+	/* a guest that arrived here completely may leave as a new migration */
+	bool unbound = rec->phase == MIG_GUEST_UNBOUND || rec->side == MIG_SIDE_DEST;
 	char id[37];
 
-	bool free = rec->phase == MIG_GUEST_UNBOUND || rec->side == MIG_SIDE_DEST;
-
 	mig_uuid_format(rec->uuid, id);
-	if (free && !s->o->resume)
+	if (unbound && !s->o->resume)
 		return 0;
-	if (free) {
+	if (unbound) {
 		mig_engine_error(&s->e, "guest %s is in no migration past "
 				 "switchover: nothing to resume", s->o->guest_ctl);
 		return -ESRCH;

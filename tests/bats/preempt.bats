@@ -1,6 +1,6 @@
 #!/usr/bin/env bats
 # SPDX-License-Identifier: MIT
-# The preempt channel is connected asynchronously (DESIGN.md, point 3): the
+# The preempt channel is connected asynchronously (doc/design.md, the channels): the
 # bus answers while its connect is pending; if it cannot be made at postcopy
 # start the migration fails with the guest whole on the source; if it cannot
 # be made at recovery the migration stays paused and a later recovery

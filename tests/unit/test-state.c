@@ -19,7 +19,7 @@
 
 #define NSTATES MIG_STATE__COUNT
 
-/* The expected moves, by name, as DESIGN.md and QEMU spell them. */
+/* The expected moves, by name, as doc/design.md and QEMU spell them. */
 struct move {
 	const char *from;
 	const char *to;
