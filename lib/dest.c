@@ -1162,14 +1162,18 @@ static int probe_guest(struct dst *d, struct mig_guest_info *gi)
 		return -r;
 	}
 	r = mig_guest_info(d->guest, gi);
+	/* one that completed is taken over only when asked (its source may
+	 * still wait to hear it): otherwise it is just a guest running here */
 	if (r == 0 && gi->rec.side == MIG_SIDE_DEST &&
-	    gi->rec.phase >= MIG_GUEST_SWITCHED)
+	    (gi->rec.phase == MIG_GUEST_SWITCHED ||
+	     (attach && gi->rec.phase == MIG_GUEST_COMPLETED)))
 		return 1;
 	if (r == 0)
 		mig_err("guest", "the guest at %s (pid %d) is %s: %s", d->guest_ctl,
 			(int)gi->pid, gi->rec.phase == MIG_GUEST_UNBOUND ?
 			"in no migration" : gi->rec.side == MIG_SIDE_SOURCE ?
-			"a source guest" : "not past switchover",
+			"a source guest" : gi->rec.phase == MIG_GUEST_COMPLETED ?
+			"a guest that arrived completely" : "not past switchover",
 			attach ? "nothing to attach to" :
 			"choose another --guest-ctl");
 	return r < 0 ? r : -EEXIST;

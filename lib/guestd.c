@@ -47,6 +47,9 @@
  * info/verify runs and scripts; more are refused, not queued. */
 #define MAX_CLIENTS 32
 #define LISTEN_BACKLOG 16
+/* An incoming guest that no engine claims within this long was orphaned by
+ * an engine that died right after spawning it. */
+#define MIG_GUEST_UNCLAIMED_MS 30000u
 
 
 enum pending { PEND_NONE, PEND_STOP, PEND_VERIFY, PEND_DIGEST, PEND_POKE };
@@ -90,6 +93,8 @@ struct guestd {
 	struct client cl[MAX_CLIENTS];
 	int holder;     /* slot holding the claim, -1 none */
 	struct mig_guest_record rec; /* the migration we belong to */
+	bool claimed;   /* some engine ever held the claim */
+	uint64_t t_start_ns;
 	dev_t sock_dev; /* our socket file, so we unlink only our own */
 	ino_t sock_ino;
 	bool sock_bound;
@@ -724,6 +729,7 @@ static void do_attach(struct guestd *gd, int ci, const struct mig_ctl_hdr *h)
 	if (gd->holder != ci)
 		mig_info("guest", "engine pid %d attached", (int)gd->cl[ci].pid);
 	gd->holder = ci;
+	gd->claimed = true;
 	reply(gd, ci, h, 0, NULL, 0);
 }
 
@@ -1488,6 +1494,23 @@ static void on_signal(struct guestd *gd)
 	}
 }
 
+/* An incoming guest exists for the engine that spawned it: if that engine
+ * died before it could claim us, nobody ever will. */
+static int orphan_check(struct guestd *gd)
+{
+	uint64_t waited_ms;
+
+	if (!gd->o->incoming || gd->claimed)
+		return -1;
+	waited_ms = (mig_now_ns() - gd->t_start_ns) / 1000000;
+	if (waited_ms < MIG_GUEST_UNCLAIMED_MS)
+		return (int)(MIG_GUEST_UNCLAIMED_MS - waited_ms);
+	mig_warn("guest", "incoming, and no engine claimed us in %u s: exiting",
+		 MIG_GUEST_UNCLAIMED_MS / 1000);
+	gd->done = true;
+	return 0;
+}
+
 static int serve(struct guestd *gd)
 {
 	struct pollfd pfd[3 + MAX_CLIENTS];
@@ -1496,6 +1519,7 @@ static int serve(struct guestd *gd)
 	while (!gd->done) {
 		nfds_t n = 3;
 		uint64_t ev;
+		int timeout_ms = orphan_check(gd);
 
 		pfd[0] = (struct pollfd){ .fd = gd->lfd, .events = POLLIN };
 		pfd[1] = (struct pollfd){ .fd = gd->sigfd, .events = POLLIN };
@@ -1508,7 +1532,9 @@ static int serve(struct guestd *gd)
 			slot[n - 3] = i;
 			n++;
 		}
-		if (poll(pfd, n, -1) < 0) {
+		if (gd->done)
+			break;
+		if (poll(pfd, n, timeout_ms) < 0) {
 			if (errno == EINTR)
 				continue;
 			mig_err("guest", "poll: %s", strerror(errno));
@@ -1623,6 +1649,7 @@ int mig_guestd_run(const struct mig_guestd_opts *o)
 	gd->ready_fd = o->ready_fd;
 	gd->incoming = o->incoming;
 	gd->holder = -1;
+	gd->t_start_ns = mig_now_ns();
 	atomic_init(&gd->stop, false);
 	pthread_mutex_init(&gd->lock, NULL);
 	pthread_cond_init(&gd->cond, NULL);

@@ -127,3 +127,26 @@ assert_only_running() {
 	[ "$status" -eq 0 ]
 	grep -q "refused connection" "$T/r.log"
 }
+
+@test "engine restarts: every wrong use is one line and a documented status, and touches no guest" {
+	guest g 64M --workload ab
+	# nothing at --attach: 69; a guest that is no destination past switchover: 1
+	expect 69 mig-recv --name r --attach "$T/none.ctl"
+	[[ "$output" == *"no guest at $T/none.ctl"* ]]
+	expect 1 mig-recv --name r --attach "$T/g.ctl"
+	[[ "$output" == *"in no migration: nothing to attach to"* ]]
+	# a plain mig-recv never takes a guest that is not its own
+	expect 1 mig-recv --name r --listen "unix:$T/l.sock" --guest-ctl "$T/g.ctl"
+	[[ "$output" == *"choose another --guest-ctl"* ]]
+	[ ! -e "$T/l.sock" ] # nothing left listening
+	expect 64 mig-recv --attach "$T/g.ctl" --guest-ctl "$T/other.ctl"
+	expect 64 mig-send --guest "$T/g.ctl" --resume --postcopy
+	expect 64 mig-send --guest "$T/g.ctl"
+	expect 1 mig-send --name s --guest "$T/g.ctl" --resume
+	[[ "$output" == *"nothing to resume"* ]]
+	expect 64 mig-guest abandon --ctl "$T/g.ctl" --uuid nope
+	expect 64 mig-guest cont --ctl "$T/g.ctl" --uuid "$(cat /proc/sys/kernel/random/uuid)"
+	expect 1 mig-guest abandon --ctl "$T/g.ctl" --uuid "$(cat /proc/sys/kernel/random/uuid)"
+	run mig-guest info --ctl "$T/g.ctl" --json 3>&-
+	jq -e '.running == true and .migration == null and .attached == false' <<<"$output"
+}
