@@ -38,7 +38,7 @@ restart() {
 	start recv0 mig-recv --name soak --listen "$uri" --guest-ctl "$T/dst.ctl" \
 		--link-timeout 2 --paused-start
 	start send0 mig-send --postcopy --digest --name soak --guest "$T/g.ctl" --to "$uri" \
-		--link-timeout 2 --max-bandwidth 6M
+		--link-timeout 2 --max-bandwidth 2M
 	# the digest of all RAM at switchover, from the first engine
 	for _ in $(seq 100); do
 		want=$(mig-status --bus "$src" --json 3>&- | jq -r '."ram-digest" // empty')
@@ -66,7 +66,7 @@ restart() {
 			kill9 "$send" || break
 			send=send$n
 			restart "$send" mig-send --name soak --guest "$T/g.ctl" --resume \
-				--link-timeout 2 --max-bandwidth 6M
+				--link-timeout 2 --max-bandwidth 2M
 		fi
 		kills=$((kills + 1))
 	done
