@@ -34,6 +34,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "digest.h"
@@ -369,18 +370,34 @@ static bool all_parked(struct guestd *gd)
 	return r;
 }
 
-static void vcpus_join(struct guestd *gd)
+/* Tell every vCPU to leave: a running one does so before its next page
+ * write, a parked one at once. One waiting in a userfault sees it only
+ * once something wakes it (teardown_vcpus). */
+static void vcpus_tell_quit(struct guestd *gd)
 {
 	pthread_mutex_lock(&gd->lock);
 	gd->quit = true;
 	atomic_store(&gd->stop, true);
 	pthread_cond_broadcast(&gd->cond);
 	pthread_mutex_unlock(&gd->lock);
-	for (unsigned i = 0; i < gd->nthreads; i++)
-		pthread_join(gd->vc[i].tid, NULL);
+}
+
+/* After the last vCPU is joined. */
+static void vcpus_forget(struct guestd *gd)
+{
 	gd->nthreads = 0;
 	gd->parked = 0;
 	gd->quit = false;
+}
+
+/* For vCPUs that never ran (a reload before the first CONT, a failed
+ * start): none can be in a userfault. Teardown joins with teardown_vcpus. */
+static void vcpus_join(struct guestd *gd)
+{
+	vcpus_tell_quit(gd);
+	for (unsigned i = 0; i < gd->nthreads; i++)
+		pthread_join(gd->vc[i].tid, NULL);
+	vcpus_forget(gd);
 }
 
 /* Start one thread per vCPU of gd->wl; they run or park as gd->stop says. */
@@ -448,6 +465,30 @@ static int uffd_setup(struct guestd *gd)
 	if (r < 0)
 		mig_err("guest", "registering RAM with userfaultfd: %s",
 			mig_uffd_strerror(r));
+	return r;
+}
+
+/*
+ * Unregister all of RAM from the missing-page uffd, then wake every thread
+ * waiting in a fault on it. The unregister wakes waiters itself, but the
+ * kernel does so before it detaches the uffd from the VMA, and only the
+ * mmap lock it holds orders the two against faults: a fault taken under
+ * the per-VMA lock (shmem faults are, on current kernels) still sees the
+ * uffd in that window, queues after the wake and sleeps on a range nobody
+ * serves any more. Detaching write-locks the VMA, which waits until such a
+ * fault has queued and let go of the VMA; so once the ioctl has returned no
+ * new waiter can appear, and one UFFDIO_WAKE (it needs no registration:
+ * it wakes the uffd's queues by address) releases the stragglers. A woken
+ * thread retries its fault, which now just allocates a zero page.
+ * 0 or the unregister's -errno; the wake is tried either way.
+ */
+static int ram_unregister(struct guestd *gd)
+{
+	int r = mig_uffd_unregister(gd->uffd, gd->ram, gd->ram_bytes);
+	int w = mig_uffd_wake(gd->uffd, (uint64_t)(uintptr_t)gd->ram, gd->ram_bytes);
+
+	if (w < 0)
+		mig_warn("guest", "UFFDIO_WAKE: %s", mig_uffd_strerror(w));
 	return r;
 }
 
@@ -998,8 +1039,9 @@ static void do_incoming_done(struct guestd *gd, int ci, const struct mig_ctl_hdr
 		mig_info("guest", "incoming done with %" PRId64 " pages never "
 			 "placed (first: page %" PRIu64 "): they read as zero",
 			 missing, first);
-	/* unregistering also wakes any vCPU still waiting in a fault */
-	r = mig_uffd_unregister(gd->uffd, gd->ram, gd->ram_bytes);
+	/* and wakes any vCPU still waiting in a fault: after the close
+	 * nothing could (an engine may keep the uffd open) */
+	r = ram_unregister(gd);
 	if (r < 0) {
 		mig_err("guest", "UFFDIO_UNREGISTER: %s", mig_uffd_strerror(r));
 		reply(gd, ci, h, r, NULL, 0);
@@ -1580,21 +1622,101 @@ static int start(struct guestd *gd)
 	return r;
 }
 
+/* Teardown's join: each wait is this long, then the vCPUs are woken
+ * again; a vCPU still there after JOIN_WARN_NS is worth a warning, after
+ * JOIN_GIVEUP_NS it is left to the process exit. */
+#define JOIN_STEP_NS (10 * 1000000ull)
+#define JOIN_WARN_NS (1000 * 1000000ull)
+#define JOIN_GIVEUP_NS (10000 * 1000000ull)
+
+/* Join vCPU i, waiting at most JOIN_STEP_NS: 0, ETIMEDOUT, or another
+ * error of pthread_clockjoin_np. */
+static int join_step(struct guestd *gd, unsigned i)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_nsec += (long)JOIN_STEP_NS;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	return pthread_clockjoin_np(gd->vc[i].tid, NULL, CLOCK_MONOTONIC, &ts);
+}
+
+/* A vCPU is still there: whatever holds it in a userfault, release it.
+ * Unregister again (one that failed, or a range registered anew through
+ * an engine's copy of the uffd, would put a woken vCPU straight back to
+ * sleep; ranges already unregistered are skipped) and wake all of RAM. */
+static void vcpus_kick(struct guestd *gd)
+{
+	if (gd->uffd >= 0 && gd->ram)
+		ram_unregister(gd);
+}
+
+/* Join every vCPU, waking them between bounded waits until each has left.
+ * false: one is still running after JOIN_GIVEUP_NS (logged); it may use
+ * RAM, the workload and gd until the process exits. */
+static bool vcpus_join_waking(struct guestd *gd)
+{
+	uint64_t t0 = mig_now_ns();
+	bool warned = false;
+	unsigned i = 0;
+
+	while (i < gd->nthreads) {
+		uint64_t waited;
+		int r = join_step(gd, i);
+
+		if (r != ETIMEDOUT) {
+			if (r)
+				mig_err("guest", "joining vcpu %u: %s", i, strerror(r));
+			i++;
+			continue;
+		}
+		waited = mig_now_ns() - t0;
+		if (waited >= JOIN_GIVEUP_NS) {
+			mig_err("guest", "vcpu %u has not exited %.0f s into teardown: "
+				"leaving it to the process exit", i, waited / 1e9);
+			return false;
+		}
+		if (!warned && waited >= JOIN_WARN_NS) {
+			mig_warn("guest", "vcpu %u has not exited %.1f s into "
+				 "teardown: still waking it", i, waited / 1e9);
+			warned = true;
+		}
+		mig_dbg("guest", "vcpu %u not gone yet: waking userfaults again", i);
+		vcpus_kick(gd);
+	}
+	vcpus_forget(gd);
+	return true;
+}
+
 /*
- * Orderly shutdown, in this order: park and join the vCPUs, then drop the
- * clients and the socket, then unregister and close RAM. On an incoming
- * guest the unregister comes first: a vCPU waiting in a fault that no
- * engine will serve any more is woken only by it (the page then reads as
- * zero, which no longer matters).
+ * The vCPUs go first, in the order the kernel needs. The quit flags first:
+ * from then on a vCPU that runs, or is woken from a fault, leaves at its
+ * next page instead of faulting on. On an incoming guest, unregister and
+ * wake (ram_unregister): a vCPU waiting in a fault no engine will serve
+ * any more is released only so, and its page then reads as zero, which no
+ * longer matters. Then join them, waking again while any is left, in case
+ * anything put one back to sleep. false: one would not go.
  */
-static void teardown(struct guestd *gd)
+static bool teardown_vcpus(struct guestd *gd)
+{
+	vcpus_tell_quit(gd);
+	if (gd->uffd >= 0 && gd->ram) {
+		int r = ram_unregister(gd);
+
+		if (r < 0)
+			mig_warn("guest", "teardown: UFFDIO_UNREGISTER: %s",
+				 mig_uffd_strerror(r));
+	}
+	return vcpus_join_waking(gd);
+}
+
+static void sock_close(struct guestd *gd)
 {
 	struct stat st;
 
-	if (gd->uffd >= 0 && gd->ram)
-		mig_uffd_unregister(gd->uffd, gd->ram, gd->ram_bytes);
-	vcpus_join(gd);
-	tracking_stop(gd);
 	for (int i = 0; i < MAX_CLIENTS; i++)
 		client_close(gd, i);
 	if (gd->sock_bound && stat(gd->o->ctl_path, &st) == 0 &&
@@ -1602,8 +1724,25 @@ static void teardown(struct guestd *gd)
 		unlink(gd->o->ctl_path);
 	if (gd->lfd >= 0)
 		close(gd->lfd);
+}
+
+/*
+ * Orderly shutdown: the vCPUs (teardown_vcpus), then the clients and the
+ * socket, then RAM. A vCPU that would not go keeps RAM, the workload and
+ * gd: -EBUSY, and the caller must not free gd either.
+ */
+static int teardown(struct guestd *gd)
+{
+	bool joined = teardown_vcpus(gd);
+
+	tracking_stop(gd);
+	sock_close(gd);
+	/* the vCPUs are gone or given up on; for one that is stuck,
+	 * closing the last reference makes the kernel wake every waiter */
 	if (gd->uffd >= 0)
 		close(gd->uffd);
+	if (!joined)
+		return -EBUSY;
 	mig_workload_free(gd->wl);
 	if (gd->ram)
 		munmap(gd->ram, gd->ram_bytes);
@@ -1619,6 +1758,7 @@ static void teardown(struct guestd *gd)
 		close(gd->ready_fd); /* never ready: the waiter sees EOF */
 	pthread_mutex_destroy(&gd->lock);
 	pthread_cond_destroy(&gd->cond);
+	return 0;
 }
 
 static int opts_check(const struct mig_guestd_opts *o)
@@ -1665,7 +1805,8 @@ int mig_guestd_run(const struct mig_guestd_opts *o)
 		mig_ready_notify(&gd->ready_fd);
 		r = serve(gd);
 	}
-	teardown(gd);
+	if (teardown(gd) < 0)
+		return r < 0 ? r : -EBUSY; /* gd stays: a vCPU still uses it */
 	free(gd);
 	return r;
 }

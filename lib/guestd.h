@@ -107,7 +107,9 @@ struct mig_guestd_opts {
  * userfaultfd when incoming), listen on the control socket, notify
  * readiness, serve. Returns 0 on a clean exit, or -errno: -EINVAL bad
  * options, -ENAMETOOLONG socket path, -EADDRINUSE socket in use, -EPERM /
- * -ENOTSUP userfaultfd not permitted / not available. Logs its errors. */
+ * -ENOTSUP userfaultfd not permitted / not available, -EBUSY a vCPU would
+ * not exit at teardown (it is left running: the process must exit now).
+ * Logs its errors. */
 int mig_guestd_run(const struct mig_guestd_opts *opts);
 
 #endif
