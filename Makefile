@@ -60,13 +60,16 @@ LIB_OBJS := $(LIB_SRCS:lib/%.c=$(B)/lib/%.o)
 BINS     := $(PROGS:%=$(B)/bin/%)
 UNIT_SRCS := $(wildcard tests/unit/test-*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
+# Test helper programs (stress drivers linking libmig), run by bats files.
+HELPER_SRCS := $(wildcard tests/helpers/*.c)
+HELPER_BINS := $(HELPER_SRCS:tests/helpers/%.c=$(B)/tests/helpers/%)
 BENCH_SRCS := $(wildcard bench/*.c)
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(B)/bench/%)
 
 .PHONY: all deps check-deps demo check unit bats manlint headers bench install uninstall clean help
 .DEFAULT_GOAL := all
 
-all: check-deps $(BINS)
+all: check-deps $(BINS) $(HELPER_BINS)
 
 help:
 	@echo "make            build the programs into $(B)/bin"
@@ -117,6 +120,11 @@ $(B)/tests/%: tests/unit/%.c $(B)/libmig.a
 	@mkdir -p $(@D)
 	@[ "$(V)" = 1 ] || echo "  CC      $<"
 	$(Q)$(CC) $(CFLAGS) $(PKG_CFLAGS) -o $@ $< $(B)/libmig.a $(PKG_LIBS) $(CMOCKA_LIBS) $(LDFLAGS)
+
+$(B)/tests/helpers/%: tests/helpers/%.c $(B)/libmig.a
+	@mkdir -p $(@D)
+	@[ "$(V)" = 1 ] || echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS) $(PKG_CFLAGS) -o $@ $< $(B)/libmig.a $(PKG_LIBS) $(LDFLAGS)
 
 $(B)/bench/%: bench/%.c $(B)/libmig.a
 	@mkdir -p $(@D)
@@ -175,4 +183,5 @@ clean:
 	rm -rf build
 
 .SECONDARY:
--include $(LIB_OBJS:.o=.d) $(BINS:$(B)/bin/%=$(B)/cmd/%.d) $(UNIT_BINS:%=%.d)
+-include $(LIB_OBJS:.o=.d) $(BINS:$(B)/bin/%=$(B)/cmd/%.d) $(UNIT_BINS:%=%.d) \
+	$(HELPER_BINS:%=%.d)
