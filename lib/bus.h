@@ -7,7 +7,7 @@
  * every client. Any QMP client works; `socat - UNIX-CONNECT:PATH` is a usable
  * console.
  *
- * Beyond QEMU's commands the bus answers x-query-events: every event emitted
+ * Beyond QEMU's commands the bus answers x-query-events: the events emitted
  * so far, in order; events after it reach that client live. Because the log
  * and the broadcast are served by one thread, a client that asks sees each
  * event exactly once, whenever it connected.
@@ -18,6 +18,17 @@
 #include <stddef.h>
 
 #include "json.h"
+
+/* The history x-query-events replays is bounded, because an engine lives
+ * as long as its migration and a postcopy migration may be paused and
+ * recovered thousands of times (4 events a cycle on the source, 3 on the
+ * destination): a history that kept them all was memory held per cycle.
+ * It keeps the first events, which say how the migration started (setup,
+ * precopy passes, switchover), and the latest, which say where it is now
+ * (about 60 pause/recover cycles); the ones in between are dropped, the
+ * oldest first. A whole migration without hundreds of pauses fits. */
+#define MIG_BUS_HISTORY_FIRST 64u
+#define MIG_BUS_HISTORY_LAST 256u
 
 /* Longest accepted command: anything larger is an error and a disconnect. */
 #define MIG_BUS_MAX_MSG_BYTES (64u * 1024u)
@@ -63,10 +74,10 @@ int mig_qmp_next_event(struct mig_qmp *q, struct mig_json **ev, int timeout_ms);
 /* The socket, to poll() several buses at once: when it is readable, or
  * after any call, drain with mig_qmp_next_event(q, &ev, 0). */
 int mig_qmp_fd(const struct mig_qmp *q);
-/* x-query-events: *events is the array of every event so far (caller
- * frees). Events queued before the reply are dropped, since the history
- * holds them: what mig_qmp_next_event() returns next is newer, each event
- * exactly once. 0 or as mig_qmp_execute(); -EPROTO if not an array. */
+/* x-query-events: *events is the array of the events so far, the first
+ * and the latest as MIG_BUS_HISTORY_* say (caller frees). Events queued
+ * before the reply are dropped, since the history holds them: what
+ * mig_qmp_next_event() returns next is newer, each event exactly once. 0 or as mig_qmp_execute(); -EPROTO if not an array. */
 int mig_qmp_query_events(struct mig_qmp *q, struct mig_json **events,
 			 int timeout_ms);
 

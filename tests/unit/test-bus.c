@@ -3,7 +3,8 @@
  * Unit tests for the bus's pure parts: the JSON message framing scanner
  * (fed every way a stream can be cut), the json.h layer over cJSON, and one
  * in-process round trip over a UNIX socket checking the property tools rely
- * on: the history plus live events show each event exactly once.
+ * on: the history plus live events show each event exactly once; and the
+ * bound on that history.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -330,6 +331,49 @@ static void test_bus_round_trip(void **state)
 	rmdir(dir);
 }
 
+/* An engine paused and recovered thousands of times emits thousands of
+ * events: the history keeps the first ones and the latest, in order. */
+static void test_bus_history_bounded(void **state)
+{
+	char dir[] = "/tmp/mig-test-bus.XXXXXX", path[64];
+	const unsigned first = MIG_BUS_HISTORY_FIRST, last = MIG_BUS_HISTORY_LAST;
+	const unsigned total = first + last + 1000;
+	struct mig_json *events = NULL;
+	struct mig_bus *bus;
+	struct mig_qmp *q;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/b.sock", dir);
+	bus = mig_bus_open(path, echo_handler, NULL);
+	assert_non_null(bus);
+	for (unsigned i = 0; i < total; i++) {
+		struct mig_json *d = mig_json_new_object();
+
+		mig_json_add_int(d, "n", i);
+		mig_bus_emit(bus, "TICK", d);
+	}
+	/* emitted before connecting: all in the history by the first command */
+	q = mig_qmp_connect(path, 2000);
+	assert_non_null(q);
+	assert_int_equal(mig_qmp_query_events(q, &events, 2000), 0);
+	assert_int_equal(mig_json_array_len(events), first + last);
+	for (unsigned k = 0; k < first + last; k++) {
+		const struct mig_json *ev = mig_json_array_at(events, k);
+		int64_t n = -1, s = -1;
+
+		assert_string_equal(mig_json_get_str(ev, "event"), "TICK");
+		assert_true(mig_json_get_int(mig_json_get(ev, "data"), "n", &n));
+		assert_int_equal(n, k < first ? k : total - last + (k - first));
+		assert_true(mig_json_get_int(mig_json_get(ev, "timestamp"),
+					     "seconds", &s));
+		assert_true(s > 0);
+	}
+	mig_json_free(events);
+	mig_qmp_close(q);
+	mig_bus_close(bus);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -345,6 +389,7 @@ int main(void)
 		cmocka_unit_test(test_json_replace_detach_dup),
 		cmocka_unit_test(test_json_parse_strict),
 		cmocka_unit_test(test_bus_round_trip),
+		cmocka_unit_test(test_bus_history_bounded),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
