@@ -80,6 +80,7 @@ struct client {
 
 struct mig_bus {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	struct mig_sock_owner own; /* unlink only the socket we bound */
 	int lfd, efd;
 	pthread_t thread;
 	mig_bus_cmd_fn fn;
@@ -628,31 +629,7 @@ static int unix_addr(const char *path, struct sockaddr_un *sa)
 	return 0;
 }
 
-/* A socket file nobody answers on is left from a dead engine: remove it.
- * One that answers belongs to a live engine: -EADDRINUSE. */
-static int clear_stale(const struct sockaddr_un *sa)
-{
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	int r, err;
-
-	if (fd < 0)
-		return -errno;
-	r = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
-	err = errno;
-	close(fd);
-	if (r == 0 || err == EAGAIN)
-		return -EADDRINUSE; /* EAGAIN: a full backlog, still alive */
-	if (err == ENOENT)
-		return 0;
-	if (err != ECONNREFUSED)
-		return -err;
-	if (unlink(sa->sun_path) < 0 && errno != ENOENT)
-		return -errno;
-	mig_info(MOD, "replaced stale socket %s", sa->sun_path);
-	return 0;
-}
-
-static int listen_unix(const char *path)
+static int listen_unix(const char *path, struct mig_sock_owner *own)
 {
 	struct sockaddr_un sa;
 	int fd, r;
@@ -660,7 +637,7 @@ static int listen_unix(const char *path)
 	r = unix_addr(path, &sa);
 	if (r < 0)
 		return r;
-	r = clear_stale(&sa);
+	r = mig_sock_claim(path);
 	if (r < 0)
 		return r;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -672,9 +649,10 @@ static int listen_unix(const char *path)
 		r = -errno;
 		goto out;
 	}
+	mig_sock_own(path, own);
 	if (chmod(path, 0600) < 0 || listen(fd, 64) < 0) {
 		r = -errno;
-		unlink(path);
+		mig_sock_release(path, own);
 		goto out;
 	}
 	return fd;
@@ -739,14 +717,14 @@ struct mig_bus *mig_bus_open(const char *path, mig_bus_cmd_fn fn, void *ctx)
 		r = -errno;
 		goto out;
 	}
-	b->lfd = listen_unix(path);
+	b->lfd = listen_unix(path, &b->own);
 	if (b->lfd < 0) {
 		r = b->lfd;
 		goto out;
 	}
 	r = start_thread(b);
 	if (r < 0) {
-		unlink(path);
+		mig_sock_release(path, &b->own);
 		goto out;
 	}
 	pthread_setname_np(b->thread, "mig-bus");
@@ -803,7 +781,7 @@ void mig_bus_close(struct mig_bus *bus)
 	pthread_mutex_unlock(&bus->lock);
 	wake(bus);
 	pthread_join(bus->thread, NULL);
-	unlink(bus->path);
+	mig_sock_release(bus->path, &bus->own);
 	bus_free(bus);
 }
 

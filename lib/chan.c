@@ -100,29 +100,6 @@ static int unix_addr(const struct mig_uri *u, struct sockaddr_un *sa)
 	return 0;
 }
 
-/* A socket file nobody listens on is left by a process that died: replace
- * it. One that answers belongs to a live listener: never steal it. */
-static int unix_claim_path(const struct sockaddr_un *sa)
-{
-	struct stat st;
-	int fd, r;
-
-	if (lstat(sa->sun_path, &st) < 0)
-		return errno == ENOENT ? 0 : -errno;
-	if (!S_ISSOCK(st.st_mode))
-		return -EEXIST;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	r = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
-	close(fd);
-	if (r == 0)
-		return -EADDRINUSE;
-	if (errno != ECONNREFUSED)
-		return -errno;
-	return unlink(sa->sun_path) < 0 && errno != ENOENT ? -errno : 0;
-}
-
 static int listen_unix(const struct mig_uri *u)
 {
 	struct sockaddr_un sa;
@@ -131,7 +108,7 @@ static int listen_unix(const struct mig_uri *u)
 	r = unix_addr(u, &sa);
 	if (r < 0)
 		return r;
-	r = unix_claim_path(&sa);
+	r = mig_sock_claim(u->path);
 	if (r < 0)
 		return r;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -169,9 +169,13 @@ int mig_engine_init(struct mig_engine *e, enum mig_side side, const char *name,
 	if (!e->sm)
 		return -ENOMEM;
 	e->bus = mig_bus_open(bus_path, on_command, e);
-	if (!e->bus)
-		return -errno;
-	return 0;
+	if (!e->bus && errno == EEXIST)
+		mig_err("bus", "%s exists and is not a socket: left alone; "
+			"choose another --bus or --name", bus_path);
+	else if (!e->bus && errno != EADDRINUSE)
+		mig_err("bus", "cannot serve the status bus at %s: %s", bus_path,
+			strerror(errno));
+	return e->bus ? 0 : -errno;
 }
 
 void mig_engine_fini(struct mig_engine *e)

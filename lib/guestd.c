@@ -96,9 +96,7 @@ struct guestd {
 	struct mig_guest_record rec; /* the migration we belong to */
 	bool claimed;   /* some engine ever held the claim */
 	uint64_t t_start_ns;
-	dev_t sock_dev; /* our socket file, so we unlink only our own */
-	ino_t sock_ino;
-	bool sock_bound;
+	struct mig_sock_owner sock; /* so we unlink only our own socket */
 	sigset_t oldmask;
 	bool masked;
 };
@@ -492,34 +490,8 @@ static int ram_unregister(struct guestd *gd)
 	return r;
 }
 
-/* A socket file nobody listens on is left over from a dead guest: replace
- * it. A live one, or anything that is not a socket, is left alone. */
-static int clear_stale(const struct sockaddr_un *sa)
-{
-	struct stat st;
-	int fd, r;
-
-	if (lstat(sa->sun_path, &st) < 0)
-		return errno == ENOENT ? 0 : -errno;
-	if (!S_ISSOCK(st.st_mode))
-		return -EEXIST;
-	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	r = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
-	r = r == 0 ? -EADDRINUSE : -errno;
-	close(fd);
-	if (r == -EPROTOTYPE || r == -EAGAIN) /* something listens there */
-		r = -EADDRINUSE;
-	if (r != -ECONNREFUSED)
-		return r;
-	mig_info("guest", "replacing stale control socket %s", sa->sun_path);
-	return unlink(sa->sun_path) < 0 && errno != ENOENT ? -errno : 0;
-}
-
 static int sock_bind(struct guestd *gd, const struct sockaddr_un *sa)
 {
-	struct stat st;
 	mode_t old;
 	int r;
 
@@ -531,11 +503,7 @@ static int sock_bind(struct guestd *gd, const struct sockaddr_un *sa)
 	umask(old);
 	if (r < 0)
 		return -errno;
-	gd->sock_bound = true;
-	if (stat(sa->sun_path, &st) == 0) {
-		gd->sock_dev = st.st_dev;
-		gd->sock_ino = st.st_ino;
-	}
+	mig_sock_own(sa->sun_path, &gd->sock);
 	return listen(gd->lfd, LISTEN_BACKLOG) < 0 ? -errno : 0;
 }
 
@@ -551,7 +519,7 @@ static int sock_listen(struct guestd *gd)
 		return -ENAMETOOLONG;
 	}
 	memcpy(sa.sun_path, path, strlen(path) + 1);
-	r = clear_stale(&sa);
+	r = mig_sock_claim(path);
 	if (r == -EADDRINUSE)
 		mig_err("guest", "control socket %s is in use", path);
 	else if (r == -EEXIST)
@@ -1715,13 +1683,9 @@ static bool teardown_vcpus(struct guestd *gd)
 
 static void sock_close(struct guestd *gd)
 {
-	struct stat st;
-
 	for (int i = 0; i < MAX_CLIENTS; i++)
 		client_close(gd, i);
-	if (gd->sock_bound && stat(gd->o->ctl_path, &st) == 0 &&
-	    st.st_dev == gd->sock_dev && st.st_ino == gd->sock_ino)
-		unlink(gd->o->ctl_path);
+	mig_sock_release(gd->o->ctl_path, &gd->sock);
 	if (gd->lfd >= 0)
 		close(gd->lfd);
 }

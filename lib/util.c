@@ -12,9 +12,11 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "util.h"
 
 int mig_parse_size(const char *s, uint64_t *out)
@@ -400,4 +402,55 @@ void mig_thread_bulk(void)
 	/* per-thread on Linux: both calls act on the calling thread only */
 	sched_setscheduler(0, SCHED_BATCH, &sp);
 	setpriority(PRIO_PROCESS, 0, 5);
+}
+
+int mig_sock_claim(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+	int fd, r;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	/* lstat: a symlink is not ours to follow, even to a socket */
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISSOCK(st.st_mode))
+		return -EEXIST;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	r = connect(fd, (const struct sockaddr *)&sa, sizeof(sa)) == 0 ? 0 : errno;
+	close(fd);
+	/* EAGAIN: a full backlog; EPROTOTYPE: a live socket of another type */
+	if (r == 0 || r == EAGAIN || r == EPROTOTYPE)
+		return -EADDRINUSE;
+	if (r == ENOENT)
+		return 0;
+	if (r != ECONNREFUSED)
+		return -r;
+	if (unlink(path) < 0 && errno != ENOENT)
+		return -errno;
+	mig_info("util", "replaced stale socket %s", path);
+	return 0;
+}
+
+void mig_sock_own(const char *path, struct mig_sock_owner *o)
+{
+	struct stat st;
+
+	o->bound = lstat(path, &st) == 0;
+	o->dev = o->bound ? st.st_dev : 0;
+	o->ino = o->bound ? st.st_ino : 0;
+}
+
+void mig_sock_release(const char *path, struct mig_sock_owner *o)
+{
+	struct stat st;
+
+	if (o->bound && lstat(path, &st) == 0 && S_ISSOCK(st.st_mode) &&
+	    st.st_dev == o->dev && st.st_ino == o->ino)
+		unlink(path);
+	o->bound = false;
 }

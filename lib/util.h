@@ -73,4 +73,24 @@ void mig_thread_bulk(void);
 /* Human-readable bytes ("1.5 GiB") into buf. */
 const char *mig_fmt_bytes(uint64_t bytes, char *buf, size_t len);
 
+/* The one way to claim a path for a UNIX socket we are about to bind.
+ * Removes only a stale socket (one nobody accepts on); anything else is
+ * left alone: 0 the path is free, -EADDRINUSE a live socket, -EEXIST
+ * something that is not a socket (a file, a directory, a symlink),
+ * -ENAMETOOLONG, or another -errno from lstat. Logs a replaced one. */
+int mig_sock_claim(const char *path);
+
+/* What we bound at a path, so that we remove only our own socket: a later
+ * process may have replaced it (a restarted engine claims a stale one). */
+struct mig_sock_owner {
+	bool bound;
+	dev_t dev;
+	ino_t ino;
+};
+
+/* Call right after bind(). */
+void mig_sock_own(const char *path, struct mig_sock_owner *o);
+/* Unlink path if it is still the socket we bound. */
+void mig_sock_release(const char *path, struct mig_sock_owner *o);
+
 #endif

@@ -150,3 +150,42 @@ assert_only_running() {
 	run mig-guest info --ctl "$T/g.ctl" --json 3>&-
 	jq -e '.running == true and .migration == null and .attached == false' <<<"$output"
 }
+
+@test "socket paths: a file, a directory, a symlink or a live socket is never removed; a stale socket is replaced" {
+	guest g 64M
+	local p kind
+	mkpaths() {
+		rm -rf "$T/p"; mkdir "$T/p"
+		echo data >"$T/p/file"
+		mkdir "$T/p/dir"
+		ln -s "$T/p/file" "$T/p/link"
+		python3 -c 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' "$T/p/stale"
+	}
+	check_left() {
+		[ "$(cat "$T/p/file")" = data ] && [ -d "$T/p/dir" ] && [ -L "$T/p/link" ] && [ -S "$T/g.ctl" ]
+	}
+	mkpaths
+	for kind in file dir link; do
+		p=$T/p/$kind
+		expect 1 mig-send --bus "$p" --guest "$T/g.ctl" --to "unix:$T/nowhere"
+		[[ "$output" == *"$p exists and is not a socket: left alone"* ]]
+		expect 1 mig-recv --bus "$p" --listen "unix:$T/l.sock"
+		[[ "$output" == *"$p exists and is not a socket"* ]]
+		expect 1 mig-recv --name r --listen "unix:$p"
+		[[ "$output" == *"cannot listen on unix:$p"* ]]
+		expect 1 mig-guest --ctl "$p" --ram 4M
+		[[ "$output" == *"$p exists and is not a socket"* ]]
+		check_left
+	done
+	# a live socket (the guest's) is in use, whoever asks
+	expect 1 mig-send --bus "$T/g.ctl" --guest "$T/g.ctl" --to "unix:$T/nowhere"
+	expect 1 mig-guest --ctl "$T/g.ctl" --ram 4M
+	[[ "$output" == *"in use"* ]]
+	check_left
+	expect 0 mig-guest info --ctl "$T/g.ctl"
+	# a stale one is taken over, for each kind of socket
+	expect 69 mig-send --bus "$T/p/stale" --guest "$T/g.ctl" --to "unix:$T/nowhere"
+	mkpaths
+	start st mig-guest --ctl "$T/p/stale" --ram 4M
+	expect 0 mig-guest quit --ctl "$T/p/stale"
+}
