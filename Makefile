@@ -38,7 +38,8 @@ DEB_libcjson := libcjson-dev
 DEB_liblz4   := liblz4-dev
 DEB_libcurl  := libcurl4-openssl-dev
 DEB_cmocka   := libcmocka-dev
-DEB_CMDS     := bats:bats socat:socat mandoc:mandoc jq:jq pkg-config:pkg-config python3:python3 ip:iproute2 script:bsdutils
+DEB_CMDS     := bats:bats socat:socat mandoc:mandoc jq:jq pkg-config:pkg-config python3:python3 ip:iproute2 script:bsdutils \
+	pgrep:procps zsh:zsh
 
 PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
