@@ -48,15 +48,6 @@ pid_of() { awk -v n="$1" '$2 == n { p = $1 } END { print p }' "$T/pids"; }
 # connections NAME: how many connections proxy NAME has accepted so far.
 connections() { grep -c '^proxy: connection [0-9]* accepted$' "$T/$1.log" || true; }
 
-# state BUS STATE [SECS]: wait (bounded) until the side is in STATE.
-state() { expect 0 mig-status --bus "$1" --wait-for "$2" --timeout "${3:-15}"; }
-
-# history BUS: every MIGRATION status so far (the bus replays its log).
-history() {
-	timeout 2 mig-status --bus "$1" --watch --json 3>&- |
-		jq -r 'select(.event == "MIGRATION") | .data.status' | tr '\n' ' ' | sed 's/ $//'
-}
-
 # events_of_log NAME: the statuses a `mig-status --watch --json` saw.
 events_of_log() {
 	jq -r 'select(.event == "MIGRATION") | .data.status' "$T/$1.log" | tr '\n' ' ' | sed 's/ $//'

@@ -38,15 +38,6 @@ wait_for_port() {
 	echo "# port $1 never listened" >&2; return 1
 }
 
-# state BUS STATE: wait (bounded) until the side is in STATE.
-state() { expect 0 mig-status --bus "$1" --wait-for "$2" --timeout "${3:-15}"; }
-
-# history BUS: every MIGRATION status so far (the bus replays its log).
-history() {
-	timeout 2 mig-status --bus "$1" --watch --json 3>&- |
-		jq -r 'select(.event == "MIGRATION") | .data.status' | tr '\n' ' ' | sed 's/ $//'
-}
-
 # A migration through both proxies, paused on the source once running.
 start_paused_through_proxies() {
 	guest src 256M --workload ab

@@ -15,12 +15,7 @@ setup() {
 }
 teardown() { mig_teardown; }
 
-state() { expect 0 mig-status --bus "$1" --wait-for "$2" --timeout "${3:-15}"; }
 json() { mig-guest info --ctl "$1" --json 3>&- | jq -r "$2"; }
-history() {
-	timeout 2 mig-status --bus "$1" --watch --json 3>&- |
-		jq -r 'select(.event == "MIGRATION") | .data.status' | tr '\n' ' ' | sed 's/ $//'
-}
 
 # begin SIZE WORKLOAD [mig-send options]: a postcopy migration, running.
 # The pump is throttled so that it lasts while engines die around it.

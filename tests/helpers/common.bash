@@ -138,3 +138,12 @@ qmp() {
 	run bash -c 'printf "%s\n" "{\"execute\":\"qmp_capabilities\"}" "$2" |
 		timeout 5 socat -t 2 - "UNIX-CONNECT:$1"' _ "$1" "$2" 3>&-
 }
+
+# state BUS STATE [SECS]: wait (bounded) until the side is in STATE.
+state() { expect 0 mig-status --bus "$1" --wait-for "$2" --timeout "${3:-15}"; }
+
+# history BUS: every MIGRATION status so far (the bus replays its log).
+history() {
+	timeout 2 mig-status --bus "$1" --watch --json 3>&- |
+		jq -r 'select(.event == "MIGRATION") | .data.status' | tr '\n' ' ' | sed 's/ $//'
+}
