@@ -63,7 +63,6 @@ struct dst {
 	pid_t guest_pid;            /* 0 once reaped or gone */
 	bool guest_child;           /* spawned by us: ours to reap */
 	int pidfd;                  /* readable when the guest process ends */
-	bool bound;                 /* the guest carries our migration's record */
 	char listen_uri[256];       /* the main listener's */
 	char armed_uri[256];        /* the recovery listener's (rfd), e.lock */
 	char via_uri[256];          /* where the last main hello came in */
@@ -511,7 +510,7 @@ static int bind_guest(struct dst *d, const char *peer)
 	if (r < 0)
 		mig_engine_error(&d->e, "guest %s refused migration %s: %s",
 				 d->guest_ctl, d->e.uuid_str, strerror(-r));
-	d->bound = r == 0;
+	d->e.bound = r == 0 ? d->guest : NULL;
 	return r;
 }
 
@@ -797,6 +796,7 @@ static void guest_gone(struct dst *d)
 	close(d->pidfd);
 	d->pidfd = -1;
 	d->guest_pid = 0;
+	d->e.bound = NULL; /* gone: nothing to record in */
 	if (mig_state_terminal(st))
 		return;
 	if (!mig_state_postcopy(st)) {
@@ -921,7 +921,7 @@ static void on_resumed(struct dst *d)
 		return;
 	}
 	/* the source reaches us there now: a restarted engine listens there */
-	if (d->bound)
+	if (d->e.bound)
 		bind_guest(d, d->via_uri);
 	mig_engine_move(&d->e, MIG_STATE_POSTCOPY_ACTIVE);
 	for (uint64_t p = mig_bitmap_next_set(d->requested, 0); p < d->npages;
@@ -943,6 +943,7 @@ static void kill_guest(struct dst *d)
 		waitpid(d->guest_pid, NULL, 0);
 	}
 	d->guest_pid = 0;
+	d->e.bound = NULL; /* gone: nothing to record in */
 }
 
 static void complete(struct dst *d)
@@ -1084,24 +1085,9 @@ static int dst_command(struct mig_engine *e, const char *cmd,
 		       char *desc, size_t desclen);
 static void dst_query(struct mig_engine *e, struct mig_json *ret);
 
-/* The guest keeps the state we reached, for whoever restarts us. */
-static void dst_moved(struct mig_engine *e, enum mig_state to)
-{
-	struct dst *d = e->ctx;
-	int r;
-
-	if (!d->bound || d->guest_pid <= 0)
-		return;
-	r = mig_guest_set_state(d->guest, to);
-	if (r < 0)
-		mig_dbg("guest", "recording state %s: %s", mig_state_name(to),
-			strerror(-r));
-}
-
 static const struct mig_engine_ops dst_ops = {
 	.command = dst_command,
 	.query = dst_query,
-	.moved = dst_moved,
 };
 
 static int dst_open(struct dst *d, const struct mig_dest_opts *o)

@@ -196,14 +196,18 @@ void mig_engine_fini(struct mig_engine *e)
 
 int mig_engine_move(struct mig_engine *e, enum mig_state to)
 {
-	int r = mig_sm_move(e->sm, to);
+	int r = mig_sm_move(e->sm, to), g;
 
-	if (r < 0)
+	if (r < 0) {
 		mig_dbg("state", "refused move %s -> %s",
 			mig_state_name(mig_sm_get(e->sm)), mig_state_name(to));
-	else if (e->ops->moved)
-		e->ops->moved(e, to);
-	return r;
+		return r;
+	}
+	/* the guest keeps the state we reached, for whoever restarts us */
+	if (e->bound && (g = mig_guest_set_state(e->bound, to)) < 0)
+		mig_dbg("guest", "recording state %s: %s", mig_state_name(to),
+			strerror(-g));
+	return 0;
 }
 
 enum mig_state mig_engine_state(struct mig_engine *e)

@@ -16,6 +16,7 @@
 #include <stdio.h>
 
 #include "bus.h"
+#include "guest.h"
 #include "latency.h"
 #include "state.h"
 
@@ -60,9 +61,6 @@ struct mig_engine_ops {
 	int (*command)(struct mig_engine *e, const char *cmd,
 		       const struct mig_json *args, struct mig_json **ret,
 		       char *desc, size_t desclen);
-	/* after each move, on the thread that made it (the control loop):
-	 * how the guest learns the state it must outlive us with; or NULL */
-	void (*moved)(struct mig_engine *e, enum mig_state to);
 };
 
 struct mig_engine {
@@ -74,6 +72,9 @@ struct mig_engine {
 	struct mig_sm *sm;
 	struct mig_bus *bus;
 	const struct mig_engine_ops *ops;
+	/* the guest bound to this migration, or NULL: told every state move,
+	 * which it must outlive us with (used by the control loop only) */
+	struct mig_guest *bound;
 	void *ctx;
 	struct mig_notify *notify; /* webhook, or NULL */
 
@@ -107,7 +108,8 @@ void mig_engine_emit(struct mig_engine *e, const char *event,
 /* Deliver the last events, close the bus. */
 void mig_engine_fini(struct mig_engine *e);
 
-/* State moves: the only path to mig_sm_move; logs each move. */
+/* State moves: the only path to mig_sm_move; logs each move and tells the
+ * bound guest (e->bound) the state reached. */
 int mig_engine_move(struct mig_engine *e, enum mig_state to);
 enum mig_state mig_engine_state(struct mig_engine *e);
 

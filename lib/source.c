@@ -71,7 +71,6 @@ struct src {
 	bool pre_resume;
 
 	char recover_uri[256];   /* under e.lock */
-	bool bound;              /* the guest carries our migration's record */
 	bool stopped;            /* we stopped the guest (switchover) */
 	pthread_t digest_thr;
 	bool digest_on;
@@ -631,8 +630,8 @@ static void fail_early(struct src *s, bool cancelled)
 		mig_guest_dirty_stop(s->guest);
 	/* the destination never acknowledged the guest's state, so it can
 	 * never run it: the guest is ours again, to run as before */
-	if (s->bound && mig_guest_unbind(s->guest) == 0)
-		s->bound = false;
+	if (s->e.bound && mig_guest_unbind(s->guest) == 0)
+		s->e.bound = NULL;
 	if (s->stopped && mig_guest_cont(s->guest) < 0)
 		mig_engine_error(&s->e, "guest: cannot continue it");
 	if (cancelled) {
@@ -1147,7 +1146,7 @@ static void recover(struct src *s)
 	}
 	/* the destination that holds the migration is here now: a
 	 * restarted engine resumes to it */
-	if (s->bound)
+	if (s->e.bound)
 		bind_guest(s, uri);
 	mig_engine_move(&s->e, MIG_STATE_POSTCOPY_ACTIVE);
 }
@@ -1243,7 +1242,7 @@ static int bind_guest(struct src *s, const char *to)
 	else if (r < 0)
 		mig_engine_error(&s->e, "guest %s: cannot record the migration: %s",
 				 s->o->guest_ctl, strerror(-r));
-	s->bound = r == 0;
+	s->e.bound = r == 0 ? s->guest : NULL;
 	return r;
 }
 
@@ -1283,20 +1282,6 @@ static int src_command(struct mig_engine *e, const char *cmd,
 		       const struct mig_json *args, struct mig_json **ret,
 		       char *desc, size_t desclen);
 
-/* The guest keeps the state we reached, for whoever restarts us. */
-static void src_moved(struct mig_engine *e, enum mig_state to)
-{
-	struct src *s = e->ctx;
-	int r;
-
-	if (!s->bound)
-		return;
-	r = mig_guest_set_state(s->guest, to);
-	if (r < 0)
-		mig_dbg("guest", "recording state %s: %s", mig_state_name(to),
-			strerror(-r));
-}
-
 static void src_query(struct mig_engine *e, struct mig_json *ret)
 {
 	struct src *s = e->ctx;
@@ -1319,7 +1304,6 @@ static void src_query(struct mig_engine *e, struct mig_json *ret)
 static const struct mig_engine_ops src_ops = {
 	.command = src_command,
 	.query = src_query,
-	.moved = src_moved,
 };
 
 static void src_free(struct src *s)
@@ -1401,7 +1385,7 @@ static void take_over(struct src *s)
 	}
 	/* the recorded destination changes only once a recovery reaches one */
 	if (mig_uri_parse(to, &s->to) < 0 || bind_guest(s, s->gi.rec.peer) < 0) {
-		if (!s->bound)
+		if (!s->e.bound)
 			mig_engine_error(&s->e, "cannot resume to '%s'", to);
 		return;
 	}
