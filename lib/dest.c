@@ -37,6 +37,9 @@
 #define MAX_PENDING 8
 #define HELLO_TIMEOUT_MS 5000
 #define SPAWN_TIMEOUT_MS 10000
+/* An incoming guest told to quit exits in milliseconds; a wedged one is
+ * killed after this. */
+#define GUEST_QUIT_MS 2000
 /* After telling a reconnected source that we are complete, stay a moment:
  * its recovery opens the preempt channel too, and must not find us gone. */
 #define COMPLETE_LINGER_MS 3000
@@ -934,10 +937,15 @@ static void on_resumed(struct dst *d)
 			 (unsigned long long)n);
 }
 
+/* Ask the incoming guest to quit, give it a moment to clean up after
+ * itself (its socket), and only then make sure of it. */
 static void kill_guest(struct dst *d)
 {
-	if (d->guest && d->guest_pid > 0)
-		mig_guest_quit(d->guest);
+	struct pollfd p = { .fd = d->pidfd, .events = POLLIN };
+
+	if (d->guest && d->guest_pid > 0 && mig_guest_quit(d->guest) == 0 &&
+	    d->pidfd >= 0)
+		poll(&p, 1, GUEST_QUIT_MS);
 	if (d->guest_pid > 0 && d->guest_child) {
 		kill(d->guest_pid, SIGKILL);
 		waitpid(d->guest_pid, NULL, 0);
