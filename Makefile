@@ -56,7 +56,7 @@ CFLAGS  += -std=gnu11 $(WARN) -D_GNU_SOURCE -DMIG_VERSION='"$(VERSION)"' \
 LDFLAGS += -pthread $(SANFLAGS)
 
 PROGS    := mig-guest mig-send mig-recv mig-pause mig-recover mig-status
-LIB_SRCS := $(wildcard lib/*.c)
+LIB_SRCS := $(wildcard lib/*/*.c)
 LIB_OBJS := $(LIB_SRCS:lib/%.c=$(B)/lib/%.o)
 BINS     := $(PROGS:%=$(B)/bin/%)
 UNIT_SRCS := $(wildcard tests/unit/test-*.c)

@@ -19,7 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "util.h"
+#include "base/util.h"
 
 #define TP_WRITE_BYTES (64 * 1024)        /* per write(): what a pump run sends */
 #define TP_SOCKBUF_BYTES (4 * 1024 * 1024) /* large buffers: one stream at full speed */

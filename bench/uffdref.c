@@ -23,7 +23,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "util.h"
+#include "base/util.h"
 
 #define RUN_BYTES (64 * 1024) /* a pump run: 16 pages of 4 KiB (source.c) */
 

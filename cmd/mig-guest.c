@@ -13,12 +13,12 @@
 #include <string.h>
 #include <sys/un.h>
 
-#include "exitcodes.h"
-#include "guestcli.h"
-#include "guestd.h"
-#include "log.h"
-#include "util.h"
-#include "workload.h"
+#include "base/exitcodes.h"
+#include "guest/guestcli.h"
+#include "guest/guestd.h"
+#include "base/log.h"
+#include "base/util.h"
+#include "guest/workload.h"
 
 struct args {
 	struct mig_guestd_opts o;

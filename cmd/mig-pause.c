@@ -7,10 +7,10 @@
 #include <getopt.h>
 #include <stdio.h>
 
-#include "client.h"
-#include "exitcodes.h"
-#include "log.h"
-#include "util.h"
+#include "tools/client.h"
+#include "base/exitcodes.h"
+#include "base/log.h"
+#include "base/util.h"
 
 /* Pausing is a shutdown of the channels: seconds at most. */
 #define PAUSE_TIMEOUT_MS 10000

@@ -9,10 +9,10 @@
 #include <getopt.h>
 #include <stdio.h>
 
-#include "client.h"
-#include "exitcodes.h"
-#include "log.h"
-#include "util.h"
+#include "tools/client.h"
+#include "base/exitcodes.h"
+#include "base/log.h"
+#include "base/util.h"
 
 /* Recovery re-sends the destination's received bitmap and reconnects every
  * channel: a minute covers a slow link. */

@@ -7,11 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "client.h"
-#include "dest.h"
-#include "exitcodes.h"
-#include "log.h"
-#include "util.h"
+#include "tools/client.h"
+#include "dest/dest.h"
+#include "base/exitcodes.h"
+#include "base/log.h"
+#include "base/util.h"
 
 static void usage(void)
 {

@@ -7,12 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "client.h"
-#include "dirty.h"
-#include "exitcodes.h"
-#include "log.h"
-#include "source.h"
-#include "util.h"
+#include "tools/client.h"
+#include "core/dirty.h"
+#include "base/exitcodes.h"
+#include "base/log.h"
+#include "source/source.h"
+#include "base/util.h"
 
 static void usage(void)
 {

@@ -8,11 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "client.h"
-#include "exitcodes.h"
-#include "log.h"
-#include "status.h"
-#include "util.h"
+#include "tools/client.h"
+#include "base/exitcodes.h"
+#include "base/log.h"
+#include "tools/status.h"
+#include "base/util.h"
 
 static void usage(void)
 {

@@ -30,8 +30,8 @@ run_unit() {
 
 run_headers() {
 	local h p=0 f=0
-	for h in lib/*.h; do
-		if printf '#include "%s"\n' "$(basename "$h")" |
+	for h in lib/*/*.h; do
+		if printf '#include "%s"\n' "${h#lib/}" |
 			${CC:-cc} -std=gnu11 -D_GNU_SOURCE -Wall -Werror -fsyntax-only -Ilib -x c - 2>/dev/null; then
 			p=$((p + 1))
 		else

@@ -33,10 +33,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "guest.h"
-#include "uffd.h"
-#include "util.h"
-#include "workload.h"
+#include "guest/guest.h"
+#include "core/uffd.h"
+#include "base/util.h"
+#include "guest/workload.h"
 
 #define READY_MS 5000
 #define CTL_MS 3000

@@ -18,9 +18,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "bus.h"
-#include "json.h"
-#include "jsonstream.h"
+#include "bus/bus.h"
+#include "core/json.h"
+#include "bus/jsonstream.h"
 
 #define MAX_VALUES 16
 

@@ -12,8 +12,8 @@
 #include <errno.h>
 #include <string.h>
 
-#include "chan.h"
-#include "util.h"
+#include "core/chan.h"
+#include "base/util.h"
 
 static struct mig_uri parse_ok(const char *s)
 {

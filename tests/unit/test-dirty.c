@@ -14,9 +14,9 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#include "dirty.h"
-#include "ram.h"
-#include "util.h"
+#include "core/dirty.h"
+#include "core/ram.h"
+#include "base/util.h"
 
 #define BASE 0x7f0000000000ull
 #define NPAGES 1024u

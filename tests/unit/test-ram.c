@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ram.h"
-#include "util.h"
+#include "core/ram.h"
+#include "base/util.h"
 
 #define NBITS 200u /* three full words and a ragged fourth */
 

@@ -14,8 +14,8 @@
 #include <pthread.h>
 #include <string.h>
 
-#include "state.h"
-#include "util.h"
+#include "core/state.h"
+#include "base/util.h"
 
 #define NSTATES MIG_STATE__COUNT
 

@@ -13,7 +13,7 @@
 #include <limits.h>
 #include <string.h>
 
-#include "util.h"
+#include "base/util.h"
 
 static void size_ok(const char *s, uint64_t want)
 {

@@ -18,9 +18,9 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#include "compress.h"
-#include "util.h"
-#include "wire.h"
+#include "core/compress.h"
+#include "base/util.h"
+#include "core/wire.h"
 
 #define PAGE MIG_PAGE_SIZE
 #define RAM (64ull << 20) /* a 64 MiB guest for range checks */

@@ -17,9 +17,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "digest.h"
-#include "util.h"
-#include "workload.h"
+#include "core/digest.h"
+#include "base/util.h"
+#include "guest/workload.h"
 
 #define NC MIG_WORKLOAD_NO_CURSOR
 #define RAM_BYTES (64u * MIG_PAGE_SIZE)

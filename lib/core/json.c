@@ -1,0 +1,255 @@
+// SPDX-License-Identifier: MIT
+/*
+ * json.h over cJSON. A struct mig_json is a cJSON item in disguise: the cast
+ * lives here only, so cJSON's types never leak into our headers. cJSON keeps
+ * numbers as doubles: integers are exact up to 2^53, which covers every
+ * counter the bus reports.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "core/json.h"
+
+static cJSON *cj(const struct mig_json *j)
+{
+	return (cJSON *)j;
+}
+
+static struct mig_json *mj(cJSON *c)
+{
+	return (struct mig_json *)c;
+}
+
+struct mig_json *mig_json_new_object(void)
+{
+	return mj(cJSON_CreateObject());
+}
+
+struct mig_json *mig_json_new_array(void)
+{
+	return mj(cJSON_CreateArray());
+}
+
+struct mig_json *mig_json_new_str(const char *v)
+{
+	return mj(cJSON_CreateString(v ? v : ""));
+}
+
+static bool only_space(const char *p, const char *end)
+{
+	for (; p < end; p++)
+		if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n')
+			return false;
+	return true;
+}
+
+struct mig_json *mig_json_parse(const char *text, size_t len)
+{
+	const char *end = NULL;
+	cJSON *c;
+
+	if (!text || !len) {
+		errno = EINVAL;
+		return NULL;
+	}
+	c = cJSON_ParseWithLengthOpts(text, len, &end, false);
+	if (c && end && !only_space(end, text + len)) {
+		cJSON_Delete(c);
+		c = NULL;
+	}
+	if (!c)
+		errno = EINVAL;
+	return mj(c);
+}
+
+void mig_json_free(struct mig_json *j)
+{
+	cJSON_Delete(cj(j));
+}
+
+struct mig_json *mig_json_dup(const struct mig_json *j)
+{
+	return j ? mj(cJSON_Duplicate(cj(j), true)) : NULL;
+}
+
+char *mig_json_print(const struct mig_json *j, bool pretty)
+{
+	if (!j) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return pretty ? cJSON_Print(cj(j)) : cJSON_PrintUnformatted(cj(j));
+}
+
+void mig_json_add(struct mig_json *obj, const char *key, struct mig_json *child)
+{
+	if (!child)
+		return;
+	if (!cJSON_IsObject(cj(obj))) {
+		cJSON_Delete(cj(child));
+		return;
+	}
+	/* "Setters replace an existing key": one key, one value, as QMP expects */
+	if (cJSON_GetObjectItemCaseSensitive(cj(obj), key)) {
+		if (!cJSON_ReplaceItemInObjectCaseSensitive(cj(obj), key, cj(child)))
+			cJSON_Delete(cj(child));
+		return;
+	}
+	if (!cJSON_AddItemToObject(cj(obj), key, cj(child)))
+		cJSON_Delete(cj(child));
+}
+
+void mig_json_add_str(struct mig_json *obj, const char *key, const char *v)
+{
+	mig_json_add(obj, key, mig_json_new_str(v));
+}
+
+/* Beyond this cJSON prints numbers with "%1.15g" and a relative round-trip
+ * check that lets the last digits go: print bigger integers ourselves. */
+#define EXACT_PRINT_LIMIT 1e15
+
+void mig_json_add_int(struct mig_json *obj, const char *key, int64_t v)
+{
+	char text[24];
+
+	if (v > -EXACT_PRINT_LIMIT && v < EXACT_PRINT_LIMIT) {
+		mig_json_add(obj, key, mj(cJSON_CreateNumber((double)v)));
+		return;
+	}
+	snprintf(text, sizeof(text), "%lld", (long long)v);
+	mig_json_add(obj, key, mj(cJSON_CreateRaw(text)));
+}
+
+void mig_json_add_double(struct mig_json *obj, const char *key, double v)
+{
+	mig_json_add(obj, key, mj(cJSON_CreateNumber(v)));
+}
+
+void mig_json_add_bool(struct mig_json *obj, const char *key, bool v)
+{
+	mig_json_add(obj, key, mj(cJSON_CreateBool(v)));
+}
+
+void mig_json_append(struct mig_json *arr, struct mig_json *child)
+{
+	if (!child)
+		return;
+	if (!cJSON_IsArray(cj(arr)) || !cJSON_AddItemToArray(cj(arr), cj(child)))
+		cJSON_Delete(cj(child));
+}
+
+struct mig_json *mig_json_detach(struct mig_json *obj, const char *key)
+{
+	if (!cJSON_IsObject(cj(obj)))
+		return NULL;
+	return mj(cJSON_DetachItemFromObjectCaseSensitive(cj(obj), key));
+}
+
+struct mig_json *mig_json_get(const struct mig_json *obj, const char *key)
+{
+	if (!cJSON_IsObject(cj(obj)))
+		return NULL;
+	return mj(cJSON_GetObjectItemCaseSensitive(cj(obj), key));
+}
+
+const char *mig_json_get_str(const struct mig_json *obj, const char *key)
+{
+	return mig_json_str_value(mig_json_get(obj, key));
+}
+
+/* A big integer added by mig_json_add_int() and not yet printed. */
+static bool raw_int(const cJSON *c, int64_t *v)
+{
+	char *end;
+	long long n;
+
+	if (!cJSON_IsRaw(c) || !c->valuestring)
+		return false;
+	errno = 0;
+	n = strtoll(c->valuestring, &end, 10);
+	if (errno || end == c->valuestring || *end)
+		return false;
+	*v = n;
+	return true;
+}
+
+bool mig_json_get_int(const struct mig_json *obj, const char *key, int64_t *v)
+{
+	double d;
+
+	if (raw_int(cj(mig_json_get(obj, key)), v))
+		return true;
+
+	if (!mig_json_get_double(obj, key, &d))
+		return false;
+	/* saturate: a double outside int64's range has no exact integer */
+	if (d >= 9223372036854775807.0)
+		*v = INT64_MAX;
+	else if (d <= -9223372036854775808.0)
+		*v = INT64_MIN;
+	else
+		*v = (int64_t)d;
+	return true;
+}
+
+bool mig_json_get_double(const struct mig_json *obj, const char *key, double *v)
+{
+	cJSON *c = cj(mig_json_get(obj, key));
+	int64_t i;
+
+	if (raw_int(c, &i)) {
+		*v = (double)i;
+		return true;
+	}
+	if (!cJSON_IsNumber(c) || isnan(c->valuedouble))
+		return false;
+	*v = c->valuedouble;
+	return true;
+}
+
+bool mig_json_get_bool(const struct mig_json *obj, const char *key, bool *v)
+{
+	cJSON *c = cj(mig_json_get(obj, key));
+
+	if (!cJSON_IsBool(c))
+		return false;
+	*v = cJSON_IsTrue(c);
+	return true;
+}
+
+bool mig_json_is_object(const struct mig_json *j)
+{
+	return cJSON_IsObject(cj(j));
+}
+
+bool mig_json_is_array(const struct mig_json *j)
+{
+	return cJSON_IsArray(cj(j));
+}
+
+size_t mig_json_array_len(const struct mig_json *arr)
+{
+	int n;
+
+	if (!cJSON_IsArray(cj(arr)))
+		return 0;
+	n = cJSON_GetArraySize(cj(arr));
+	return n > 0 ? (size_t)n : 0;
+}
+
+struct mig_json *mig_json_array_at(const struct mig_json *arr, size_t i)
+{
+	if (!cJSON_IsArray(cj(arr)) || i > (size_t)INT32_MAX)
+		return NULL;
+	return mj(cJSON_GetArrayItem(cj(arr), (int)i));
+}
+
+const char *mig_json_str_value(const struct mig_json *j)
+{
+	return cJSON_IsString(cj(j)) ? cj(j)->valuestring : NULL;
+}

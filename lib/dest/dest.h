@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The destination engine (mig-recv): listens, accepts the migration, spawns
+ * its dedicated mig-guest in incoming mode, serves the guest's userfaults by
+ * requesting pages on the return path, places arriving pages, starts the guest
+ * at switchover, pauses on any link failure after it and recovers when told
+ * to, until every page is present. The guest then runs on without us.
+ */
+#ifndef MIG_DEST_H
+#define MIG_DEST_H
+
+#include <stdbool.h>
+
+#include "core/state.h"
+
+struct mig_dest_opts {
+	const char *name;       /* migration name (bus socket), "default" */
+	const char *bus_path;   /* overrides the name's bus path */
+	const char *listen;     /* URI to listen on; with a guest to take
+				 * over, NULL: the one it recorded */
+	const char *guest_ctl;  /* control socket of the guest we spawn, or of
+				 * the one past switchover we take over */
+	bool attach;            /* only take over the guest at guest_ctl */
+	int link_timeout_ms;    /* silence after which a link is broken */
+	bool paused_start;      /* keep the guest stopped after switchover */
+	bool summary;            /* print a summary line on stdout at the end */
+	const char *notify_url;  /* POST every event here, or NULL */
+	int linger_ms;           /* keep the bus up this long after the end */
+	int ready_fd;           /* newline once listening, or -1 */
+};
+
+/* Run one incoming migration to its end. A guest past switchover already
+ * at guest_ctl (its engine went away) is taken over instead: the engine
+ * starts in postcopy-paused, armed for the source's recovery on the listen
+ * address. Returns 0 with *final set (see mig_source_run), or -errno when
+ * it could not start: -EADDRINUSE (bus or listen address taken), -EINVAL
+ * (bad URI), -ENOENT/-ECONNREFUSED (attach: no guest), -EEXIST (a guest
+ * this engine must not take over is at guest_ctl). */
+int mig_dest_run(const struct mig_dest_opts *o, enum mig_state *final);
+
+#endif

@@ -1,0 +1,333 @@
+// SPDX-License-Identifier: MIT
+/* Engine glue shared by source and destination: see engine.h. */
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "core/chan.h"
+#include "engine/engine.h"
+#include "base/log.h"
+#include "engine/notify.h"
+#include "base/util.h"
+
+int mig_engine_notify(struct mig_engine *e, const char *url)
+{
+	e->notify = mig_notify_new(url);
+	return e->notify ? 0 : -errno;
+}
+
+/* The webhook gets what a QMP client gets: the same event object, with
+ * its timestamp, plus which migration and side it comes from. */
+static void notify_event(struct mig_engine *e, const char *event,
+			 const struct mig_json *data)
+{
+	struct mig_json *ev = mig_json_new_object(), *ts = mig_json_new_object();
+	uint64_t us = mig_wall_us();
+	char *text;
+
+	mig_json_add_str(ev, "event", event);
+	mig_json_add(ev, "data", data ? mig_json_dup(data) : mig_json_new_object());
+	mig_json_add_int(ts, "seconds", (int64_t)(us / 1000000));
+	mig_json_add_int(ts, "microseconds", (int64_t)(us % 1000000));
+	mig_json_add(ev, "timestamp", ts);
+	mig_json_add_str(ev, "name", e->name);
+	mig_json_add_str(ev, "side", mig_side_name(e->side));
+	text = mig_json_print(ev, false);
+	if (text)
+		mig_notify_event(e->notify, text);
+	free(text);
+	mig_json_free(ev);
+}
+
+void mig_engine_emit(struct mig_engine *e, const char *event,
+		     struct mig_json *data)
+{
+	if (e->notify)
+		notify_event(e, event, data);
+	mig_bus_emit(e->bus, event, data);
+}
+
+static void emit_state(void *ctx, enum mig_state from, enum mig_state to)
+{
+	struct mig_engine *e = ctx;
+	struct mig_json *data = mig_json_new_object();
+
+	mig_json_add_str(data, "status", mig_state_name(to));
+	mig_engine_emit(e, "MIGRATION", data);
+	mig_info("state", "%s -> %s", mig_state_name(from), mig_state_name(to));
+}
+
+static double ms(uint64_t ns)
+{
+	return (double)ns / 1e6;
+}
+
+static void add_ram(struct mig_engine *e, struct mig_json *ret, uint64_t now)
+{
+	struct mig_json *ram = mig_json_new_object();
+	uint64_t normal = e->st.normal, zero = e->st.zero;
+	uint64_t total = e->ram_bytes, pages = total / MIG_PAGE_SIZE;
+	uint64_t done = e->side == MIG_SIDE_DEST ? e->st.present : normal + zero;
+	uint64_t bytes = e->st.bytes;
+	uint64_t t0 = e->t_pump_start_ns ? e->t_pump_start_ns : e->t_start_ns;
+	uint64_t t1 = e->t_end_ns ? e->t_end_ns : now;
+	double secs = t1 > t0 ? (double)(t1 - t0) / 1e9 : 0;
+
+	if (done > pages)
+		done = pages;
+	mig_json_add_int(ram, "total", total);
+	mig_json_add_int(ram, "transferred", bytes);
+	mig_json_add_int(ram, "remaining", (pages - done) * MIG_PAGE_SIZE);
+	mig_json_add_int(ram, "duplicate", zero);
+	mig_json_add_int(ram, "normal", normal);
+	mig_json_add_int(ram, "normal-bytes", normal * MIG_PAGE_SIZE);
+	mig_json_add_int(ram, "page-size", MIG_PAGE_SIZE);
+	mig_json_add_int(ram, "postcopy-requests", e->st.requests);
+	if (e->side == MIG_SIDE_DEST)
+		mig_json_add_int(ram, "pages-present", e->st.present);
+	mig_json_add_double(ram, "mbps", secs > 0 ? bytes * 8.0 / 1e6 / secs : 0);
+	mig_json_add_double(ram, "pages-per-second",
+			    secs > 0 ? (normal + zero) / secs : 0);
+	mig_json_add(ret, "ram", ram);
+}
+
+static struct mig_json *query(struct mig_engine *e)
+{
+	struct mig_json *ret = mig_json_new_object();
+	uint64_t now = mig_now_ns();
+	uint64_t end = e->t_end_ns ? e->t_end_ns : now;
+
+	pthread_mutex_lock(&e->lock);
+	mig_json_add_str(ret, "status", mig_state_name(mig_sm_get(e->sm)));
+	mig_json_add_str(ret, "side", mig_side_name(e->side));
+	mig_json_add_str(ret, "name", e->name);
+	if (e->uuid_str[0])
+		mig_json_add_str(ret, "uuid", e->uuid_str);
+	if (e->error[0])
+		mig_json_add_str(ret, "error-desc", e->error);
+	pthread_mutex_unlock(&e->lock);
+	if (e->t_start_ns) {
+		mig_json_add_int(ret, "total-time", (int64_t)ms(end - e->t_start_ns));
+		if (e->t_setup_ns)
+			mig_json_add_int(ret, "setup-time",
+					 (int64_t)ms(e->t_setup_ns - e->t_start_ns));
+	}
+	mig_json_add_int(ret, "state-time",
+			 (int64_t)ms(now - mig_sm_since_ns(e->sm)));
+	if (e->downtime_ns)
+		mig_json_add_double(ret, "downtime", ms(e->downtime_ns));
+	if (e->has_digest) {
+		char hex[17];
+
+		snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)e->digest);
+		mig_json_add_str(ret, "ram-digest", hex);
+	}
+	if (e->ram_bytes)
+		add_ram(e, ret, now);
+	if (e->ops && e->ops->query)
+		e->ops->query(e, ret);
+	return ret;
+}
+
+static int on_command(void *ctx, const char *cmd, const struct mig_json *args,
+		      struct mig_json **ret, char *desc, size_t desclen)
+{
+	struct mig_engine *e = ctx;
+
+	if (!strcmp(cmd, "query-migrate")) {
+		*ret = query(e);
+		return 0;
+	}
+	if (e->ops && e->ops->command)
+		return e->ops->command(e, cmd, args, ret, desc, desclen);
+	return -ENOENT;
+}
+
+int mig_engine_init(struct mig_engine *e, enum mig_side side, const char *name,
+		    const char *bus_path, const struct mig_engine_ops *ops,
+		    void *ctx)
+{
+	memset(e, 0, sizeof(*e));
+	e->side = side;
+	e->ops = ops;
+	e->ctx = ctx;
+	e->link_timeout_ms = MIG_LINK_TIMEOUT_MS_DEFAULT;
+	snprintf(e->name, sizeof(e->name), "%s", name);
+	snprintf(e->bus_path, sizeof(e->bus_path), "%s", bus_path);
+	for (int i = 0; i < MIG_CHAN__COUNT; i++)
+		e->chan_fd[i] = -1;
+	pthread_mutex_init(&e->lock, NULL);
+	e->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (e->efd < 0)
+		return -errno;
+	e->sm = mig_sm_new(side, emit_state, e);
+	if (!e->sm)
+		return -ENOMEM;
+	e->bus = mig_bus_open(bus_path, on_command, e);
+	if (!e->bus && errno == EEXIST)
+		mig_err("bus", "%s exists and is not a socket: left alone; "
+			"choose another --bus or --name", bus_path);
+	else if (!e->bus && errno != EADDRINUSE)
+		mig_err("bus", "cannot serve the status bus at %s: %s", bus_path,
+			strerror(errno));
+	return e->bus ? 0 : -errno;
+}
+
+void mig_engine_fini(struct mig_engine *e)
+{
+	mig_notify_free(e->notify);
+	e->notify = NULL;
+	mig_bus_close(e->bus);
+	e->bus = NULL;
+	mig_sm_free(e->sm);
+	e->sm = NULL;
+	mig_latency_free(e->lat);
+	e->lat = NULL;
+	if (e->efd >= 0)
+		close(e->efd);
+	e->efd = -1;
+	pthread_mutex_destroy(&e->lock);
+}
+
+int mig_engine_move(struct mig_engine *e, enum mig_state to)
+{
+	int r = mig_sm_move(e->sm, to), g;
+
+	if (r < 0) {
+		mig_dbg("state", "refused move %s -> %s",
+			mig_state_name(mig_sm_get(e->sm)), mig_state_name(to));
+		return r;
+	}
+	/* the guest keeps the state we reached, for whoever restarts us */
+	if (e->bound && (g = mig_guest_set_state(e->bound, to)) < 0)
+		mig_dbg("guest", "recording state %s: %s", mig_state_name(to),
+			strerror(-g));
+	return 0;
+}
+
+enum mig_state mig_engine_state(struct mig_engine *e)
+{
+	return mig_sm_get(e->sm);
+}
+
+void mig_engine_signal(struct mig_engine *e)
+{
+	uint64_t one = 1;
+
+	if (write(e->efd, &one, sizeof(one)) < 0) {
+		/* counter saturated: the loop is awake anyway */
+	}
+}
+
+void mig_engine_post(struct mig_engine *e, unsigned ev)
+{
+	pthread_mutex_lock(&e->lock);
+	e->pending |= ev;
+	pthread_mutex_unlock(&e->lock);
+	mig_engine_signal(e);
+}
+
+unsigned mig_engine_wait(struct mig_engine *e, int timeout_ms)
+{
+	struct pollfd p = { .fd = e->efd, .events = POLLIN };
+	uint64_t v;
+	unsigned ev;
+
+	if (poll(&p, 1, timeout_ms) > 0 && read(e->efd, &v, sizeof(v)) < 0) {
+		/* drained by someone else: the bits below still count */
+	}
+	pthread_mutex_lock(&e->lock);
+	ev = e->pending;
+	e->pending = 0;
+	pthread_mutex_unlock(&e->lock);
+	return ev;
+}
+
+void mig_engine_error(struct mig_engine *e, const char *fmt, ...)
+{
+	char buf[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	mig_err("engine", "%s", buf);
+	pthread_mutex_lock(&e->lock);
+	memcpy(e->error, buf, sizeof(buf));
+	pthread_mutex_unlock(&e->lock);
+}
+
+void mig_engine_set_chan(struct mig_engine *e, enum mig_chan_slot slot, int fd)
+{
+	pthread_mutex_lock(&e->lock);
+	e->chan_fd[slot] = fd;
+	pthread_mutex_unlock(&e->lock);
+}
+
+int mig_engine_get_chan(struct mig_engine *e, enum mig_chan_slot slot)
+{
+	int fd;
+
+	pthread_mutex_lock(&e->lock);
+	fd = e->chan_fd[slot];
+	pthread_mutex_unlock(&e->lock);
+	return fd;
+}
+
+void mig_engine_kick_all(struct mig_engine *e)
+{
+	/* Under the lock, so no fd is closed (and its number reused) between
+	 * reading it and shutting it down. */
+	pthread_mutex_lock(&e->lock);
+	for (int i = 0; i < MIG_CHAN__COUNT; i++)
+		mig_chan_kick(e->chan_fd[i]);
+	pthread_mutex_unlock(&e->lock);
+}
+
+void mig_engine_summary(struct mig_engine *e, FILE *out)
+{
+	struct mig_latency_summary ls = { 0 };
+	uint64_t end = e->t_end_ns ? e->t_end_ns : mig_now_ns();
+	uint64_t t0 = e->t_pump_start_ns ? e->t_pump_start_ns : e->t_start_ns;
+	double total = e->t_start_ns ? (end - e->t_start_ns) / 1e9 : 0;
+	double pump = end > t0 ? (end - t0) / 1e9 : 0;
+	char ram[32], wire[32];
+
+	if (e->lat)
+		mig_latency_summary(e->lat, &ls);
+	fprintf(out, "%s: %s %s in %.3f s: %s of RAM, %s on the wire",
+		mig_log_prog(), mig_side_name(e->side),
+		mig_state_name(mig_sm_get(e->sm)), total,
+		mig_fmt_bytes(e->ram_bytes, ram, sizeof(ram)),
+		mig_fmt_bytes(e->st.bytes, wire, sizeof(wire)));
+	if (pump > 0 && e->st.bytes)
+		fprintf(out, ", %.0f MB/s", e->st.bytes / 1e6 / pump);
+	if (e->downtime_ns)
+		fprintf(out, ", downtime %.2f ms", e->downtime_ns / 1e6);
+	fprintf(out, ", %llu page requests", (unsigned long long)e->st.requests);
+	if (ls.count)
+		fprintf(out, " (latency p50 %.0f us, p99 %.0f us, vCPUs blocked "
+			"%.1f ms)", ls.p50_ns / 1e3, ls.p99_ns / 1e3, ls.sum_ns / 1e6);
+	if (e->has_digest)
+		fprintf(out, ", ram digest %016llx", (unsigned long long)e->digest);
+	fprintf(out, "\n");
+}
+
+void mig_engine_linger(struct mig_engine *e, int ms)
+{
+	uint64_t end = mig_now_ns() + (uint64_t)ms * 1000000ull;
+
+	while (ms > 0) {
+		uint64_t now = mig_now_ns();
+
+		if (now >= end ||
+		    (mig_engine_wait(e, (int)((end - now) / 1000000) + 1) &
+		     MIG_EV_SIGNAL))
+			break;
+	}
+}

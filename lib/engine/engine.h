@@ -1,0 +1,141 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What the source and destination engines share: the state machine wired to
+ * the status bus (one MIGRATION event per move), the control loop's wakeups,
+ * statistics, the last error, and channel bookkeeping that lets the bus
+ * thread kick every channel at once (that is how a pause interrupts threads
+ * blocked in read or write).
+ */
+#ifndef MIG_ENGINE_H
+#define MIG_ENGINE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "bus/bus.h"
+#include "guest/guest.h"
+#include "base/latency.h"
+#include "core/state.h"
+
+/* Wakeups of the control loop (bits, under the engine lock). */
+enum {
+	MIG_EV_LINK_DOWN = 1u << 0, /* a channel failed: pause (or fail) */
+	MIG_EV_PAUSE = 1u << 1,     /* migrate-pause */
+	MIG_EV_RECOVER = 1u << 2,   /* migrate resume / a resume hello */
+	MIG_EV_COMPLETE = 1u << 3,  /* every page is on the destination */
+	MIG_EV_CANCEL = 1u << 4,    /* migrate-cancel */
+	MIG_EV_SIGNAL = 1u << 5,    /* SIGTERM / SIGINT */
+	MIG_EV_RESUMED = 1u << 6,   /* recovery handshake finished */
+	MIG_EV_SWITCH = 1u << 7,    /* migrate-start-postcopy */
+	MIG_EV_WORKER = 1u << 8,    /* a worker has news (side-specific) */
+};
+
+/* Channel slots whose fds the bus thread may kick. */
+enum mig_chan_slot {
+	MIG_CHAN_MAIN,
+	MIG_CHAN_PREEMPT,
+	MIG_CHAN__COUNT
+};
+
+/* Heartbeat period and the silence after which a link counts as broken. */
+#define MIG_HEARTBEAT_MS 500
+#define MIG_LINK_TIMEOUT_MS_DEFAULT 5000
+
+struct mig_stats {
+	atomic_uint_fast64_t bytes;       /* on the wire, both channels */
+	atomic_uint_fast64_t normal;      /* pages sent/placed with data */
+	atomic_uint_fast64_t zero;        /* zero pages */
+	atomic_uint_fast64_t requests;    /* page requests */
+	atomic_uint_fast64_t present;     /* destination: pages present */
+};
+
+struct mig_engine;
+
+/* Side-specific additions to query-migrate and to the command set. */
+struct mig_engine_ops {
+	void (*query)(struct mig_engine *e, struct mig_json *ret);
+	/* like mig_bus_cmd_fn; -ENOENT for commands it does not know */
+	int (*command)(struct mig_engine *e, const char *cmd,
+		       const struct mig_json *args, struct mig_json **ret,
+		       char *desc, size_t desclen);
+};
+
+struct mig_engine {
+	enum mig_side side;
+	char name[65];
+	char bus_path[108];
+	uint8_t uuid[16];
+	char uuid_str[37];
+	struct mig_sm *sm;
+	struct mig_bus *bus;
+	const struct mig_engine_ops *ops;
+	/* the guest bound to this migration, or NULL: told every state move,
+	 * which it must outlive us with (used by the control loop only) */
+	struct mig_guest *bound;
+	void *ctx;
+	struct mig_notify *notify; /* webhook, or NULL */
+
+	int efd;                 /* eventfd: wakes the control loop */
+	pthread_mutex_t lock;    /* pending, error, chan_fd */
+	unsigned pending;
+	char error[256];
+	int chan_fd[MIG_CHAN__COUNT];
+
+	int link_timeout_ms;
+	uint64_t ram_bytes;
+	uint64_t t_start_ns, t_setup_ns, t_end_ns;
+	uint64_t t_stop_ns, downtime_ns; /* guest stop -> running on dest */
+	uint64_t t_pump_start_ns;
+	struct mig_stats st;
+	struct mig_latency *lat;  /* destination: fault -> page placed */
+	uint64_t digest;          /* of all RAM at switchover (--digest) */
+	atomic_bool has_digest;   /* set once digest holds the value */
+};
+
+/* Open the bus at bus_path and put the machine in `none`. 0 or -errno
+ * (-EADDRINUSE: another engine serves that bus). */
+int mig_engine_init(struct mig_engine *e, enum mig_side side, const char *name,
+		    const char *bus_path, const struct mig_engine_ops *ops,
+		    void *ctx);
+/* Also POST every event to url (--notify). 0 or -errno (-EINVAL). */
+int mig_engine_notify(struct mig_engine *e, const char *url);
+/* Emit an event on the bus and to the webhook (takes data). */
+void mig_engine_emit(struct mig_engine *e, const char *event,
+		     struct mig_json *data);
+/* Deliver the last events, close the bus. */
+void mig_engine_fini(struct mig_engine *e);
+
+/* State moves: the only path to mig_sm_move; logs each move and tells the
+ * bound guest (e->bound) the state reached. */
+int mig_engine_move(struct mig_engine *e, enum mig_state to);
+enum mig_state mig_engine_state(struct mig_engine *e);
+
+/* Wake the control loop with event bits (thread- and signal-safe for the
+ * eventfd write; the bits need the lock, so signal handlers use
+ * mig_engine_signal()). */
+void mig_engine_post(struct mig_engine *e, unsigned ev);
+void mig_engine_signal(struct mig_engine *e);
+/* Wait up to timeout_ms for events and take them (0 when none). */
+unsigned mig_engine_wait(struct mig_engine *e, int timeout_ms);
+
+/* Record the most recent error for query-migrate (and log it). */
+void mig_engine_error(struct mig_engine *e, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Channel fds the bus thread may kick; set -1 before closing. */
+void mig_engine_set_chan(struct mig_engine *e, enum mig_chan_slot slot, int fd);
+int mig_engine_get_chan(struct mig_engine *e, enum mig_chan_slot slot);
+/* Shut down every registered channel: blocked threads return at once. */
+void mig_engine_kick_all(struct mig_engine *e);
+
+/* After the end, keep the bus up for late readers (final query-migrate,
+ * the event history) for ms, or until SIGTERM/SIGINT. */
+void mig_engine_linger(struct mig_engine *e, int ms);
+
+/* One human line: outcome, time, bytes, throughput, downtime, requests. */
+void mig_engine_summary(struct mig_engine *e, FILE *out);
+
+#endif

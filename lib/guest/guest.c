@@ -1,0 +1,547 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The engine side of mig-guest's control socket, and spawning a guest: see
+ * guest.h. The protocol (one SEQPACKET message per request and per reply)
+ * is described in guestd.h.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/exitcodes.h"
+#include "guest/guest.h"
+#include "guest/guestd.h"
+#include "base/log.h"
+#include "base/util.h"
+#include "guest/workload.h"
+
+/* Poll step while connect() finds the guest's backlog full. */
+#define CONNECT_RETRY_MS 10
+
+struct mig_guest {
+	int fd;
+	uint32_t seq;   /* of the last request: older replies are stale */
+	int timeout_ms; /* per reply; < 0 waits as long as the guest lives */
+};
+
+static int remaining_ms(uint64_t deadline_ns)
+{
+	uint64_t now = mig_now_ns();
+
+	if (!deadline_ns)
+		return -1;
+	return now >= deadline_ns ? 0 : (int)((deadline_ns - now + 999999) / 1000000);
+}
+
+static uint64_t deadline(int timeout_ms)
+{
+	return timeout_ms < 0 ? 0 : mig_now_ns() + (uint64_t)timeout_ms * 1000000u;
+}
+
+/* One reply to request g->seq: skips stale ones (a request that timed out
+ * earlier), closes fds beyond what the caller takes. Returns the reply's
+ * payload length, or -errno (-ETIMEDOUT, -ECONNRESET, -EPROTO). */
+static ssize_t recv_reply(struct mig_guest *g, uint16_t op, uint8_t *buf,
+			  size_t cap, int *status, int *fds, int *nfds)
+{
+	uint64_t end = deadline(g->timeout_ms);
+	int cap_fds = *nfds;
+
+	for (;;) {
+		struct pollfd p = { .fd = g->fd, .events = POLLIN };
+		struct mig_ctl_hdr h;
+		ssize_t n;
+		int r = poll(&p, 1, remaining_ms(end));
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			return -ETIMEDOUT;
+		*nfds = cap_fds;
+		n = mig_recv_with_fds(g->fd, buf, cap, fds, nfds);
+		if (n == 0)
+			return -ECONNRESET;
+		if (n < 0)
+			return n;
+		if (mig_ctl_hdr_unpack(buf, (size_t)n, &h) < 0 || h.op != op ||
+		    h.seq != g->seq) {
+			bool stale = n >= (ssize_t)MIG_CTL_HDR_BYTES &&
+				     h.magic == MIG_CTL_MAGIC && h.seq != g->seq;
+
+			for (int i = 0; i < *nfds; i++)
+				close(fds[i]);
+			if (stale)
+				continue;
+			return -EPROTO;
+		}
+		*status = h.status;
+		return (ssize_t)h.len;
+	}
+}
+
+/*
+ * Send op (with an optional payload and fd), wait for its reply. The reply
+ * payload lands in rbuf + MIG_CTL_HDR_BYTES; received fds in fds (the
+ * caller owns them, even on a non-zero status). Returns the guest's status
+ * (0 or -errno) or a transport error; *rlen gets the payload length.
+ */
+static int call(struct mig_guest *g, uint16_t op, const void *pl, size_t plen,
+		int send_fd, uint8_t *rbuf, size_t *rlen, int *fds, int *nfds)
+{
+	uint8_t req[MIG_CTL_MSG_MAX];
+	struct mig_ctl_hdr h = {
+		.magic = MIG_CTL_MAGIC, .version = MIG_CTL_VERSION, .op = op,
+		.seq = ++g->seq, .len = (uint32_t)plen,
+	};
+	int none = 0, status = 0;
+	ssize_t n;
+	int r;
+
+	if (!nfds)
+		nfds = &none;
+	mig_ctl_hdr_pack(req, &h);
+	if (plen)
+		memcpy(req + MIG_CTL_HDR_BYTES, pl, plen);
+	r = mig_send_with_fds(g->fd, req, MIG_CTL_HDR_BYTES + plen, &send_fd,
+			      send_fd >= 0 ? 1 : 0);
+	if (r < 0) {
+		*nfds = 0;
+		return r == -EPIPE ? -ECONNRESET : r;
+	}
+	n = recv_reply(g, op, rbuf, MIG_CTL_MSG_MAX, &status, fds, nfds);
+	if (n < 0) {
+		*nfds = 0;
+		return (int)n;
+	}
+	if (rlen)
+		*rlen = (size_t)n;
+	return status;
+}
+
+/* A request with no payload and no fds either way. */
+static int call_simple(struct mig_guest *g, uint16_t op)
+{
+	uint8_t rbuf[MIG_CTL_MSG_MAX];
+
+	return call(g, op, NULL, 0, -1, rbuf, NULL, NULL, NULL);
+}
+
+static int connect_path(const char *path, int timeout_ms)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	uint64_t end = deadline(timeout_ms);
+	int fd, r;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	/* non-blocking: a full backlog is EAGAIN, retried until the deadline */
+	while ((r = connect(fd, (struct sockaddr *)&sa, sizeof(sa))) < 0 &&
+	       (errno == EAGAIN || errno == EINTR) && remaining_ms(end) != 0)
+		poll(NULL, 0, CONNECT_RETRY_MS);
+	if (r < 0) {
+		r = errno == EAGAIN ? -ETIMEDOUT : errno == EPROTOTYPE ? -EPROTO : -errno;
+		close(fd);
+		return r;
+	}
+	r = mig_set_nonblock(fd, false);
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+struct mig_guest *mig_guest_connect(const char *ctl_path, int timeout_ms)
+{
+	struct mig_guest_info info;
+	struct mig_guest *g = calloc(1, sizeof(*g));
+	int r;
+
+	if (!g)
+		return NULL;
+	g->timeout_ms = timeout_ms;
+	g->fd = connect_path(ctl_path, timeout_ms);
+	if (g->fd < 0) {
+		r = g->fd;
+		free(g);
+		errno = -r;
+		return NULL;
+	}
+	/* a first exchange proves it is a mig-guest speaking our version */
+	r = mig_guest_info(g, &info);
+	if (r < 0) {
+		mig_dbg("guest", "%s: no mig-guest answer: %s", ctl_path, strerror(-r));
+		mig_guest_close(g);
+		errno = r == -ETIMEDOUT || r == -ECONNRESET ? -r : EPROTO;
+		return NULL;
+	}
+	return g;
+}
+
+void mig_guest_close(struct mig_guest *g)
+{
+	if (!g)
+		return;
+	close(g->fd);
+	free(g);
+}
+
+void mig_guest_set_timeout(struct mig_guest *g, int timeout_ms)
+{
+	g->timeout_ms = timeout_ms;
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, 4);
+	return le32toh(v);
+}
+
+int mig_guest_attach(struct mig_guest *g, pid_t *holder)
+{
+	uint8_t rbuf[MIG_CTL_MSG_MAX];
+	size_t len = 0;
+	int r = call(g, MIG_CTL_ATTACH, NULL, 0, -1, rbuf, &len, NULL, NULL);
+
+	if (holder)
+		*holder = r == -EBUSY && len == 4 ?
+			  (pid_t)get32(rbuf + MIG_CTL_HDR_BYTES) : 0;
+	return r;
+}
+
+int mig_guest_info(struct mig_guest *g, struct mig_guest_info *info)
+{
+	uint8_t rbuf[MIG_CTL_MSG_MAX];
+	size_t len = 0;
+	int r = call(g, MIG_CTL_INFO, NULL, 0, -1, rbuf, &len, NULL, NULL);
+
+	if (r < 0)
+		return r;
+	return mig_ctl_info_unpack(rbuf + MIG_CTL_HDR_BYTES, len, info);
+}
+
+int mig_guest_get_fds(struct mig_guest *g, int *memfd, int *uffd)
+{
+	uint8_t rbuf[MIG_CTL_MSG_MAX];
+	int fds[2], nfds = 2;
+	size_t len = 0;
+	int r = call(g, MIG_CTL_GET_FDS, NULL, 0, -1, rbuf, &len, fds, &nfds);
+
+	if (r == 0 && (len != 4 || get32(rbuf + MIG_CTL_HDR_BYTES) != (uint32_t)nfds ||
+		       nfds < 1))
+		r = -EPROTO;
+	if (r < 0) {
+		for (int i = 0; i < nfds; i++)
+			close(fds[i]);
+		return r;
+	}
+	*memfd = fds[0];
+	*uffd = nfds == 2 ? fds[1] : -1;
+	return 0;
+}
+
+int mig_guest_stop(struct mig_guest *g)
+{
+	return call_simple(g, MIG_CTL_STOP);
+}
+
+int mig_guest_cont(struct mig_guest *g)
+{
+	return call_simple(g, MIG_CTL_CONT);
+}
+
+int mig_guest_save_state(struct mig_guest *g, uint8_t **blob, size_t *len)
+{
+	uint8_t rbuf[MIG_CTL_MSG_MAX];
+	int fd = -1, nfds = 1;
+	size_t plen = 0;
+	int r = call(g, MIG_CTL_SAVE_STATE, NULL, 0, -1, rbuf, &plen, &fd, &nfds);
+
+	if (r == 0 && (plen != 4 || nfds != 1))
+		r = -EPROTO;
+	if (r == 0) {
+		*len = get32(rbuf + MIG_CTL_HDR_BYTES);
+		r = mig_ctl_blob_read(fd, *len, blob);
+		if (r == -EBADMSG)
+			r = -EPROTO;
+	}
+	if (nfds == 1)
+		close(fd);
+	return r;
+}
+
+int mig_guest_load_state(struct mig_guest *g, const uint8_t *blob, size_t len)
+{
+	uint8_t rbuf[MIG_CTL_MSG_MAX], pl[4];
+	uint32_t v = htole32((uint32_t)len);
+	int fd, r;
+
+	if (!len || len > MIG_WORKLOAD_MAX_STATE_BYTES)
+		return -EBADMSG;
+	fd = mig_ctl_blob_fd(blob, len);
+	if (fd < 0)
+		return fd;
+	memcpy(pl, &v, 4);
+	r = call(g, MIG_CTL_LOAD_STATE, pl, sizeof(pl), fd, rbuf, NULL, NULL, NULL);
+	close(fd);
+	return r;
+}
+
+int mig_guest_incoming_done(struct mig_guest *g)
+{
+	return call_simple(g, MIG_CTL_INCOMING_DONE);
+}
+
+int mig_guest_verify(struct mig_guest *g, char *msg, size_t len)
+{
+	uint8_t rbuf[MIG_CTL_MSG_MAX];
+	size_t plen = 0;
+	int r = call(g, MIG_CTL_VERIFY, NULL, 0, -1, rbuf, &plen, NULL, NULL);
+
+	size_t n = 0;
+
+	if (!len)
+		return r;
+	/* a verdict comes with holds, broken and not-yet (pages missing);
+	 * a transport error has none */
+	if (r == 0 || r == -EBADMSG || r == -EAGAIN)
+		n = MIG_MIN(plen, len - 1);
+	memcpy(msg, rbuf + MIG_CTL_HDR_BYTES, n);
+	msg[n] = '\0';
+	return r;
+}
+
+int mig_guest_quit(struct mig_guest *g)
+{
+	return call_simple(g, MIG_CTL_QUIT);
+}
+
+int mig_guest_dirty_start(struct mig_guest *g)
+{
+	return call_simple(g, MIG_CTL_DIRTY_START);
+}
+
+int mig_guest_dirty_stop(struct mig_guest *g)
+{
+	return call_simple(g, MIG_CTL_DIRTY_STOP);
+}
+
+int mig_guest_digest(struct mig_guest *g, uint64_t *out)
+{
+	uint8_t rbuf[MIG_CTL_MSG_MAX];
+	size_t len = 0;
+	int r = call(g, MIG_CTL_DIGEST, NULL, 0, -1, rbuf, &len, NULL, NULL);
+	uint64_t v;
+
+	if (r == 0 && len != 8)
+		r = -EPROTO;
+	if (r < 0)
+		return r;
+	memcpy(&v, rbuf + MIG_CTL_HDR_BYTES, 8);
+	*out = le64toh(v);
+	return 0;
+}
+
+int mig_guest_poke(struct mig_guest *g, uint64_t page)
+{
+	uint8_t rbuf[MIG_CTL_MSG_MAX];
+	uint64_t v = htole64(page);
+
+	return call(g, MIG_CTL_POKE, &v, sizeof(v), -1, rbuf, NULL, NULL, NULL);
+}
+
+/* --- spawn ---------------------------------------------------------------- */
+
+struct spawn_argv {
+	char prog[PATH_MAX];
+	char ram[32], vcpus[16], ready[16];
+	const char *argv[16];
+};
+
+static int build_argv(struct spawn_argv *a, const char *ctl_path,
+		      uint64_t ram_bytes, bool incoming, const char *workload,
+		      unsigned vcpus, int ready_fd)
+{
+	char dir[PATH_MAX];
+	int n = 0, r = mig_self_dir(dir, sizeof(dir));
+
+	if (r < 0)
+		return r;
+	if (snprintf(a->prog, sizeof(a->prog), "%s/mig-guest", dir) >= (int)sizeof(a->prog))
+		return -ENAMETOOLONG;
+	if (access(a->prog, X_OK) < 0)
+		return -errno;
+	snprintf(a->ram, sizeof(a->ram), "%" PRIu64, ram_bytes);
+	snprintf(a->vcpus, sizeof(a->vcpus), "%u", vcpus);
+	snprintf(a->ready, sizeof(a->ready), "%d", ready_fd);
+	a->argv[n++] = "mig-guest";
+	a->argv[n++] = "--ctl";
+	a->argv[n++] = ctl_path;
+	a->argv[n++] = "--ram";
+	a->argv[n++] = a->ram;
+	if (incoming)
+		a->argv[n++] = "--incoming";
+	if (workload && *workload) {
+		a->argv[n++] = "--workload";
+		a->argv[n++] = workload;
+	}
+	if (vcpus) {
+		a->argv[n++] = "--vcpus";
+		a->argv[n++] = a->vcpus;
+	}
+	a->argv[n++] = "--ready-fd";
+	a->argv[n++] = a->ready;
+	a->argv[n] = NULL;
+	return 0;
+}
+
+/* In the child, between fork and exec: async-signal-safe calls only. Its
+ * own session, so a signal to the engine's process group never reaches the
+ * guest, and the guest outlives the engine. */
+static void child_exec(const struct spawn_argv *a, int ready_fd)
+{
+	sigset_t none;
+	int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	setsid();
+	if (null >= 0)
+		dup2(null, STDIN_FILENO);
+	fcntl(ready_fd, F_SETFD, 0); /* the one fd that must survive exec */
+	execv(a->prog, (char *const *)a->argv);
+	_exit(127);
+}
+
+/* Wait for the ready newline: 0, -ETIMEDOUT, or -ECHILD/-EPERM/-EINVAL
+ * when the child exited first (exit 69: userfaultfd not permitted). */
+static int wait_ready(int rfd, pid_t pid, int timeout_ms)
+{
+	struct pollfd p = { .fd = rfd, .events = POLLIN };
+	uint64_t end = deadline(timeout_ms);
+	char c;
+	int r, st;
+
+	do
+		r = poll(&p, 1, remaining_ms(end));
+	while (r < 0 && errno == EINTR);
+	if (r > 0 && read(rfd, &c, 1) == 1)
+		return 0;
+	if (r == 0)
+		mig_err("guest", "mig-guest pid %d not ready after %d ms: killing it",
+			(int)pid, timeout_ms);
+	else if (r < 0)
+		mig_err("guest", "waiting for mig-guest: %s", strerror(errno));
+	if (r <= 0)
+		kill(pid, SIGKILL);
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	if (r <= 0)
+		return r == 0 ? -ETIMEDOUT : -ECHILD;
+	if (WIFEXITED(st) && WEXITSTATUS(st) == MIG_EXIT_UNAVAILABLE)
+		return -EPERM;
+	if (WIFEXITED(st) && WEXITSTATUS(st) == MIG_EXIT_USAGE)
+		return -EINVAL;
+	if (WIFEXITED(st))
+		mig_err("guest", "mig-guest exited with status %d before it was ready",
+			WEXITSTATUS(st));
+	else if (WIFSIGNALED(st))
+		mig_err("guest", "mig-guest killed by signal %d before it was ready",
+			WTERMSIG(st));
+	return -ECHILD;
+}
+
+int mig_guest_spawn(const char *ctl_path, uint64_t ram_bytes, bool incoming,
+		    const char *workload, unsigned vcpus, int timeout_ms,
+		    pid_t *pid)
+{
+	struct spawn_argv *a = malloc(sizeof(*a));
+	int p[2] = { -1, -1 };
+	pid_t child;
+	int r;
+
+	if (!a)
+		return -ENOMEM;
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		r = -errno;
+		mig_err("guest", "pipe: %s", strerror(errno));
+		goto out;
+	}
+	r = build_argv(a, ctl_path, ram_bytes, incoming, workload, vcpus, p[1]);
+	if (r < 0) {
+		mig_err("guest", "cannot run %s: %s", a->prog, strerror(-r));
+		goto out;
+	}
+	child = fork();
+	if (child < 0) {
+		r = -errno;
+		mig_err("guest", "fork: %s", strerror(errno));
+		goto out;
+	}
+	if (child == 0)
+		child_exec(a, p[1]);
+	close(p[1]);
+	p[1] = -1;
+	r = wait_ready(p[0], child, timeout_ms);
+	if (r == 0 && pid)
+		*pid = child;
+	if (r == 0)
+		mig_info("guest", "spawned mig-guest pid %d on %s", (int)child, ctl_path);
+out:
+	if (p[0] >= 0)
+		close(p[0]);
+	if (p[1] >= 0)
+		close(p[1]);
+	free(a);
+	return r;
+}
+
+/* --- the migration record --------------------------------------------------- */
+
+int mig_guest_bind(struct mig_guest *g, const struct mig_guest_record *rec)
+{
+	uint8_t rbuf[MIG_CTL_MSG_MAX], pl[MIG_CTL_BIND_BYTES];
+
+	mig_ctl_bind_pack(pl, rec);
+	return call(g, MIG_CTL_BIND, pl, sizeof(pl), -1, rbuf, NULL, NULL, NULL);
+}
+
+int mig_guest_set_state(struct mig_guest *g, enum mig_state st)
+{
+	uint8_t rbuf[MIG_CTL_MSG_MAX];
+	uint32_t v = htole32((uint32_t)st);
+
+	return call(g, MIG_CTL_SET_STATE, &v, sizeof(v), -1, rbuf, NULL, NULL, NULL);
+}
+
+int mig_guest_unbind(struct mig_guest *g)
+{
+	return call_simple(g, MIG_CTL_UNBIND);
+}
+
+int mig_guest_abandon(struct mig_guest *g, const uint8_t uuid[16])
+{
+	uint8_t rbuf[MIG_CTL_MSG_MAX];
+
+	return call(g, MIG_CTL_ABANDON, uuid, 16, -1, rbuf, NULL, NULL, NULL);
+}
