@@ -13,7 +13,8 @@ CC       ?= cc
 PKG_CONFIG ?= pkg-config
 VERSION  := 0.1.0
 
-# WERROR=1 is on in CI; SANITIZE=1 builds with ASan+UBSan into build/san.
+# WERROR=1 is on in CI; SANITIZE=1 builds with ASan+UBSan into build/san,
+# SANITIZE=thread with ThreadSanitizer into build/tsan.
 WERROR   ?= $(if $(CI),1,0)
 SANITIZE ?= 0
 V        ?= 0
@@ -21,6 +22,9 @@ V        ?= 0
 ifeq ($(SANITIZE),1)
 B := build/san
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else ifeq ($(SANITIZE),thread)
+B := build/tsan
+SANFLAGS := -fsanitize=thread -fno-omit-frame-pointer
 else
 B := build
 SANFLAGS :=

@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include "core/chan.h"
@@ -148,11 +150,29 @@ static int on_command(void *ctx, const char *cmd, const struct mig_json *args,
 	return -ENOENT;
 }
 
+/* A handler would run on whichever thread the kernel picks, possibly
+ * against an engine being freed, and a signal between the loop reading its
+ * events and clearing them would be lost; a signalfd read in the control
+ * loop has neither problem. */
+static int block_signals(void)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	if (pthread_sigmask(SIG_BLOCK, &set, NULL))
+		return -1;
+	signal(SIGPIPE, SIG_IGN);
+	return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+}
+
 int mig_engine_init(struct mig_engine *e, enum mig_side side, const char *name,
 		    const char *bus_path, const struct mig_engine_ops *ops,
 		    void *ctx)
 {
 	memset(e, 0, sizeof(*e));
+	e->efd = e->sfd = -1;
 	e->side = side;
 	e->ops = ops;
 	e->ctx = ctx;
@@ -162,6 +182,9 @@ int mig_engine_init(struct mig_engine *e, enum mig_side side, const char *name,
 	for (int i = 0; i < MIG_CHAN__COUNT; i++)
 		e->chan_fd[i] = -1;
 	pthread_mutex_init(&e->lock, NULL);
+	e->sfd = block_signals();
+	if (e->sfd < 0)
+		return -errno;
 	e->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (e->efd < 0)
 		return -errno;
@@ -190,7 +213,9 @@ void mig_engine_fini(struct mig_engine *e)
 	e->lat = NULL;
 	if (e->efd >= 0)
 		close(e->efd);
-	e->efd = -1;
+	if (e->sfd >= 0)
+		close(e->sfd);
+	e->efd = e->sfd = -1;
 	pthread_mutex_destroy(&e->lock);
 }
 
@@ -232,20 +257,40 @@ void mig_engine_post(struct mig_engine *e, unsigned ev)
 	mig_engine_signal(e);
 }
 
-unsigned mig_engine_wait(struct mig_engine *e, int timeout_ms)
+void mig_engine_pollfds(struct mig_engine *e, struct pollfd p[MIG_ENGINE_NPOLL])
 {
-	struct pollfd p = { .fd = e->efd, .events = POLLIN };
-	uint64_t v;
-	unsigned ev;
+	p[0] = (struct pollfd){ .fd = e->efd, .events = POLLIN };
+	p[1] = (struct pollfd){ .fd = e->sfd, .events = POLLIN };
+}
 
-	if (poll(&p, 1, timeout_ms) > 0 && read(e->efd, &v, sizeof(v)) < 0) {
-		/* drained by someone else: the bits below still count */
+unsigned mig_engine_take(struct mig_engine *e)
+{
+	struct signalfd_siginfo si;
+	uint64_t v;
+	unsigned ev = 0;
+
+	if (read(e->efd, &v, sizeof(v)) < 0) {
+		/* nothing new: the bits below may still be set */
+	}
+	while (e->sfd >= 0 && read(e->sfd, &si, sizeof(si)) == sizeof(si)) {
+		mig_dbg("engine", "%s received", strsignal((int)si.ssi_signo));
+		ev |= MIG_EV_SIGNAL;
 	}
 	pthread_mutex_lock(&e->lock);
-	ev = e->pending;
+	ev |= e->pending;
 	e->pending = 0;
 	pthread_mutex_unlock(&e->lock);
 	return ev;
+}
+
+unsigned mig_engine_wait(struct mig_engine *e, int timeout_ms)
+{
+	struct pollfd p[MIG_ENGINE_NPOLL];
+
+	mig_engine_pollfds(e, p);
+	if (poll(p, MIG_ENGINE_NPOLL, timeout_ms) < 0 && errno != EINTR)
+		mig_dbg("engine", "poll: %s", strerror(errno));
+	return mig_engine_take(e);
 }
 
 void mig_engine_error(struct mig_engine *e, const char *fmt, ...)

@@ -9,6 +9,7 @@
 #ifndef MIG_ENGINE_H
 #define MIG_ENGINE_H
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -79,24 +80,30 @@ struct mig_engine {
 	struct mig_notify *notify; /* webhook, or NULL */
 
 	int efd;                 /* eventfd: wakes the control loop */
+	int sfd;                 /* signalfd: SIGTERM, SIGINT for the loop */
 	pthread_mutex_t lock;    /* pending, error, chan_fd */
 	unsigned pending;
 	char error[256];
 	int chan_fd[MIG_CHAN__COUNT];
 
 	int link_timeout_ms;
-	uint64_t ram_bytes;
-	uint64_t t_start_ns, t_setup_ns, t_end_ns;
-	uint64_t t_stop_ns, downtime_ns; /* guest stop -> running on dest */
-	uint64_t t_pump_start_ns;
+	/* Written by the control loop, read by the bus thread's query-migrate
+	 * at any moment: atomic, so a query never sees a torn value. */
+	_Atomic uint64_t ram_bytes;
+	_Atomic uint64_t t_start_ns, t_setup_ns, t_end_ns;
+	_Atomic uint64_t t_stop_ns, downtime_ns; /* guest stop -> running on dest */
+	_Atomic uint64_t t_pump_start_ns;
 	struct mig_stats st;
 	struct mig_latency *lat;  /* destination: fault -> page placed */
-	uint64_t digest;          /* of all RAM at switchover (--digest) */
+	_Atomic uint64_t digest;  /* of all RAM at switchover (--digest) */
 	atomic_bool has_digest;   /* set once digest holds the value */
 };
 
 /* Open the bus at bus_path and put the machine in `none`. 0 or -errno
- * (-EADDRINUSE: another engine serves that bus). */
+ * (-EADDRINUSE: another engine serves that bus). Blocks SIGTERM and SIGINT
+ * in the calling thread first, so every thread started from here on
+ * inherits the mask and the signals reach only the control loop, through
+ * e->sfd: call it before any thread starts. SIGPIPE is ignored. */
 int mig_engine_init(struct mig_engine *e, enum mig_side side, const char *name,
 		    const char *bus_path, const struct mig_engine_ops *ops,
 		    void *ctx);
@@ -113,13 +120,18 @@ void mig_engine_fini(struct mig_engine *e);
 int mig_engine_move(struct mig_engine *e, enum mig_state to);
 enum mig_state mig_engine_state(struct mig_engine *e);
 
-/* Wake the control loop with event bits (thread- and signal-safe for the
- * eventfd write; the bits need the lock, so signal handlers use
- * mig_engine_signal()). */
+/* Wake the control loop with event bits (any thread). mig_engine_signal()
+ * only wakes it, for news a worker keeps elsewhere. */
 void mig_engine_post(struct mig_engine *e, unsigned ev);
 void mig_engine_signal(struct mig_engine *e);
 /* Wait up to timeout_ms for events and take them (0 when none). */
 unsigned mig_engine_wait(struct mig_engine *e, int timeout_ms);
+/* For a control loop that polls fds of its own as well: the engine's two
+ * (wakeups and signals) go in p[0..1], POLLIN; after the poll,
+ * mig_engine_take() returns the events, MIG_EV_SIGNAL for a signal. */
+#define MIG_ENGINE_NPOLL 2
+void mig_engine_pollfds(struct mig_engine *e, struct pollfd p[MIG_ENGINE_NPOLL]);
+unsigned mig_engine_take(struct mig_engine *e);
 
 /* Record the most recent error for query-migrate (and log it). */
 void mig_engine_error(struct mig_engine *e, const char *fmt, ...)
