@@ -363,6 +363,15 @@ void mig_engine_summary(struct mig_engine *e, FILE *out)
 	fprintf(out, "\n");
 }
 
+void mig_engine_report(struct mig_engine *e, bool asked)
+{
+	if (asked || (mig_engine_state(e) == MIG_STATE_COMPLETED &&
+		      isatty(STDOUT_FILENO))) {
+		mig_engine_summary(e, stdout);
+		fflush(stdout);
+	}
+}
+
 void mig_engine_linger(struct mig_engine *e, int ms)
 {
 	uint64_t end = mig_now_ns() + (uint64_t)ms * 1000000ull;

@@ -149,5 +149,9 @@ void mig_engine_linger(struct mig_engine *e, int ms);
 
 /* One human line: outcome, time, bytes, throughput, downtime, requests. */
 void mig_engine_summary(struct mig_engine *e, FILE *out);
+/* The summary on stdout when asked (--summary), and by default after a
+ * completed migration when stdout is a terminal: a person at a shell wants
+ * the outcome, a script reads the exit status and query-migrate. */
+void mig_engine_report(struct mig_engine *e, bool asked);
 
 #endif
