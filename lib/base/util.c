@@ -395,13 +395,25 @@ const char *mig_fmt_bytes(uint64_t bytes, char *buf, size_t len)
 	return buf;
 }
 
+/* How much nicer than the engine the bulk threads run. */
+#define MIG_BULK_NICE_STEP 5
+
 void mig_thread_bulk(void)
 {
 	struct sched_param sp = { 0 };
 
-	/* per-thread on Linux: both calls act on the calling thread only */
+	int nice;
+
+	/* per-thread on Linux: these calls act on the calling thread only */
 	sched_setscheduler(0, SCHED_BATCH, &sp);
-	setpriority(PRIO_PROCESS, 0, 5);
+	/* Relative to the engine's own niceness: an engine started with nice
+	 * 10 must not see its bulk thread raised to 5 (as root it would be). */
+	errno = 0;
+	nice = getpriority(PRIO_PROCESS, 0);
+	if (nice == -1 && errno)
+		return;
+	setpriority(PRIO_PROCESS, 0, nice + MIG_BULK_NICE_STEP > 19 ? 19 :
+		    nice + MIG_BULK_NICE_STEP);
 }
 
 int mig_sock_claim(const char *path)

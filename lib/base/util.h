@@ -65,7 +65,7 @@ int mig_send_with_fds(int sock, const void *buf, size_t len, const int *fds,
  * error). Returns bytes received, 0 on EOF, or -errno. */
 ssize_t mig_recv_with_fds(int sock, void *buf, size_t len, int *fds, int *nfds);
 
-/* Mark the calling thread as bulk work (SCHED_BATCH, nice +5): on a busy
+/* Mark the calling thread as bulk work (SCHED_BATCH, 5 nicer than it was): on a busy
  * host the latency-critical threads (faults, requests) then win every
  * wakeup instead of waiting a time slice behind the page pump. */
 void mig_thread_bulk(void);

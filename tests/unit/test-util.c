@@ -10,6 +10,8 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <pthread.h>
+#include <sys/resource.h>
 #include <limits.h>
 #include <string.h>
 
@@ -173,6 +175,39 @@ static void test_name_valid(void **state)
 	assert_false(mig_name_valid("caf\xc3\xa9"));
 }
 
+struct nice_case {
+	int start, after;
+};
+
+static void *bulk_at(void *arg)
+{
+	struct nice_case *c = arg;
+
+	if (setpriority(PRIO_PROCESS, 0, c->start) < 0)
+		return NULL;
+	mig_thread_bulk();
+	errno = 0;
+	c->after = getpriority(PRIO_PROCESS, 0);
+	return NULL;
+}
+
+/* The bulk thread is nicer than the engine that starts it, whatever the
+ * engine's own niceness, and never past the bottom of the scale. */
+static void test_thread_bulk_relative(void **state)
+{
+	struct nice_case cases[] = { { 0, 5 }, { 10, 15 }, { 17, 19 }, { 19, 19 } };
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct nice_case c = { cases[i].start, -100 };
+		pthread_t t;
+
+		assert_int_equal(pthread_create(&t, NULL, bulk_at, &c), 0);
+		pthread_join(t, NULL);
+		assert_int_equal(c.after, cases[i].after);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -182,6 +217,7 @@ int main(void)
 		cmocka_unit_test(test_uuid),
 		cmocka_unit_test(test_uuid_bad),
 		cmocka_unit_test(test_name_valid),
+		cmocka_unit_test(test_thread_bulk_relative),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
