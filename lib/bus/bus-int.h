@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The bus's internals, shared by its files and no one else: bus.c (the
+ * server thread: accept, poll, events, open/close), session.c (one
+ * client's connection: framing, greeting, capabilities, dispatch),
+ * history.c (the bounded event history) and qmp.c (the QMP client).
+ */
+#ifndef MIG_BUS_INT_H
+#define MIG_BUS_INT_H
+
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/un.h>
+
+#include "bus/bus.h"
+#include "bus/jsonstream.h"
+#include "base/util.h"
+
+/* Bytes read per recv(), by the server and the client: a typical command
+ * fits in one. */
+#define MIG_BUS_READ_BYTES 4096u
+
+/*
+ * The event history x-query-events replays, bounded (see bus.h for why):
+ * the first MIG_BUS_HISTORY_FIRST events in head[], then a ring of the
+ * latest MIG_BUS_HISTORY_LAST. Each event is kept as the line its clients
+ * were sent: one allocation of about 120 bytes, where its cJSON tree took
+ * 15 allocations and about 800. Bus thread only.
+ */
+struct history {
+	char *head[MIG_BUS_HISTORY_FIRST];
+	size_t nhead;
+	char *ring[MIG_BUS_HISTORY_LAST];
+	size_t ring_first, ring_len;
+	uint64_t dropped; /* events between head[] and ring[] given up */
+};
+
+struct client {
+	int fd;
+	bool negotiated;
+	bool closing; /* no more reading: flush the output, then drop */
+	bool dead;    /* drop at the end of this round */
+	char *in;
+	size_t in_len, in_cap;
+	struct mig_jsonstream scan;
+	char *out;
+	size_t out_off, out_len, out_cap;
+};
+
+struct qevent;
+
+struct mig_bus {
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	struct mig_sock_owner own; /* unlink only the socket we bound */
+	int lfd, efd;
+	pthread_t thread;
+	mig_bus_cmd_fn fn;
+	void *ctx;
+	pthread_mutex_t lock; /* guards the queue and stop */
+	struct qevent *qhead, **qtail;
+	bool stop;
+	/* bus thread only from here on */
+	uint64_t accept_after_ns; /* EMFILE backoff: no accept() before */
+	struct client **clients;
+	size_t nclients;
+	struct pollfd *pfds;
+	struct history hist;
+};
+
+/* ---- session.c: one client's connection ---- */
+
+/* A client on an accepted non-blocking fd (owned from here on), greeted;
+ * NULL when out of memory (fd then left to the caller). */
+struct client *bus_client_new(int fd);
+/* Close the fd, free the buffers. NULL is a no-op. */
+void bus_client_free(struct client *c);
+/* Queue one message line and push what the socket takes now. */
+void bus_client_write(struct client *c, const char *text);
+/* Push queued output without blocking; the socket's error marks it dead. */
+void bus_client_flush(struct client *c);
+/* Read what is there and answer every whole command in it. */
+void bus_client_read(struct mig_bus *b, struct client *c);
+
+/* ---- history.c ---- */
+
+void bus_history_push(struct history *h, char *text);
+void bus_history_free(struct history *h);
+/* The history as a JSON array of events, for x-query-events. */
+struct mig_json *bus_history_array(const struct history *h);
+
+/* ---- shared by server and client ---- */
+
+int bus_unix_addr(const char *path, struct sockaddr_un *sa);
+
+#endif

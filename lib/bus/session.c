@@ -1,0 +1,296 @@
+// SPDX-License-Identifier: MIT
+/*
+ * One client's connection to the bus (see bus-int.h): the greeting, the
+ * capabilities negotiation, commands framed out of the byte stream and
+ * dispatched, replies and events queued on a bounded output buffer. The
+ * socket is non-blocking, so a stuck client costs memory up to a limit and
+ * then its connection, never the bus thread's time. Bus thread only.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "bus/bus-int.h"
+#include "base/log.h"
+
+#define MOD "bus"
+
+/* Output a client may fall behind by before it is dropped: thousands of
+ * events, yet a stuck client cannot grow the engine without bound. */
+#define MIG_BUS_CLIENT_OUT_BYTES (4u << 20)
+
+/* ---- output ---- */
+
+void bus_client_flush(struct client *c)
+{
+	while (!c->dead && c->out_off < c->out_len) {
+		ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n < 0) {
+			c->dead = true;
+			return;
+		}
+		c->out_off += n;
+	}
+	c->out_off = c->out_len = 0;
+}
+
+static int client_reserve(struct client *c, size_t len)
+{
+	size_t cap;
+	char *p;
+
+	if (c->out_off) {
+		memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
+		c->out_len -= c->out_off;
+		c->out_off = 0;
+	}
+	if (c->out_len + len <= c->out_cap)
+		return 0;
+	cap = MIG_MAX(c->out_cap * 2, c->out_len + len);
+	cap = MIG_MAX(cap, (size_t)MIG_BUS_READ_BYTES);
+	p = realloc(c->out, cap);
+	if (!p)
+		return -ENOMEM;
+	c->out = p;
+	c->out_cap = cap;
+	return 0;
+}
+
+/* Queue one message line ("\r\n"-terminated, as QEMU sends) and push what
+ * the socket takes now. */
+void bus_client_write(struct client *c, const char *text)
+{
+	size_t len = strlen(text);
+
+	if (c->dead)
+		return;
+	/* the backlog before this message counts, so one reply larger than
+	 * the limit (a long history) still goes out */
+	if (c->out_len - c->out_off > MIG_BUS_CLIENT_OUT_BYTES) {
+		mig_warn(MOD, "client fd %d fell %u MiB behind: disconnecting",
+			 c->fd, MIG_BUS_CLIENT_OUT_BYTES >> 20);
+		c->dead = true;
+		return;
+	}
+	if (client_reserve(c, len + 2) < 0) {
+		mig_warn(MOD, "client fd %d: out of memory: disconnecting", c->fd);
+		c->dead = true;
+		return;
+	}
+	memcpy(c->out + c->out_len, text, len);
+	memcpy(c->out + c->out_len + len, "\r\n", 2);
+	c->out_len += len + 2;
+	bus_client_flush(c);
+}
+
+static void client_write_json(struct client *c, const struct mig_json *j)
+{
+	char *text = j ? mig_json_print(j, false) : NULL;
+
+	if (!text) {
+		mig_warn(MOD, "client fd %d: cannot format a reply", c->fd);
+		c->dead = true;
+		return;
+	}
+	bus_client_write(c, text);
+	free(text);
+}
+
+/* ---- commands ---- */
+
+static struct mig_json *reply_ok(struct mig_json *ret)
+{
+	struct mig_json *r = mig_json_new_object();
+
+	mig_json_add(r, "return", ret ? ret : mig_json_new_object());
+	return r;
+}
+
+static struct mig_json *reply_err(const char *cls, const char *desc)
+{
+	struct mig_json *r = mig_json_new_object();
+	struct mig_json *e = mig_json_new_object();
+
+	mig_json_add_str(e, "class", cls);
+	mig_json_add_str(e, "desc", desc);
+	mig_json_add(r, "error", e);
+	return r;
+}
+
+static struct mig_json *call_handler(struct mig_bus *b, const char *cmd,
+				     const struct mig_json *args)
+{
+	struct mig_json *ret = NULL;
+	char desc[256] = "";
+	int r = b->fn ? b->fn(b->ctx, cmd, args, &ret, desc, sizeof(desc))
+		      : -ENOENT;
+
+	if (r >= 0)
+		return reply_ok(ret);
+	mig_json_free(ret);
+	if (r == -ENOENT) {
+		snprintf(desc, sizeof(desc), "The command %s has not been found",
+			 cmd);
+		return reply_err("CommandNotFound", desc);
+	}
+	if (!desc[0])
+		snprintf(desc, sizeof(desc), "%s", strerror(-r));
+	return reply_err("GenericError", desc);
+}
+
+static struct mig_json *dispatch(struct mig_bus *b, struct client *c,
+				 const struct mig_json *req)
+{
+	const struct mig_json *args = mig_json_get(req, "arguments");
+	const char *cmd = mig_json_get_str(req, "execute");
+
+	if (!mig_json_is_object(req))
+		return reply_err("GenericError", "QMP input must be a JSON object");
+	if (!cmd)
+		return reply_err("GenericError", "QMP input lacks member 'execute'");
+	if (args && !mig_json_is_object(args))
+		return reply_err("GenericError",
+				 "QMP input member 'arguments' must be an object");
+	if (!c->negotiated) {
+		if (strcmp(cmd, "qmp_capabilities") != 0)
+			return reply_err("CommandNotFound",
+					 "Expecting capabilities negotiation with 'qmp_capabilities'");
+		c->negotiated = true;
+		return reply_ok(NULL);
+	}
+	if (strcmp(cmd, "qmp_capabilities") == 0)
+		return reply_err("CommandNotFound",
+				 "Capabilities negotiation is already complete, command ignored");
+	if (strcmp(cmd, "x-query-events") == 0)
+		return reply_ok(bus_history_array(&b->hist));
+	return call_handler(b, cmd, args);
+}
+
+static void handle_msg(struct mig_bus *b, struct client *c, const char *text,
+		       size_t len)
+{
+	struct mig_json *req = mig_json_parse(text, len);
+	struct mig_json *reply, *id;
+
+	if (!req) {
+		reply = reply_err("GenericError", "JSON parse error");
+		client_write_json(c, reply);
+		mig_json_free(reply);
+		return;
+	}
+	reply = dispatch(b, c, req);
+	id = mig_json_get(req, "id");
+	if (id)
+		mig_json_add(reply, "id", mig_json_dup(id));
+	client_write_json(c, reply);
+	mig_json_free(reply);
+	mig_json_free(req);
+}
+
+/* A message over the limit: say so, then hang up once the reply is out. */
+static void too_big(struct client *c)
+{
+	char desc[96];
+	struct mig_json *reply;
+
+	snprintf(desc, sizeof(desc), "message exceeds %u bytes",
+		 MIG_BUS_MAX_MSG_BYTES);
+	reply = reply_err("GenericError", desc);
+	client_write_json(c, reply);
+	mig_json_free(reply);
+	mig_warn(MOD, "client fd %d: %s: disconnecting", c->fd, desc);
+	c->closing = true;
+}
+
+static void client_process(struct mig_bus *b, struct client *c)
+{
+	size_t start = 0, end;
+
+	while (!c->closing && !c->dead) {
+		if (!mig_jsonstream_next(&c->scan, c->in, c->in_len, &start, &end))
+			break;
+		if (end - start > MIG_BUS_MAX_MSG_BYTES) {
+			too_big(c);
+			return;
+		}
+		handle_msg(b, c, c->in + start, end - start);
+		memmove(c->in, c->in + end, c->in_len - end);
+		c->in_len -= end;
+		mig_jsonstream_reset(&c->scan);
+	}
+	if (c->closing || c->dead)
+		return;
+	if (start) { /* whitespace before the pending value */
+		memmove(c->in, c->in + start, c->in_len - start);
+		c->in_len -= start;
+		mig_jsonstream_shift(&c->scan, start);
+	}
+	if (c->in_len > MIG_BUS_MAX_MSG_BYTES)
+		too_big(c);
+}
+
+void bus_client_read(struct mig_bus *b, struct client *c)
+{
+	ssize_t n;
+
+	if (c->in_cap - c->in_len < MIG_BUS_READ_BYTES) {
+		size_t cap = c->in_len + MIG_BUS_READ_BYTES;
+		char *p = realloc(c->in, cap);
+
+		if (!p) {
+			c->dead = true;
+			return;
+		}
+		c->in = p;
+		c->in_cap = cap;
+	}
+	n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, MSG_DONTWAIT);
+	if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+		return;
+	if (n < 0) {
+		c->dead = true;
+		return;
+	}
+	if (n == 0) {
+		/* the peer is done sending (maybe only half-closed, like
+		 * `echo ... | socat`): its replies still go out */
+		c->closing = true;
+		return;
+	}
+	c->in_len += n;
+	client_process(b, c);
+}
+
+void bus_client_free(struct client *c)
+{
+	if (!c)
+		return;
+	close(c->fd);
+	free(c->in);
+	free(c->out);
+	free(c);
+}
+
+static const char greeting[] =
+	"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 1, "
+	"\"major\": 0}, \"package\": \"mig\"}, \"capabilities\": []}}";
+
+struct client *bus_client_new(int fd)
+{
+	struct client *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->fd = fd;
+	bus_client_write(c, greeting);
+	return c;
+}
