@@ -107,6 +107,29 @@ uint64_t mig_wall_us(void)
 	return (uint64_t)ts.tv_sec * 1000000ull + ts.tv_nsec / 1000;
 }
 
+uint64_t mig_deadline_ns(int64_t ms)
+{
+	uint64_t now = mig_now_ns();
+
+	/* one past the clock's range is as good as none */
+	if (ms < 0 || (uint64_t)ms >= (MIG_DEADLINE_NONE - now) / 1000000u)
+		return MIG_DEADLINE_NONE;
+	return now + (uint64_t)ms * 1000000u;
+}
+
+int mig_deadline_left_ms(uint64_t deadline_ns)
+{
+	uint64_t now;
+
+	if (deadline_ns == MIG_DEADLINE_NONE)
+		return -1;
+	now = mig_now_ns();
+	if (now >= deadline_ns)
+		return 0;
+	return (int)MIG_MIN((deadline_ns - now + 999999u) / 1000000u,
+			    (uint64_t)INT_MAX);
+}
+
 int mig_read_full(int fd, void *buf, size_t len)
 {
 	char *p = buf;

@@ -30,6 +30,15 @@ int mig_parse_seconds(const char *s, int64_t *ms_out);
 uint64_t mig_now_ns(void);  /* CLOCK_MONOTONIC */
 uint64_t mig_wall_us(void); /* CLOCK_REALTIME, for event timestamps */
 
+/* A deadline ms from now on the monotonic clock, for a loop that polls
+ * until a time; ms < 0 is none (MIG_DEADLINE_NONE). */
+#define MIG_DEADLINE_NONE UINT64_MAX
+uint64_t mig_deadline_ns(int64_t ms);
+/* What is left of a deadline, as poll()'s timeout: rounded up to whole ms
+ * (a wait that ended just short of the deadline would spin), 0 once it has
+ * passed, -1 for MIG_DEADLINE_NONE. */
+int mig_deadline_left_ms(uint64_t deadline_ns);
+
 /* Read/write exactly len bytes, retrying on EINTR and short transfers.
  * Returns 0, -errno, or -ECONNRESET when the peer closed mid-way (for reads,
  * also when it closed before the first byte). */

@@ -65,8 +65,8 @@ static void accept_clients(struct mig_bus *b)
 		if (fd < 0) {
 			if (errno == EMFILE || errno == ENFILE || errno == ENOMEM) {
 				mig_warn(MOD, "accept: %s", strerror(errno));
-				b->accept_after_ns = mig_now_ns() +
-					MIG_BUS_ACCEPT_BACKOFF_MS * 1000000ull;
+				b->accept_after_ns =
+					mig_deadline_ns(MIG_BUS_ACCEPT_BACKOFF_MS);
 			}
 			return; /* EAGAIN: all taken; others: the client's loss */
 		}
@@ -133,10 +133,10 @@ static void deliver_events(struct mig_bus *b)
 /* The poll set; *timeout is -1 unless accepting is backed off. */
 static size_t build_pollfds(struct mig_bus *b, int *timeout)
 {
-	uint64_t now = mig_now_ns();
-	bool backoff = now < b->accept_after_ns;
+	int left = mig_deadline_left_ms(b->accept_after_ns);
+	bool backoff = left > 0;
 
-	*timeout = backoff ? (int)((b->accept_after_ns - now) / 1000000 + 1) : -1;
+	*timeout = backoff ? left : -1;
 	b->pfds[0] = (struct pollfd){ .fd = b->efd, .events = POLLIN };
 	b->pfds[1] = (struct pollfd){ .fd = backoff ? -1 : b->lfd,
 				      .events = POLLIN };
@@ -205,11 +205,11 @@ static bool bus_round(struct mig_bus *b)
  * queued for it. */
 static void flush_all(struct mig_bus *b)
 {
-	uint64_t end = mig_now_ns() + MIG_BUS_CLOSE_FLUSH_MS * 1000000ull;
+	uint64_t end = mig_deadline_ns(MIG_BUS_CLOSE_FLUSH_MS);
 
 	for (;;) {
 		size_t n = 0;
-		uint64_t now = mig_now_ns();
+		int left = mig_deadline_left_ms(end);
 
 		for (size_t i = 0; i < b->nclients; i++) {
 			struct client *c = b->clients[i];
@@ -218,10 +218,9 @@ static void flush_all(struct mig_bus *b)
 				b->pfds[n++] = (struct pollfd){ .fd = c->fd,
 								.events = POLLOUT };
 		}
-		if (n == 0 || now >= end)
+		if (n == 0 || left == 0)
 			return;
-		if (poll(b->pfds, n, (int)((end - now) / 1000000 + 1)) < 0 &&
-		    errno != EINTR)
+		if (poll(b->pfds, n, left) < 0 && errno != EINTR)
 			return;
 		for (size_t i = 0; i < b->nclients; i++)
 			bus_client_flush(b->clients[i]);

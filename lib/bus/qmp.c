@@ -36,27 +36,11 @@ struct mig_qmp {
 	int64_t next_id;
 };
 
-/* Deadlines in monotonic ms; -1 means none. */
-static int64_t deadline_of(int timeout_ms)
-{
-	return timeout_ms < 0 ? -1 : (int64_t)(mig_now_ns() / 1000000) + timeout_ms;
-}
-
-static int remaining_ms(int64_t deadline)
-{
-	int64_t left;
-
-	if (deadline < 0)
-		return -1;
-	left = deadline - (int64_t)(mig_now_ns() / 1000000);
-	return left > 0 ? (int)MIG_MIN(left, INT32_MAX) : 0;
-}
-
-static int wait_fd(int fd, short events, int64_t deadline)
+static int wait_fd(int fd, short events, uint64_t deadline)
 {
 	for (;;) {
 		struct pollfd p = { .fd = fd, .events = events };
-		int r = poll(&p, 1, remaining_ms(deadline));
+		int r = poll(&p, 1, mig_deadline_left_ms(deadline));
 
 		if (r < 0 && errno == EINTR)
 			continue;
@@ -68,7 +52,7 @@ static int wait_fd(int fd, short events, int64_t deadline)
 	}
 }
 
-static int qmp_fill(struct mig_qmp *q, int64_t deadline)
+static int qmp_fill(struct mig_qmp *q, uint64_t deadline)
 {
 	ssize_t n;
 	int r;
@@ -97,7 +81,7 @@ static int qmp_fill(struct mig_qmp *q, int64_t deadline)
 }
 
 /* The next whole message from the server. */
-static int qmp_read(struct mig_qmp *q, int64_t deadline, struct mig_json **msg)
+static int qmp_read(struct mig_qmp *q, uint64_t deadline, struct mig_json **msg)
 {
 	size_t start, end;
 	int r;
@@ -123,7 +107,7 @@ static int qmp_read(struct mig_qmp *q, int64_t deadline, struct mig_json **msg)
 	}
 }
 
-static int qmp_write(struct mig_qmp *q, const char *text, int64_t deadline)
+static int qmp_write(struct mig_qmp *q, const char *text, uint64_t deadline)
 {
 	size_t len = strlen(text), off = 0;
 
@@ -174,7 +158,7 @@ static void drop_events(struct mig_qmp *q)
 
 /* A UNIX connect fails with EAGAIN, rather than waiting, when the server's
  * backlog is full: retry until the deadline. */
-static int qmp_sock(const char *path, int64_t deadline)
+static int qmp_sock(const char *path, uint64_t deadline)
 {
 	struct sockaddr_un sa;
 	int fd, r;
@@ -189,7 +173,7 @@ static int qmp_sock(const char *path, int64_t deadline)
 		r = -errno;
 		if (r != -EAGAIN && r != -EINTR)
 			goto out;
-		if (remaining_ms(deadline) == 0) {
+		if (mig_deadline_left_ms(deadline) == 0) {
 			r = -ETIMEDOUT;
 			goto out;
 		}
@@ -201,7 +185,7 @@ out:
 	return r;
 }
 
-static int qmp_greeting(struct mig_qmp *q, int64_t deadline)
+static int qmp_greeting(struct mig_qmp *q, uint64_t deadline)
 {
 	struct mig_json *msg = NULL;
 	int r = qmp_read(q, deadline, &msg);
@@ -215,7 +199,7 @@ static int qmp_greeting(struct mig_qmp *q, int64_t deadline)
 struct mig_qmp *mig_qmp_connect(const char *path, int timeout_ms)
 {
 	struct mig_qmp *q = calloc(1, sizeof(*q));
-	int64_t deadline = deadline_of(timeout_ms);
+	uint64_t deadline = mig_deadline_ns(timeout_ms);
 	int r;
 
 	if (!q)
@@ -229,7 +213,7 @@ struct mig_qmp *mig_qmp_connect(const char *path, int timeout_ms)
 	r = qmp_greeting(q, deadline);
 	if (r == 0)
 		r = mig_qmp_execute(q, "qmp_capabilities", NULL, NULL, NULL, 0,
-				    remaining_ms(deadline));
+				    mig_deadline_left_ms(deadline));
 	if (r == -EREMOTEIO || r == -EMSGSIZE)
 		r = -EPROTO;
 	if (r == 0)
@@ -252,7 +236,7 @@ void mig_qmp_close(struct mig_qmp *q)
 }
 
 static int send_request(struct mig_qmp *q, const char *cmd,
-			struct mig_json *args, int64_t id, int64_t deadline)
+			struct mig_json *args, int64_t id, uint64_t deadline)
 {
 	struct mig_json *req = mig_json_new_object();
 	char *text;
@@ -299,7 +283,8 @@ int mig_qmp_execute(struct mig_qmp *q, const char *cmd, struct mig_json *args,
 		    struct mig_json **ret, char *errbuf, size_t errlen,
 		    int timeout_ms)
 {
-	int64_t deadline = deadline_of(timeout_ms), id = ++q->next_id, got;
+	uint64_t deadline = mig_deadline_ns(timeout_ms);
+	int64_t id = ++q->next_id, got;
 	struct mig_json *msg = NULL;
 	int r;
 
@@ -326,7 +311,7 @@ int mig_qmp_execute(struct mig_qmp *q, const char *cmd, struct mig_json *args,
 
 int mig_qmp_next_event(struct mig_qmp *q, struct mig_json **ev, int timeout_ms)
 {
-	int64_t deadline = deadline_of(timeout_ms);
+	uint64_t deadline = mig_deadline_ns(timeout_ms);
 	struct mig_json *msg;
 	int r;
 

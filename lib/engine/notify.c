@@ -73,7 +73,7 @@ static int post(CURL *c, const char *url, const char *json)
  * or the backoff would shrink to nothing while events keep coming. */
 static bool backoff(struct mig_notify *n, unsigned ms)
 {
-	uint64_t until = mig_now_ns() + ms * 1000000ull, end, now;
+	uint64_t until = mig_deadline_ns(ms), end, now;
 	struct timespec ts;
 	bool late;
 
@@ -210,7 +210,7 @@ void mig_notify_free(struct mig_notify *n)
 		return;
 	pthread_mutex_lock(&n->lock);
 	n->stopping = true;
-	n->flush_deadline_ns = mig_now_ns() + NOTIFY_FLUSH_MS * 1000000ull;
+	n->flush_deadline_ns = mig_deadline_ns(NOTIFY_FLUSH_MS);
 	pthread_cond_broadcast(&n->cond);
 	pthread_mutex_unlock(&n->lock);
 	pthread_join(n->thr, NULL);

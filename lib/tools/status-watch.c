@@ -48,7 +48,7 @@ struct watcher {
 struct progress {
 	bool on;
 	bool drawn;    /* the cursor is at the end of the drawn line */
-	int64_t next_ms;
+	uint64_t next_ns; /* the next redraw, a mig_deadline_ns() */
 	char line[512];
 };
 
@@ -226,7 +226,7 @@ static void progress_tick(struct watch *wt)
 		if (!wt->ws[i].done)
 			sample(&wt->ws[i]);
 	progress_render(wt);
-	wt->pg.next_ms = now_ms() + PROGRESS_TICK_MS;
+	wt->pg.next_ns = mig_deadline_ns(PROGRESS_TICK_MS);
 }
 
 /* The last figures, then the newline that leaves the line on screen. */
@@ -362,12 +362,12 @@ static void watch_drain(struct watch *wt, struct watcher *w)
 
 static int watch_live(struct watch *wt)
 {
-	int64_t deadline = wt->o->timeout_ms < 0 ? -1 : now_ms() + wt->o->timeout_ms;
+	uint64_t deadline = mig_deadline_ns(wt->o->timeout_ms);
 
 	for (;;) {
 		struct pollfd p[2];
 		size_t np = 0;
-		int64_t now, wait;
+		int wait, tick;
 
 		for (size_t i = 0; i < wt->n; i++) {
 			watch_drain(wt, &wt->ws[i]);
@@ -377,18 +377,18 @@ static int watch_live(struct watch *wt)
 		}
 		if (!np)
 			return 0;
-		now = now_ms();
-		if (deadline >= 0 && now >= deadline)
+		wait = mig_deadline_left_ms(deadline);
+		if (wait == 0)
 			return -ETIMEDOUT;
-		if (wt->pg.on && now >= wt->pg.next_ms) {
+		tick = wt->pg.on ? mig_deadline_left_ms(wt->pg.next_ns) : -1;
+		if (tick == 0) {
 			/* then drain again: events may have come with the replies */
 			progress_tick(wt);
 			continue;
 		}
-		wait = deadline < 0 ? -1 : deadline - now;
-		if (wt->pg.on && (wait < 0 || wt->pg.next_ms - now < wait))
-			wait = wt->pg.next_ms - now;
-		poll(p, np, (int)MIG_MIN(wait, INT32_MAX));
+		if (tick > 0 && (wait < 0 || tick < wait))
+			wait = tick;
+		poll(p, np, wait);
 	}
 }
 
