@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * Unit tests for the small helpers: size, number and seconds parsing (what
- * every option goes through), UUIDs and migration names.
+ * every option goes through), UUIDs, migration names and deadlines.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -153,6 +153,19 @@ static void test_uuid_bad(void **state)
 	assert_int_equal(mig_uuid_parse(NULL, u), -EINVAL);
 }
 
+static void test_deadline(void **state)
+{
+	int left = mig_deadline_left_ms(mig_deadline_ns(60000));
+
+	assert_true(mig_deadline_ns(-1) == MIG_DEADLINE_NONE);
+	assert_true(mig_deadline_ns(INT64_MAX) == MIG_DEADLINE_NONE);
+	assert_int_equal(mig_deadline_left_ms(MIG_DEADLINE_NONE), -1);
+	assert_int_equal(mig_deadline_left_ms(mig_deadline_ns(0)), 0);
+	assert_int_equal(mig_deadline_left_ms(0), 0);
+	/* rounded up, never more than was asked */
+	assert_true(left > 0 && left <= 60000);
+}
+
 static void test_name_valid(void **state)
 {
 	char n64[65], n65[66];
@@ -218,6 +231,7 @@ int main(void)
 		cmocka_unit_test(test_uuid_bad),
 		cmocka_unit_test(test_name_valid),
 		cmocka_unit_test(test_thread_bulk_relative),
+		cmocka_unit_test(test_deadline),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
