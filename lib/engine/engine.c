@@ -374,14 +374,10 @@ void mig_engine_report(struct mig_engine *e, bool asked)
 
 void mig_engine_linger(struct mig_engine *e, int ms)
 {
-	uint64_t end = mig_now_ns() + (uint64_t)ms * 1000000ull;
+	uint64_t end = mig_deadline_ns(ms);
+	int left;
 
-	while (ms > 0) {
-		uint64_t now = mig_now_ns();
-
-		if (now >= end ||
-		    (mig_engine_wait(e, (int)((end - now) / 1000000) + 1) &
-		     MIG_EV_SIGNAL))
+	while (ms > 0 && (left = mig_deadline_left_ms(end)) > 0)
+		if (mig_engine_wait(e, left) & MIG_EV_SIGNAL)
 			break;
-	}
 }
