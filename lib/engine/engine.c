@@ -377,7 +377,7 @@ void mig_engine_linger(struct mig_engine *e, int ms)
 	uint64_t end = mig_deadline_ns(ms);
 	int left;
 
-	while (ms > 0 && (left = mig_deadline_left_ms(end)) > 0)
+	while ((left = mig_deadline_left_ms(end)) > 0)
 		if (mig_engine_wait(e, left) & MIG_EV_SIGNAL)
 			break;
 }
