@@ -1,0 +1,203 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The channels to the destination: connecting (interruptibly, so a pause is
+ * never stuck behind a connect), the hello handshake, heartbeats, a link
+ * that went down, and starting and stopping the workers that use them.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "base/util.h"
+#include "core/wire.h"
+#include "source/source-int.h"
+
+void src_link_down(struct src *s, const char *what, int err)
+{
+	if (!atomic_load(&s->stop))
+		mig_warn("link", "%s: %s", what, strerror(-err));
+	mig_engine_post(&s->e, MIG_EV_LINK_DOWN);
+}
+
+/* Receive the peer's answer to our hello: its hello, or its refusal. */
+static int hello_answer(struct src *s, int fd, uint32_t role)
+{
+	uint8_t buf[MIG_WIRE_MAX_REASON + 8];
+	uint32_t type, len;
+	struct mig_hello h;
+	struct mig_refuse rf;
+	int r = mig_wire_recv(fd, &type, buf, sizeof(buf), &len);
+
+	if (r < 0)
+		return r;
+	if (type == MIG_MSG_REFUSE) {
+		if (mig_wire_dec_refuse(buf, len, &rf) < 0)
+			return -EBADMSG;
+		mig_engine_error(&s->e, "destination refused the connection: %s",
+				 rf.reason);
+		return -EPROTO;
+	}
+	if (type != MIG_MSG_HELLO)
+		return -EBADMSG;
+	r = mig_wire_dec_hello(buf, len, &h);
+	if (r < 0)
+		return r;
+	if (memcmp(h.uuid, s->e.uuid, 16) || h.role != role) {
+		mig_engine_error(&s->e, "destination answered for another migration");
+		return -EPROTO;
+	}
+	return 0;
+}
+
+int src_say_hello(struct src *s, int fd, uint32_t role, uint32_t flags)
+{
+	struct mig_hello h = { .version = MIG_WIRE_VERSION, .role = role,
+			       .flags = flags };
+	uint8_t buf[MIG_HELLO_BYTES];
+	int r;
+
+	memcpy(h.uuid, s->e.uuid, 16);
+	mig_chan_tune(fd, s->e.link_timeout_ms / 1000);
+	r = mig_chan_set_timeouts(fd, s->e.link_timeout_ms, s->e.link_timeout_ms);
+	if (r == 0)
+		r = mig_wire_send(fd, MIG_MSG_HELLO, buf, mig_wire_enc_hello(buf, &h));
+	if (r == 0)
+		r = hello_answer(s, fd, role);
+	return r;
+}
+
+/* Connect, unless a pause arrives first (the fd is not yet kickable). */
+static int connect_interruptible(struct src *s, const struct mig_uri *u)
+{
+	struct pollfd p[2] = { { .events = POLLOUT }, { .fd = s->e.efd, .events = POLLIN } };
+	uint64_t deadline = mig_now_ns() + CONNECT_TIMEOUT_MS * 1000000ull;
+	int fd = mig_chan_connect_start(u), r = -ETIMEDOUT;
+
+	if (fd < 0)
+		return fd;
+	p[0].fd = fd;
+	for (;;) {
+		uint64_t now = mig_now_ns();
+		bool paused;
+
+		if (now >= deadline)
+			break;
+		r = poll(p, 2, (int)((deadline - now) / 1000000) + 1);
+		if (r < 0 && errno != EINTR) {
+			r = -errno;
+			break;
+		}
+		if (r > 0 && p[0].revents) {
+			r = mig_chan_connect_finish(fd);
+			break;
+		}
+		pthread_mutex_lock(&s->e.lock);
+		paused = s->e.pending & (MIG_EV_PAUSE | MIG_EV_SIGNAL);
+		pthread_mutex_unlock(&s->e.lock);
+		if (paused) {
+			r = -EINTR;
+			break;
+		}
+		if (r > 0)
+			p[1].fd = -1; /* other news: the loop takes it later */
+		r = -ETIMEDOUT;
+	}
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+void src_close_chans(struct src *s)
+{
+	for (int c = 0; c < MIG_CHAN__COUNT; c++) {
+		int fd = mig_engine_get_chan(&s->e, c);
+
+		mig_engine_set_chan(&s->e, c, -1);
+		if (fd >= 0)
+			close(fd);
+	}
+}
+
+/* Connect the main channel (and start the preempt one) to u. */
+int src_open_chans(struct src *s, const struct mig_uri *u, bool resume)
+{
+	char name[300];
+	uint32_t flags = (resume ? MIG_HELLO_RESUME : 0) |
+			 (atomic_load(&s->preempt) ? MIG_HELLO_PREEMPT : 0);
+	int fd = connect_interruptible(s, u), r;
+
+	s->pre_err = 0; /* a new attempt: old preempt failures are history */
+	mig_uri_format(u, name, sizeof(name));
+	if (fd < 0) {
+		mig_engine_error(&s->e, "cannot connect to %s: %s", name,
+				 fd == -ENXIO ? "unknown host" : strerror(-fd));
+		return fd;
+	}
+	mig_engine_set_chan(&s->e, MIG_CHAN_MAIN, fd);
+	r = src_say_hello(s, fd, MIG_ROLE_MAIN, flags);
+	if (r < 0) {
+		if (r != -EPROTO)
+			mig_engine_error(&s->e, "hello with %s failed: %s", name,
+					 strerror(-r));
+		src_close_chans(s);
+		return r;
+	}
+	if (atomic_load(&s->preempt)) {
+		r = src_preempt_start(s, u, resume);
+		if (r < 0)
+			src_close_chans(s);
+	}
+	return r;
+}
+
+int src_start_workers(struct src *s)
+{
+	int r;
+
+	atomic_store(&s->stop, false);
+	r = pthread_create(&s->rp_thr, NULL, src_rp_main, s);
+	if (r)
+		return -r;
+	s->rp_on = true;
+	r = pthread_create(&s->pump_thr, NULL, src_pump_main, s);
+	if (r)
+		return -r;
+	s->pump_on = true;
+	return 0;
+}
+
+/* Stop flag, kick the channels so blocked threads return, join, close. */
+void src_stop_workers(struct src *s)
+{
+	atomic_store(&s->stop, true);
+	mig_engine_kick_all(&s->e);
+	if (s->pump_on)
+		pthread_join(s->pump_thr, NULL);
+	if (s->rp_on)
+		pthread_join(s->rp_thr, NULL);
+	if (s->pre_on)
+		src_preempt_finish(s);
+	s->pump_on = s->rp_on = false;
+	src_close_chans(s);
+}
+
+void src_heartbeat(struct src *s)
+{
+	uint8_t buf[8];
+
+	for (int c = 0; c < MIG_CHAN__COUNT; c++) {
+		int fd = s->e.chan_fd[c], r;
+
+		if (fd < 0 || pthread_mutex_trylock(&s->tx[c]))
+			continue; /* a message is going out: that is a heartbeat */
+		r = mig_wire_send(fd, MIG_MSG_PING, buf, mig_wire_enc_u64(buf, 0));
+		pthread_mutex_unlock(&s->tx[c]);
+		if (r < 0)
+			src_link_down(s, c ? "preempt channel" : "main channel", r);
+	}
+}

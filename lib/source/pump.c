@@ -1,0 +1,362 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Sending pages: runs split into zero and data segments, the background
+ * pump that sends every page not yet sent, and the precopy passes that send
+ * what the guest dirtied while it runs.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "base/util.h"
+#include "core/compress.h"
+#include "core/dirty.h"
+#include "core/json.h"
+#include "core/ram.h"
+#include "core/wire.h"
+#include "source/source-int.h"
+
+int src_send_msg(struct src *s, enum mig_chan_slot c, uint32_t type,
+		 const void *p1, size_t l1, const void *p2, size_t l2)
+{
+	int fd = s->e.chan_fd[c], r;
+
+	pthread_mutex_lock(&s->tx[c]);
+	r = mig_wire_send2(fd, type, p1, l1, p2, l2);
+	pthread_mutex_unlock(&s->tx[c]);
+	if (r == 0)
+		s->e.st.bytes += MIG_WIRE_HDR_BYTES + l1 + l2;
+	return r;
+}
+
+/* Send pages [first, first+n) that are all zero or all data, as one message. */
+static int send_segment(struct src *s, enum mig_chan_slot c, uint64_t first,
+		       uint32_t n, bool zero, uint8_t *scratch)
+{
+	uint8_t hdr[MIG_PAGES_HDR_BYTES];
+	const uint8_t *data = s->ram + first * MIG_PAGE_SIZE;
+	size_t len = (size_t)n * MIG_PAGE_SIZE, clen = 0;
+	uint32_t flags = zero ? MIG_PAGES_ZERO : 0;
+	int r;
+
+	if (!zero && s->compress && scratch)
+		clen = mig_compress(data, len, scratch,
+				    mig_compress_bound(PUMP_RUN_PAGES * MIG_PAGE_SIZE));
+	if (clen) {
+		flags = MIG_PAGES_LZ4;
+		data = scratch;
+		len = clen;
+	}
+	mig_wire_enc_pages_hdr(hdr, first * MIG_PAGE_SIZE, n, flags);
+	r = src_send_msg(s, c, MIG_MSG_PAGES, hdr, sizeof(hdr), data,
+			 zero ? 0 : len);
+	if (r < 0)
+		return r;
+	if (zero)
+		s->e.st.zero += n;
+	else
+		s->e.st.normal += n;
+	return 0;
+}
+
+/* The extent of the guest's memfd around the pump's cursor, cached: one
+ * SEEK_HOLE over fully populated shmem walks to the end of the file, so it
+ * is asked once per extent, never once per run. */
+struct extent {
+	uint64_t start, end; /* pages */
+	bool hole;
+};
+
+/* Pages the guest never touched are holes in its memfd: known zero without
+ * reading them (reading would allocate them). SEEK_DATA counts swapped-out
+ * pages as data, so nothing real is ever mistaken for a hole. */
+static void extent_at(struct src *s, uint64_t page, struct extent *x)
+{
+	off_t off = (off_t)(page * MIG_PAGE_SIZE), end;
+
+	x->start = page;
+	x->end = s->npages;
+	end = lseek(s->memfd, off, SEEK_DATA);
+	x->hole = end != off;
+	if (end < 0) {
+		x->hole = errno == ENXIO; /* ENXIO: holes up to the end */
+		return;
+	}
+	if (!x->hole)
+		end = lseek(s->memfd, off, SEEK_HOLE);
+	if (end > off)
+		x->end = MIG_MIN(s->npages, (uint64_t)end / MIG_PAGE_SIZE);
+}
+
+/* How many pages from `first` (at most n) lie in one extent, and whether it
+ * is a hole. Without a cache (requests) every page counts as data. */
+static uint64_t extent(struct src *s, struct extent *x, uint64_t first,
+		       uint64_t n, bool *hole)
+{
+	*hole = false;
+	if (!x)
+		return n;
+	if (first < x->start || first >= x->end)
+		extent_at(s, first, x);
+	*hole = x->hole;
+	return MIG_MIN(n, x->end - first);
+}
+
+/* Send a run of pages, split into zero and data segments. */
+static int send_run(struct src *s, enum mig_chan_slot c, uint64_t first,
+		    uint64_t n, uint8_t *scratch, struct extent *x)
+{
+	while (n) {
+		bool zero;
+		uint64_t k = extent(s, x, first, n, &zero);
+		int r;
+
+		if (!zero) {
+			const uint8_t *p = s->ram + first * MIG_PAGE_SIZE;
+			uint64_t lim = MIG_MIN(k, (uint64_t)PUMP_RUN_PAGES);
+
+			zero = mig_page_is_zero(p);
+			for (k = 1; k < lim; k++)
+				if (mig_page_is_zero(p + k * MIG_PAGE_SIZE) != zero)
+					break;
+		}
+		k = MIG_MIN(k, (uint64_t)MIG_WIRE_MAX_RUN_PAGES);
+		r = send_segment(s, c, first, (uint32_t)k, zero, scratch);
+		if (r < 0)
+			return r;
+		first += k;
+		n -= k;
+	}
+	return 0;
+}
+
+/* Requests: no scratch (never compressed), no extent cache (data). */
+int src_send_pages(struct src *s, enum mig_chan_slot c, uint64_t first,
+		   uint64_t n)
+{
+	return send_run(s, c, first, n, NULL, NULL);
+}
+
+/* Keep the pump under max-bandwidth, measured from the last change of the
+ * limit (a raised limit takes effect at once, not after a catch-up burst).
+ * Sleeps at most half a heartbeat per call: true means "call again", so
+ * that a caller can keep its links alive however low the limit. */
+struct throttle {
+	uint64_t limit, t0_ns, bytes0;
+};
+
+static bool throttle(struct src *s, struct throttle *t)
+{
+	uint64_t limit = atomic_load(&s->max_bw), due_ns, now = mig_now_ns();
+	struct timespec ts = { 0, 0 };
+
+	if (limit != t->limit) {
+		*t = (struct throttle){ limit, now, s->e.st.bytes };
+		return false;
+	}
+	if (!limit || atomic_load(&s->stop))
+		return false;
+	due_ns = t->t0_ns + (s->e.st.bytes - t->bytes0) * 1000000000ull / limit;
+	if (now >= due_ns)
+		return false;
+	ts.tv_nsec = (long)MIG_MIN(due_ns - now, MIG_HEARTBEAT_MS * 500000ull);
+	nanosleep(&ts, NULL);
+	return true;
+}
+
+/* Background pump: every page not yet sent, in order, in bounded runs. */
+void *src_pump_main(void *arg)
+{
+	struct src *s = arg;
+	uint8_t *scratch = s->compress ?
+		malloc(mig_compress_bound(PUMP_RUN_PAGES * MIG_PAGE_SIZE)) : NULL;
+	uint64_t p = 0;
+	struct extent x = { 0, 0, false };
+	struct throttle t = { 0, 0, 0 };
+
+	mig_thread_bulk();
+	while (!atomic_load(&s->stop)) {
+		uint64_t first, n = 1, hint = atomic_exchange(&s->pump_hint, 0);
+		int r;
+
+		/* a vCPU faulted just before `hint`: it will most likely touch
+		 * what follows next, so that is where the pump goes on */
+		if (hint)
+			p = hint < s->npages ? hint : 0;
+		first = mig_bitmap_next_clear(s->sent, p);
+		if (first >= s->npages && p)
+			first = mig_bitmap_next_clear(s->sent, 0);
+		if (first >= s->npages) {
+			r = src_send_msg(s, MIG_CHAN_MAIN, MIG_MSG_EOS, NULL, 0,
+					 NULL, 0);
+			if (r < 0)
+				src_link_down(s, "main channel", r);
+			else
+				mig_info("pump", "every page sent");
+			break;
+		}
+		while (n < PUMP_RUN_PAGES && first + n < s->npages &&
+		       !mig_bitmap_test(s->sent, first + n))
+			n++;
+		/* mark before sending: a request racing with us sends again
+		 * rather than nobody sending at all */
+		for (uint64_t i = 0; i < n; i++)
+			mig_bitmap_set(s->sent, first + i);
+		r = send_run(s, MIG_CHAN_MAIN, first, n, scratch, &x);
+		if (r < 0) {
+			src_link_down(s, "main channel", r);
+			break;
+		}
+		p = first + n;
+		while (throttle(s, &t))
+			;
+	}
+	free(scratch);
+	return NULL;
+}
+
+/* Take the bus's news during precopy: cancel, or switch now. */
+static int precopy_news(struct src *s, uint64_t t0_ns)
+{
+	unsigned ev = mig_engine_wait(&s->e, 0);
+
+	if (ev & (MIG_EV_CANCEL | MIG_EV_SIGNAL))
+		return -ECANCELED;
+	if ((ev & MIG_EV_SWITCH) ||
+	    mig_precopy_deadline(&s->policy, (mig_now_ns() - t0_ns) / 1000000))
+		return 1;
+	return 0;
+}
+
+static void keepalive(struct src *s, uint64_t *last_ns)
+{
+	uint64_t now = mig_now_ns();
+
+	if (now - *last_ns < MIG_HEARTBEAT_MS * 1000000ull)
+		return;
+	*last_ns = now;
+	src_preempt_poll(s);
+	src_heartbeat(s);
+}
+
+/* Between precopy runs: the bandwidth limit, heartbeats, the bus's news. */
+static int precopy_pace(struct src *s, struct throttle *t, uint64_t *hb,
+			uint64_t t0_ns)
+{
+	int r;
+
+	do {
+		keepalive(s, hb);
+		if ((r = precopy_news(s, t0_ns)))
+			return r;
+	} while (throttle(s, t));
+	return 0;
+}
+
+/* Send every page whose current content the destination lacks. Returns 0
+ * when done, 1 to switch to postcopy now, or -errno. With news == false
+ * (stop-and-copy, guest stopped) nothing interrupts it. */
+int src_send_unsent(struct src *s, struct mig_pass *ps, uint64_t t0_ns,
+		    bool news)
+{
+	uint64_t p = 0, bytes0 = s->e.st.bytes, start = mig_now_ns(), hb = start;
+	struct extent x = { 0, 0, false };
+	struct throttle t = { 0, 0, 0 };
+	int r = 0;
+
+	while ((p = mig_bitmap_next_clear(s->sent, p)) < s->npages) {
+		uint64_t n = 1;
+
+		while (n < PUMP_RUN_PAGES && p + n < s->npages &&
+		       !mig_bitmap_test(s->sent, p + n))
+			n++;
+		for (uint64_t i = 0; i < n; i++) {
+			mig_bitmap_set(s->sent, p + i);
+			mig_bitmap_set(s->ever, p + i);
+		}
+		r = send_run(s, MIG_CHAN_MAIN, p, n, NULL, &x);
+		if (r < 0) {
+			mig_engine_error(&s->e, "main channel: %s", strerror(-r));
+			break;
+		}
+		ps->pages_sent += n;
+		p += n;
+		if (news && (r = precopy_pace(s, &t, &hb, t0_ns)))
+			break;
+	}
+	ps->ns = mig_now_ns() - start;
+	ps->bytes_sent = s->e.st.bytes - bytes0;
+	return r;
+}
+
+static void pass_done(struct src *s, const struct mig_pass *ps)
+{
+	struct mig_json *data = mig_json_new_object();
+
+	pthread_mutex_lock(&s->e.lock);
+	s->pass = *ps;
+	pthread_mutex_unlock(&s->e.lock);
+	mig_json_add_int(data, "pass", ps->n);
+	mig_engine_emit(&s->e, "MIGRATION_PASS", data);
+	mig_info("precopy", "pass %u: %llu pages in %.0f ms; %llu dirtied meanwhile",
+		 ps->n, (unsigned long long)ps->pages_sent, ps->ns / 1e6,
+		 (unsigned long long)ps->dirty_after);
+}
+
+static int start_tracking(struct src *s)
+{
+	int r = mig_guest_dirty_start(s->guest);
+
+	if (r == 0) {
+		s->dt = mig_dirty_open(s->gi.pid, s->gi.ram_base, s->e.ram_bytes);
+		if (!s->dt)
+			r = -errno;
+	}
+	if (r < 0)
+		mig_engine_error(&s->e, "precopy needs dirty-page tracking, which "
+				 "failed here (%s); --postcopy works without it",
+				 strerror(-r));
+	return r;
+}
+
+/* Precopy passes until the policy says how to end them. */
+int src_precopy(struct src *s, enum mig_precopy_next *next)
+{
+	struct mig_pass prev = { 0 };
+	uint64_t t0 = mig_now_ns();
+	int r;
+
+	*next = MIG_PRECOPY_POSTCOPY;
+	if (s->policy.kind == MIG_SWITCH_NOW)
+		return 0;
+	r = start_tracking(s);
+	if (r < 0)
+		return r;
+	for (unsigned n = 1;; n++) {
+		struct mig_pass cur = { .n = n };
+		long d;
+
+		r = src_send_unsent(s, &cur, t0, true);
+		if (r != 0)
+			return r > 0 ? 0 : r;
+		mig_bitmap_clear_all(s->dirty);
+		d = mig_dirty_scan(s->dt, s->dirty);
+		if (d < 0) {
+			mig_engine_error(&s->e, "dirty tracking: %s",
+					 strerror((int)-d));
+			return (int)d;
+		}
+		cur.dirty_after = (uint64_t)d;
+		mig_bitmap_andnot(s->sent, s->dirty);
+		pass_done(s, &cur);
+		s->policy.downtime_limit_ms = atomic_load(&s->downtime_limit_ms);
+		*next = mig_precopy_decide(&s->policy, &cur, n > 1 ? &prev : NULL,
+					   (mig_now_ns() - t0) / 1000000);
+		if (*next != MIG_PRECOPY_CONTINUE)
+			return 0;
+		prev = cur;
+	}
+}

@@ -1,0 +1,132 @@
+// SPDX-License-Identifier: MIT
+/*
+ * What the destination sends back on the main channel: page requests and
+ * completion (served by the return-path thread), the switchover ack, and the
+ * bitmap of present pages that opens a recovery (read by the control loop).
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "base/log.h"
+#include "base/util.h"
+#include "core/ram.h"
+#include "core/wire.h"
+#include "source/source-int.h"
+
+static int serve_request(struct src *s, const uint8_t *buf, uint32_t len)
+{
+	struct mig_req req;
+	enum mig_chan_slot c = s->e.chan_fd[MIG_CHAN_PREEMPT] >= 0 ?
+			       MIG_CHAN_PREEMPT : MIG_CHAN_MAIN;
+	uint64_t first;
+	int r = mig_wire_dec_req(buf, len, s->e.ram_bytes, &req);
+
+	if (r < 0)
+		return r;
+	s->e.st.requests++;
+	first = req.offset / MIG_PAGE_SIZE;
+	for (uint32_t i = 0; i < req.npages; i++)
+		mig_bitmap_set(s->sent, first + i);
+	atomic_store(&s->pump_hint, first + req.npages);
+	r = src_send_pages(s, c, first, req.npages);
+	if (r < 0)
+		src_link_down(s, c == MIG_CHAN_PREEMPT ? "preempt channel" :
+			      "main channel", r);
+	return 0;
+}
+
+/* The return path: requests, the switchover ack, completion, heartbeats. */
+void *src_rp_main(void *arg)
+{
+	struct src *s = arg;
+	uint8_t *buf = malloc(MIG_WIRE_MAX_PAYLOAD);
+	int fd = s->e.chan_fd[MIG_CHAN_MAIN];
+
+	while (buf && !atomic_load(&s->stop)) {
+		uint32_t type, len;
+		int r = mig_wire_recv(fd, &type, buf, MIG_WIRE_MAX_PAYLOAD, &len);
+
+		if (r == 0 && type == MIG_MSG_REQ)
+			r = serve_request(s, buf, len);
+		else if (r == 0 && type == MIG_MSG_COMPLETE) {
+			mig_engine_post(&s->e, MIG_EV_COMPLETE);
+			break;
+		} else if (r == 0 && type != MIG_MSG_PING) {
+			mig_err("wire", "unexpected %s on the return path",
+				mig_wire_type_name(type));
+			r = -EBADMSG;
+		}
+		if (r < 0) {
+			src_link_down(s, "return path", r);
+			break;
+		}
+	}
+	free(buf);
+	return NULL;
+}
+
+int src_recv_complete(struct src *s)
+{
+	uint8_t buf[16];
+	uint32_t type, len;
+	int fd = mig_engine_get_chan(&s->e, MIG_CHAN_MAIN), r;
+
+	do
+		r = mig_wire_recv(fd, &type, buf, sizeof(buf), &len);
+	while (r == 0 && (type == MIG_MSG_PING || type == MIG_MSG_RESUME_ACK));
+	if (r == 0 && type != MIG_MSG_COMPLETE)
+		r = -EBADMSG;
+	return r;
+}
+
+/* Recovery handshake: the destination's bitmap of present pages. */
+int src_recv_bitmap(struct src *s, struct mig_bitmap *have, bool *complete)
+{
+	uint8_t *buf = malloc(MIG_WIRE_MAX_PAYLOAD);
+	int fd = mig_engine_get_chan(&s->e, MIG_CHAN_MAIN), r = -ENOMEM;
+
+	*complete = false;
+	while (buf) {
+		uint32_t type, len;
+		struct mig_bitmap_chunk c;
+		uint64_t total;
+
+		r = mig_wire_recv(fd, &type, buf, MIG_WIRE_MAX_PAYLOAD, &len);
+		if (r < 0)
+			break;
+		if (type == MIG_MSG_PING)
+			continue;
+		if (type == MIG_MSG_COMPLETE) {
+			*complete = true;
+			break;
+		}
+		if (type == MIG_MSG_BITMAP_END) {
+			r = mig_wire_dec_u64(buf, len, &total);
+			if (r == 0 && total != s->npages)
+				r = -EBADMSG;
+			break;
+		}
+		r = type == MIG_MSG_BITMAP ?
+			mig_wire_dec_bitmap(buf, len, s->npages, &c) : -EBADMSG;
+		if (r == 0)
+			r = mig_bitmap_import(have, c.first_page, c.nbits, c.bits);
+		if (r < 0)
+			break;
+	}
+	free(buf);
+	return r;
+}
+
+int src_recv_resume_ack(struct src *s)
+{
+	uint8_t buf[16];
+	uint32_t type, len;
+	int fd = mig_engine_get_chan(&s->e, MIG_CHAN_MAIN), r;
+
+	do
+		r = mig_wire_recv(fd, &type, buf, sizeof(buf), &len);
+	while (r == 0 && type == MIG_MSG_PING);
+	if (r == 0 && type != MIG_MSG_RESUME_ACK)
+		r = -EBADMSG;
+	return r;
+}
