@@ -181,11 +181,17 @@ static void src_query(struct mig_engine *e, struct mig_json *ret)
 	struct src *s = e->ctx;
 	struct mig_json *ram = mig_json_get(ret, "ram");
 	struct mig_pass ps;
+	pid_t pid;
 
 	pthread_mutex_lock(&e->lock);
 	ps = s->pass;
 	pthread_mutex_unlock(&e->lock);
 	mig_json_add_str(ret, "dirty-tracking", s->dt ? mig_dirty_method_of(s->dt) : "none");
+	/* "guest-pid": the source guest's process, once attached, so that
+	 * scripts and tests find it through what the engine reports */
+	pid = atomic_load(&s->guest_pid);
+	if (pid > 0)
+		mig_json_add_int(ret, "guest-pid", pid);
 	if (!ram)
 		return;
 	mig_json_add_int(ram, "dirty-sync-count", ps.n);

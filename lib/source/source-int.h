@@ -28,6 +28,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "core/chan.h"
 #include "engine/engine.h"
@@ -49,6 +50,9 @@ struct src {
 	const struct mig_source_opts *o;
 	struct mig_guest *guest;
 	struct mig_guest_info gi;
+	/* gi.pid once attached, 0 before: query-migrate's "guest-pid", read
+	 * by the bus thread while the control loop fills gi */
+	_Atomic pid_t guest_pid;
 	int memfd;
 	const uint8_t *ram;
 	uint64_t npages;

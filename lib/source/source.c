@@ -77,6 +77,7 @@ static int attach_guest(struct src *s)
 				 r == -EAGAIN ? "still incoming" : strerror(-r));
 		return r == -EAGAIN ? -EBUSY : r;
 	}
+	atomic_store(&s->guest_pid, s->gi.pid);
 	s->ram = mmap(NULL, s->gi.ram_bytes, PROT_READ, MAP_SHARED, s->memfd, 0);
 	if (s->ram == MAP_FAILED) {
 		s->ram = NULL;
