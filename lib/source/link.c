@@ -72,20 +72,18 @@ int src_say_hello(struct src *s, int fd, uint32_t role, uint32_t flags)
 /* Connect, unless a pause arrives first (the fd is not yet kickable). */
 static int connect_interruptible(struct src *s, const struct mig_uri *u)
 {
-	struct pollfd p[2] = { { .events = POLLOUT }, { .fd = s->e.efd, .events = POLLIN } };
-	uint64_t deadline = mig_now_ns() + CONNECT_TIMEOUT_MS * 1000000ull;
-	int fd = mig_chan_connect_start(u), r = -ETIMEDOUT;
+	struct pollfd p[1 + MIG_ENGINE_NPOLL] = { { .events = POLLOUT } };
+	uint64_t deadline = mig_deadline_ns(CONNECT_TIMEOUT_MS);
+	int fd = mig_chan_connect_start(u), r = -ETIMEDOUT, left;
 
 	if (fd < 0)
 		return fd;
 	p[0].fd = fd;
-	for (;;) {
-		uint64_t now = mig_now_ns();
+	mig_engine_pollfds(&s->e, p + 1);
+	while ((left = mig_deadline_left_ms(deadline)) > 0) {
 		bool paused;
 
-		if (now >= deadline)
-			break;
-		r = poll(p, 2, (int)((deadline - now) / 1000000) + 1);
+		r = poll(p, 1 + MIG_ENGINE_NPOLL, left);
 		if (r < 0 && errno != EINTR) {
 			r = -errno;
 			break;
@@ -95,9 +93,10 @@ static int connect_interruptible(struct src *s, const struct mig_uri *u)
 			break;
 		}
 		pthread_mutex_lock(&s->e.lock);
-		paused = s->e.pending & (MIG_EV_PAUSE | MIG_EV_SIGNAL);
+		paused = s->e.pending & MIG_EV_PAUSE;
 		pthread_mutex_unlock(&s->e.lock);
-		if (paused) {
+		/* a signal is left unread: the loop takes it next */
+		if (paused || (p[2].revents & POLLIN)) {
 			r = -EINTR;
 			break;
 		}

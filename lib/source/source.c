@@ -7,7 +7,6 @@
  */
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,31 +19,6 @@
 #include "core/ram.h"
 #include "core/wire.h"
 #include "source/source-int.h"
-
-static struct src *signal_src;
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	if (signal_src) {
-		/* no mutex in a signal handler: an atomic OR of the bit,
-		 * then the (async-signal-safe) eventfd write */
-		__atomic_or_fetch(&signal_src->e.pending, MIG_EV_SIGNAL,
-				  __ATOMIC_SEQ_CST);
-		mig_engine_signal(&signal_src->e);
-	}
-}
-
-static void install_signals(struct src *s)
-{
-	struct sigaction sa = { .sa_handler = on_signal };
-
-	signal_src = s;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
-}
 
 static int attach_guest(struct src *s)
 {
@@ -359,7 +333,6 @@ int mig_source_run(const struct mig_source_opts *o, enum mig_state *final)
 		s->e.link_timeout_ms = o->link_timeout_ms;
 	if (o->notify_url && (r = mig_engine_notify(&s->e, o->notify_url)) < 0)
 		goto out;
-	install_signals(s);
 	ready_fd = o->ready_fd;
 	mig_ready_notify(&ready_fd);
 	s->e.t_start_ns = mig_now_ns();
@@ -376,13 +349,9 @@ int mig_source_run(const struct mig_source_opts *o, enum mig_state *final)
 	*final = s->done_before ? MIG_STATE_COMPLETED : mig_engine_state(&s->e);
 	if (!s->e.t_end_ns)
 		s->e.t_end_ns = mig_now_ns();
-	if (o->summary) {
-		mig_engine_summary(&s->e, stdout);
-		fflush(stdout);
-	}
+	mig_engine_report(&s->e, o->summary);
 	mig_engine_linger(&s->e, o->linger_ms);
 out:
-	signal_src = NULL;
 	mig_engine_fini(&s->e);
 	src_free(s);
 	return r;
