@@ -7,12 +7,12 @@
  */
 #include <dirent.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "base/cli.h"
 #include "core/chan.h"
 #include "tools/client.h"
 #include "base/exitcodes.h"
@@ -24,36 +24,6 @@ static const char *sel_name(const struct mig_client_sel *sel)
 	return sel->name ? sel->name : "default";
 }
 
-static void verror(const char *fmt, va_list ap)
-{
-	char line[1024];
-
-	if (mig_log_level() < MIG_LOG_ERR)
-		return;
-	vsnprintf(line, sizeof(line), fmt, ap);
-	fprintf(stderr, "%s: %s\n", mig_log_prog(), line);
-}
-
-void mig_client_error(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	verror(fmt, ap);
-	va_end(ap);
-}
-
-int mig_client_usage(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	verror(fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "Try '%s --help'.\n", mig_log_prog());
-	return MIG_EXIT_USAGE;
-}
-
 int mig_client_side_parse(const char *s, enum mig_client_side *out)
 {
 	if (!strcmp(s, "source") || !strcmp(s, "send"))
@@ -61,7 +31,23 @@ int mig_client_side_parse(const char *s, enum mig_client_side *out)
 	else if (!strcmp(s, "destination") || !strcmp(s, "recv"))
 		*out = MIG_CLIENT_SIDE_DEST;
 	else
-		return -EINVAL;
+		return mig_cli_usage("--side: '%s' is not source or destination", s);
+	return 0;
+}
+
+int mig_client_select(struct mig_client_sel *sel, const struct mig_cli_args *a,
+		      int argc, char **argv, int first)
+{
+	sel->name = a->name;
+	sel->bus = a->bus;
+	if (first < argc && !sel->name) {
+		if (sel->bus)
+			return mig_cli_usage("--bus and NAME exclude each other: "
+					     "--bus names the bus");
+		sel->name = argv[first++];
+	}
+	if (first < argc)
+		return mig_cli_usage("unexpected argument '%s'", argv[first]);
 	return 0;
 }
 
@@ -96,13 +82,13 @@ int mig_client_resolve(const struct mig_client_sel *sel,
 	if (sel->bus) {
 		if (snprintf(out->t[0].path, sizeof(out->t[0].path), "%s",
 			     sel->bus) >= (int)sizeof(out->t[0].path))
-			return mig_client_usage("--bus: path too long: %s", sel->bus);
+			return mig_cli_usage("--bus: path too long: %s", sel->bus);
 		out->n = 1;
 		return 0;
 	}
 	if (!mig_name_valid(sel_name(sel)))
-		return mig_client_usage("invalid --name '%s' (letters, digits, '.', '_', '-')",
-					sel_name(sel));
+		return mig_cli_usage("invalid --name '%s' (letters, digits, '.', '_', '-')",
+				     sel_name(sel));
 	for (int i = 0; i < 2; i++) {
 		struct mig_client_target *t = &out->t[out->n];
 		int r;
@@ -112,8 +98,8 @@ int mig_client_resolve(const struct mig_client_sel *sel,
 			continue;
 		r = add_target(sel, bus_sides[i], sides[i], t);
 		if (r < 0) {
-			mig_client_error("bus path for '%s': %s", sel_name(sel),
-					 strerror(-r));
+			mig_cli_error("bus path for '%s': %s", sel_name(sel),
+				      strerror(-r));
 			return MIG_EXIT_UNAVAILABLE;
 		}
 		if (r > 0)
@@ -123,9 +109,9 @@ int mig_client_resolve(const struct mig_client_sel *sel,
 	}
 	if (out->n)
 		return 0;
-	mig_client_error("no migration '%s' on this host (no bus at %s%s%s)",
-			 sel_name(sel), missing[0], tried > 1 ? " or " : "",
-			 tried > 1 ? missing[1] : "");
+	mig_cli_error("no migration '%s' on this host (no bus at %s%s%s)",
+		      sel_name(sel), missing[0], tried > 1 ? " or " : "",
+		      tried > 1 ? missing[1] : "");
 	return MIG_EXIT_UNAVAILABLE;
 }
 
@@ -235,12 +221,12 @@ struct mig_qmp *mig_client_connect(const struct mig_client_sel *sel,
 	if (q)
 		return q;
 	if (!sel->bus && (err == ENOENT || err == ECONNREFUSED))
-		mig_client_error("no migration '%s' on this host (no bus at %s)",
-				 sel_name(sel), t->path);
+		mig_cli_error("no migration '%s' on this host (no bus at %s)",
+			      sel_name(sel), t->path);
 	else if (err == EPROTO)
-		mig_client_error("%s: not a mig status bus", t->path);
+		mig_cli_error("%s: not a mig status bus", t->path);
 	else
-		mig_client_error("no bus at %s: %s", t->path, strerror(err));
+		mig_cli_error("no bus at %s: %s", t->path, strerror(err));
 	errno = err;
 	return NULL;
 }
@@ -409,28 +395,40 @@ static int resolve_one(const struct mig_client_sel *sel,
 	int r = mig_client_resolve(sel, ts);
 
 	if (r == 0 && ts->n > 1)
-		return mig_client_usage("both sides of '%s' run on this host: pick one with --side",
-					sel_name(sel));
+		return mig_cli_usage("both sides of '%s' run on this host: pick one with --side",
+				     sel_name(sel));
 	return r;
 }
 
-static int wait_exit(int r, enum mig_state last)
+int mig_client_wait_exit(int r, enum mig_state last)
 {
 	switch (r) {
 	case 0:
 		return MIG_EXIT_OK;
 	case -ETIMEDOUT:
-		mig_client_error("timed out in state %s", mig_state_name(last));
+		mig_cli_error("timed out in state %s", mig_state_name(last));
 		return MIG_EXIT_TIMEOUT;
 	case -ECANCELED:
-		mig_client_error("migration ended: %s", mig_state_name(last));
+		mig_cli_error("migration ended: %s", mig_state_name(last));
 		return MIG_EXIT_FAIL;
 	case -ECONNRESET:
-		mig_client_error("the engine went away (last state %s)",
-				 mig_state_name(last));
+		mig_cli_error("the engine went away (last state %s)",
+			      mig_state_name(last));
 		return MIG_EXIT_UNAVAILABLE;
 	default:
-		mig_client_error("bus: %s", strerror(-r));
+		mig_cli_error("bus: %s", strerror(-r));
+		return mig_exit_of_errno(r);
+	}
+}
+
+int mig_client_exit_of_state(enum mig_state final)
+{
+	switch (final) {
+	case MIG_STATE_COMPLETED:
+		return MIG_EXIT_OK;
+	case MIG_STATE_POSTCOPY_PAUSED:
+		return MIG_EXIT_PAUSED;
+	default:
 		return MIG_EXIT_FAIL;
 	}
 }
@@ -449,12 +447,12 @@ static int pause_on(struct mig_qmp *q, int64_t timeout_ms)
 		r = mig_qmp_execute(q, "migrate-pause", NULL, NULL, desc,
 				    sizeof(desc), MIG_CLIENT_RPC_MS);
 	if (r == -EREMOTEIO) {
-		mig_client_error("%s", desc);
+		mig_cli_error("%s", desc);
 		return MIG_EXIT_FAIL;
 	}
 	if (r == 0)
 		r = mig_client_wait_for(q, &paused, 1, timeout_ms, &st);
-	return wait_exit(r, st);
+	return mig_client_wait_exit(r, st);
 }
 
 int mig_pause_run(const struct mig_client_sel *sel, int64_t timeout_ms)
@@ -519,9 +517,9 @@ static int recover_send(struct mig_qmp *q, const char *listen_uri,
 	r = mig_qmp_execute(q, cmd, args, NULL, desc, sizeof(desc),
 			    MIG_CLIENT_RPC_MS);
 	if (r == -EREMOTEIO)
-		mig_client_error("%s", desc);
+		mig_cli_error("%s", desc);
 	else if (r < 0)
-		mig_client_error("%s: %s", cmd, strerror(-r));
+		mig_cli_error("%s: %s", cmd, strerror(-r));
 	return r;
 }
 
@@ -531,17 +529,17 @@ static int recover_wait(struct mig_qmp *q, struct recover_ctx *rc,
 	int r = mig_client_follow(q, recover_step, rc, timeout_ms);
 
 	if (r == 0 && rc->result == MIG_EXIT_PAUSED)
-		mig_client_error("recovery failed: still postcopy-paused, try again later");
+		mig_cli_error("recovery failed: still postcopy-paused, try again later");
 	if (r == 0)
 		return rc->result;
 	if (r == -ETIMEDOUT) {
-		mig_client_error("timed out in state %s", mig_state_name(rc->last));
+		mig_cli_error("timed out in state %s", mig_state_name(rc->last));
 		return rc->last == MIG_STATE_POSTCOPY_PAUSED ? MIG_EXIT_PAUSED
 							     : MIG_EXIT_TIMEOUT;
 	}
 	if (rc->last == MIG_STATE_COMPLETED)
 		return MIG_EXIT_OK;
-	return wait_exit(r, rc->last);
+	return mig_client_wait_exit(r, rc->last);
 }
 
 static int recover_on(struct mig_qmp *q, const char *listen_uri,
@@ -551,14 +549,14 @@ static int recover_on(struct mig_qmp *q, const char *listen_uri,
 	int r = mig_client_current(q, &rc.last);
 
 	if (r < 0)
-		return wait_exit(r, rc.last);
+		return mig_client_wait_exit(r, rc.last);
 	/* idempotent for cron: running, done or already recovering */
 	if (rc.last == MIG_STATE_POSTCOPY_ACTIVE || rc.last == MIG_STATE_COMPLETED) {
 		mig_info("client", "already %s", mig_state_name(rc.last));
 		return MIG_EXIT_OK;
 	}
 	if (mig_state_terminal(rc.last)) {
-		mig_client_error("migration ended: %s", mig_state_name(rc.last));
+		mig_cli_error("migration ended: %s", mig_state_name(rc.last));
 		return MIG_EXIT_FAIL;
 	}
 	if (rc.last == MIG_STATE_POSTCOPY_RECOVER_SETUP ||
@@ -578,10 +576,10 @@ int mig_recover_run(const struct mig_client_sel *sel, const char *listen_uri,
 	int r;
 
 	if (!listen_uri == !to_uri)
-		return mig_client_usage("give exactly one of --listen and --to");
+		return mig_cli_usage("give exactly one of --listen and --to");
 	if (!mig_client_uri_ok(listen_uri ? listen_uri : to_uri))
-		return mig_client_usage("invalid URI '%s' (tcp:HOST:PORT or unix:PATH)",
-					listen_uri ? listen_uri : to_uri);
+		return mig_cli_usage("invalid URI '%s' (tcp:HOST:PORT or unix:PATH)",
+				     listen_uri ? listen_uri : to_uri);
 	s.side = listen_uri ? MIG_CLIENT_SIDE_DEST : MIG_CLIENT_SIDE_SOURCE;
 	r = mig_client_resolve(&s, &ts);
 	if (r)
@@ -592,12 +590,4 @@ int mig_recover_run(const struct mig_client_sel *sel, const char *listen_uri,
 	r = recover_on(q, listen_uri, to_uri, timeout_ms);
 	mig_qmp_close(q);
 	return r;
-}
-
-bool mig_client_url_ok(const char *url)
-{
-	size_t n = !strncmp(url, "http://", 7) ? 7 :
-		   !strncmp(url, "https://", 8) ? 8 : 0;
-
-	return n && url[n] && url[n] != '/';
 }

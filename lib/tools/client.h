@@ -3,8 +3,9 @@
  * What the small programs (mig-status, mig-pause, mig-recover) share: which
  * bus to talk to (--bus, or --name plus a side; or every bus found in the
  * runtime directory), following a migration's
- * state through the bus's event history and live events, one-line error
- * messages, and the run functions of mig-pause and mig-recover.
+ * state through the bus's event history and live events, the exit status
+ * of a wait and of an engine's final state, and the run functions of
+ * mig-pause and mig-recover. Messages go through base/cli.h.
  *
  * The *_run() functions return an exit status (enum mig_exit), not -errno:
  * for these tools the status is the result (75 "still paused" is not an
@@ -17,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/cli.h"
 #include "bus/bus.h"
 #include "core/state.h"
 
@@ -47,8 +49,17 @@ struct mig_client_targets {
 	size_t n;
 };
 
-/* "source" / "destination" (also "send" / "recv"): -EINVAL otherwise. */
+/* --side: "source" / "destination" (also "send" / "recv"): 0, else a
+ * usage error's exit status (printed). */
 int mig_client_side_parse(const char *s, enum mig_client_side *out);
+/* --name's help in a tool: NAME is also its operand (mig_client_select). */
+#define MIG_CLIENT_NAME_HELP "the migration (also the first argument)"
+
+/* The migration the command line picked: --name or the operand NAME
+ * (argv[first], if any), or --bus, not both. 0 or a usage error's exit
+ * status (printed). */
+int mig_client_select(struct mig_client_sel *sel, const struct mig_cli_args *a,
+		      int argc, char **argv, int first);
 
 /* The bus (or both buses) sel names. --bus is taken as given; with a name,
  * only sockets that exist count, and with no side both may. Prints the
@@ -77,11 +88,6 @@ size_t mig_client_scan_names(const struct mig_client_entry *entries, size_t n);
 struct mig_qmp *mig_client_connect(const struct mig_client_sel *sel,
 				   const struct mig_client_target *t);
 
-/* "prog: message" on stderr (unless -qq). */
-void mig_client_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* A usage error: the line, then "Try 'prog --help'."; returns 64. */
-int mig_client_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
 /* The status of a MIGRATION event; false for other events or unknown names. */
 bool mig_client_event_state(const struct mig_json *ev, enum mig_state *st);
 /* The last state in the history (x-query-events), or query-migrate's status
@@ -105,6 +111,16 @@ int mig_client_follow(struct mig_qmp *q, mig_client_state_fn fn, void *ctx,
 int mig_client_wait_for(struct mig_qmp *q, const enum mig_state *want,
 			size_t nwant, int64_t timeout_ms, enum mig_state *last);
 
+/* The exit status of a wait (mig_client_wait_for(), mig_client_follow())
+ * that returned r, *last the last state seen, with the line saying why:
+ * 124 timed out, 1 ended in another state, 69 the engine went away (its
+ * bus closed: the migration may go on under a new engine, as when there
+ * was no bus at all), else mig_exit_of_errno(). The same in every tool. */
+int mig_client_wait_exit(int r, enum mig_state last);
+/* An engine's exit status for its final state: 0 completed, 75 stopped
+ * while postcopy-paused (the guest is kept), 1 anything else. */
+int mig_client_exit_of_state(enum mig_state final);
+
 /* Parse "a,b,c" state names into want[] (capacity MIG_STATE__COUNT).
  * -EINVAL naming the bad one in bad[]. */
 int mig_client_parse_states(const char *list, enum mig_state *want,
@@ -115,8 +131,6 @@ const char *mig_client_state_list(void);
 /* A syntax check of a URI (tcp:HOST:PORT, unix:PATH) before sending it:
  * a typo is a usage error here, not a failed recovery there. */
 bool mig_client_uri_ok(const char *uri);
-/* An http:// or https:// URL with a host part (--notify). */
-bool mig_client_url_ok(const char *url);
 
 /* mig-pause: migrate-pause, then wait for postcopy-paused. */
 int mig_pause_run(const struct mig_client_sel *sel, int64_t timeout_ms);

@@ -106,7 +106,7 @@ int status_list(const struct mig_status_opts *o, const struct mig_client_entry *
 	struct row *rows = calloc(n, sizeof(*rows));
 
 	if (!rows) {
-		mig_client_error("%s", strerror(ENOMEM));
+		mig_cli_error("%s", strerror(ENOMEM));
 		return MIG_EXIT_FAIL;
 	}
 	for (size_t i = 0; i < n; i++) {

@@ -16,6 +16,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "base/cli.h"
 #include "base/exitcodes.h"
 #include "tools/status-int.h"
 #include "base/util.h"
@@ -398,9 +399,9 @@ static int watch_exit(const struct watcher *ws, size_t n)
 
 	for (size_t i = 0; i < n; i++) {
 		if (ws[i].gone && !(ws[i].seen && mig_state_terminal(ws[i].last))) {
-			mig_client_error("%s: the engine went away", ws[i].side);
-			status = MIG_EXIT_FAIL;
-		} else if (ws[i].last != MIG_STATE_COMPLETED) {
+			mig_cli_error("%s: the engine went away", ws[i].side);
+			status = MIG_EXIT_UNAVAILABLE; /* as mig_client_wait_exit() */
+		} else if (ws[i].last != MIG_STATE_COMPLETED && !status) {
 			status = MIG_EXIT_FAIL;
 		}
 	}
@@ -428,7 +429,7 @@ int status_watch(const struct mig_status_opts *o, const struct mig_client_target
 	if (r == -ETIMEDOUT) {
 		status = MIG_EXIT_TIMEOUT;
 	} else if (r < 0) {
-		mig_client_error("bus: %s", strerror(-r));
+		mig_cli_error("bus: %s", strerror(-r));
 		status = MIG_EXIT_FAIL;
 	} else {
 		status = watch_exit(wt.ws, wt.n);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/cli.h"
 #include "base/exitcodes.h"
 #include "base/log.h"
 #include "tools/status-int.h"
@@ -33,9 +34,9 @@ static struct mig_json *query(const struct mig_status_opts *o,
 			    MIG_CLIENT_RPC_MS);
 	mig_qmp_close(q);
 	if (r == -EREMOTEIO)
-		mig_client_error("query-migrate: %s", desc);
+		mig_cli_error("query-migrate: %s", desc);
 	else if (r < 0)
-		mig_client_error("query-migrate: %s", strerror(-r));
+		mig_cli_error("query-migrate: %s", strerror(-r));
 	*status = r == -ECONNRESET ? MIG_EXIT_UNAVAILABLE : MIG_EXIT_FAIL;
 	return ret;
 }
@@ -82,23 +83,7 @@ static int wait_for(const struct mig_status_opts *o, const struct mig_client_tar
 		return MIG_EXIT_UNAVAILABLE;
 	r = mig_client_wait_for(q, o->want, o->nwant, o->timeout_ms, &last);
 	mig_qmp_close(q);
-	switch (r) {
-	case 0:
-		return MIG_EXIT_OK;
-	case -ETIMEDOUT:
-		mig_client_error("timed out in state %s", mig_state_name(last));
-		return MIG_EXIT_TIMEOUT;
-	case -ECANCELED:
-		mig_client_error("migration ended: %s", mig_state_name(last));
-		return MIG_EXIT_FAIL;
-	case -ECONNRESET:
-		mig_client_error("the engine went away (last state %s)",
-				 mig_state_name(last));
-		return MIG_EXIT_FAIL;
-	default:
-		mig_client_error("bus: %s", strerror(-r));
-		return MIG_EXIT_FAIL;
-	}
+	return mig_client_wait_exit(r, last);
 }
 
 /* implicit_name(): list them all instead of showing one. */
@@ -127,7 +112,7 @@ static int implicit_name(const struct mig_status_opts *o, const char **name,
 
 		if (mig_runtime_dir(dir, sizeof(dir), false) < 0)
 			snprintf(dir, sizeof(dir), "$MIG_RUNTIME_DIR");
-		mig_client_error("no migration on this host (no status bus in %s)", dir);
+		mig_cli_error("no migration on this host (no status bus in %s)", dir);
 		return MIG_EXIT_UNAVAILABLE;
 	}
 	if (names == 1)
@@ -135,7 +120,7 @@ static int implicit_name(const struct mig_status_opts *o, const char **name,
 	if (names <= 1)
 		return 0;
 	if (o->watch || o->nwant)
-		return mig_client_usage("%zu migrations run on this host (%s, %s%s): name one",
+		return mig_cli_usage("%zu migrations run on this host (%s, %s%s): name one",
 					names, (*es)[0].name, (*es)[*n - 1].name,
 					names > 2 ? ", ..." : "");
 	return LIST_ALL;
@@ -164,7 +149,7 @@ int mig_status_run(const struct mig_status_opts *opts)
 	if (o.watch)
 		r = status_watch(&o, &ts);
 	else if (o.nwant && ts.n > 1)
-		r = mig_client_usage("both sides of '%s' run on this host: pick one with --side",
+		r = mig_cli_usage("both sides of '%s' run on this host: pick one with --side",
 				     o.sel.name ? o.sel.name : "default");
 	else if (o.nwant)
 		r = wait_for(&o, &ts.t[0]);
