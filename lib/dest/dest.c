@@ -86,6 +86,8 @@ struct dst {
 	atomic_bool main_closed;    /* the source closed the main channel */
 	int fault_efd;
 
+	int uffd_err;               /* -EPERM: the incoming guest may not use
+				     * userfaultfd; mig_dest_run's result */
 	uint64_t discarded;         /* pages dropped before switchover */
 	bool switched;              /* the guest's state is loaded here */
 	bool running;               /* ...and its vCPUs were started */
@@ -546,6 +548,8 @@ static int start_session(struct dst *d, int fd)
 	if (r < 0) {
 		mig_engine_error(&d->e, "cannot start the incoming guest: %s",
 				 r == -EPERM ? mig_uffd_strerror(r) : strerror(-r));
+		if (r == -EPERM)
+			d->uffd_err = r;
 		return r;
 	}
 	watch_guest(d, pid, true);
@@ -1313,6 +1317,7 @@ int mig_dest_run(const struct mig_dest_opts *o, enum mig_state *final)
 		fflush(stdout);
 	}
 	mig_engine_linger(&d->e, o->linger_ms);
+	r = d->uffd_err;
 out:
 	signal_dst = NULL;
 	dst_close(d);

@@ -35,7 +35,8 @@ struct mig_dest_opts {
  * address. Returns 0 with *final set (see mig_source_run), or -errno when
  * it could not start: -EADDRINUSE (bus or listen address taken), -EINVAL
  * (bad URI), -ENOENT/-ECONNREFUSED (attach: no guest), -EEXIST (a guest
- * this engine must not take over is at guest_ctl). */
+ * this engine must not take over is at guest_ctl); or -EPERM, *final
+ * set too, when the incoming guest was not permitted userfaultfd. */
 int mig_dest_run(const struct mig_dest_opts *o, enum mig_state *final);
 
 #endif
