@@ -328,7 +328,9 @@ static bool wait_step(void *ctx, enum mig_state st, const struct mig_json *ev)
 int mig_client_wait_for(struct mig_qmp *q, const enum mig_state *want,
 			size_t nwant, int64_t timeout_ms, enum mig_state *last)
 {
-	struct wait_ctx w = { .want = want, .nwant = nwant };
+	/* from what the caller knew, should the engine go before it answers */
+	struct wait_ctx w = { .want = want, .nwant = nwant,
+			      .last = last ? *last : MIG_STATE_NONE };
 	int r = mig_client_current(q, &w.last);
 
 	if (r == 0 && !wait_step(&w, w.last, NULL))

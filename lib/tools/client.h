@@ -107,7 +107,8 @@ int mig_client_follow(struct mig_qmp *q, mig_client_state_fn fn, void *ctx,
 
 /* Wait until the state is one of want (0, at once if it already is);
  * -ECANCELED if it reached a terminal state not in want; -ETIMEDOUT;
- * -ECONNRESET if the bus went away. *last: the last state seen. */
+ * -ECONNRESET if the bus went away. *last: the last state seen (on entry:
+ * the last one known, if any: it stays if the engine goes first). */
 int mig_client_wait_for(struct mig_qmp *q, const enum mig_state *want,
 			size_t nwant, int64_t timeout_ms, enum mig_state *last);
 
