@@ -19,7 +19,7 @@
 #define MAX_OPTS 48
 /* --linger and --link-timeout: an hour is longer than any use of them. */
 #define MAX_SECONDS_MS 3600000
-/* --link-timeout: below this a heartbeat (MIG_HEARTBEAT_MS) could be late. */
+/* --link-timeout: below 0.1 s any scheduling delay would break a link. */
 #define MIN_LINK_TIMEOUT_MS 100
 
 static const struct mig_cli_opt commons[MIG_CLI__COUNT] = {
