@@ -66,13 +66,13 @@ static int opt(void *ctx, int c, const char *arg)
 		if (mig_parse_size(arg, &a->o.ram_bytes) < 0 || !a->o.ram_bytes ||
 		    a->o.ram_bytes % MIG_PAGE_SIZE ||
 		    a->o.ram_bytes > MIG_WORKLOAD_MAX_RAM_BYTES)
-			return mig_cli_usage("--ram: '%s' is not a non-zero multiple of "
+			return mig_cli_usage("--ram '%s' is not a non-zero multiple of "
 					     "4K up to 1T", arg);
 		break;
 	case OPT_WORKLOAD: a->o.workload = arg; break;
 	case OPT_VCPUS:
 		if (mig_parse_ulong(arg, 1, MIG_WORKLOAD_MAX_VCPUS, &v) < 0)
-			return mig_cli_usage("--vcpus: '%s' is not a number from 1 to %u",
+			return mig_cli_usage("--vcpus '%s' is not a number from 1 to %u",
 					     arg, MIG_WORKLOAD_MAX_VCPUS);
 		a->o.vcpus = (unsigned)v;
 		break;
@@ -81,13 +81,13 @@ static int opt(void *ctx, int c, const char *arg)
 	case 'p':
 		if (mig_parse_ulong(arg, 0, MIG_WORKLOAD_MAX_RAM_BYTES / MIG_PAGE_SIZE - 1,
 				    &v) < 0)
-			return mig_cli_usage("--page: '%s' is not a page number", arg);
+			return mig_cli_usage("--page '%s' is not a page number", arg);
 		a->c.page = v;
 		a->page_set = true;
 		break;
 	case 'u':
 		if (mig_uuid_parse(arg, a->c.uuid) < 0)
-			return mig_cli_usage("--uuid: '%s' is not a UUID", arg);
+			return mig_cli_usage("--uuid '%s' is not a UUID", arg);
 		a->uuid_set = true;
 		break;
 	}
@@ -163,7 +163,7 @@ static int check_args(struct args *a, int argc, char **argv, int first)
 	if (!a->o.ram_bytes)
 		return mig_cli_usage("--ram SIZE is required");
 	if (a->o.workload && mig_workload_parse(a->o.workload, &spec) < 0)
-		return mig_cli_usage("--workload: '%s' is not a workload (%s)",
+		return mig_cli_usage("--workload '%s' is not a workload (%s)",
 				     a->o.workload, mig_workload_names());
 	return 0;
 }

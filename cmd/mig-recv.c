@@ -39,7 +39,7 @@ static int opt(void *ctx, int c, const char *arg)
 	switch (c) {
 	case 'l':
 		if (!mig_client_uri_ok(arg))
-			return mig_cli_usage("--listen: '%s' is not tcp:HOST:PORT or "
+			return mig_cli_usage("--listen '%s' is not tcp:HOST:PORT or "
 					     "unix:PATH", arg);
 		o->listen = arg;
 		break;

@@ -71,7 +71,7 @@ static int opt(void *ctx, int c, const char *arg)
 	case 'g': o->guest_ctl = arg; break;
 	case 'T':
 		if (!mig_client_uri_ok(arg))
-			return mig_cli_usage("--to: '%s' is not tcp:HOST:PORT or unix:PATH",
+			return mig_cli_usage("--to '%s' is not tcp:HOST:PORT or unix:PATH",
 					     arg);
 		o->to = arg;
 		break;
@@ -80,13 +80,13 @@ static int opt(void *ctx, int c, const char *arg)
 	case OPT_PRECOPY_ONLY: o->policy.kind = MIG_SWITCH_NEVER; break;
 	case OPT_AFTER:
 		if (mig_precopy_parse_after(arg, &o->policy) < 0)
-			return mig_cli_usage("--postcopy-after: '%s' is not a number of "
+			return mig_cli_usage("--postcopy-after '%s' is not a number of "
 					     "passes, or seconds as 2.5s", arg);
 		break;
 	case OPT_DIGEST: o->digest = true; break;
 	case OPT_DOWNTIME:
 		if (mig_parse_ulong(arg, 0, 2000000, &ul) < 0)
-			return mig_cli_usage("--downtime-limit: '%s' is not a number of "
+			return mig_cli_usage("--downtime-limit '%s' is not a number of "
 					     "milliseconds", arg);
 		o->downtime_limit_ms = ul;
 		break;
@@ -94,12 +94,12 @@ static int opt(void *ctx, int c, const char *arg)
 	case OPT_COMPRESS: o->compress = true; break;
 	case OPT_MAXBW:
 		if (mig_parse_size(arg, &o->max_bandwidth) < 0)
-			return mig_cli_usage("--max-bandwidth: '%s' is not bytes/s "
+			return mig_cli_usage("--max-bandwidth '%s' is not bytes/s "
 					     "(K/M/G)", arg);
 		break;
 	case OPT_UUID:
 		if (mig_uuid_parse(arg, uuid) < 0)
-			return mig_cli_usage("--uuid: '%s' is not a UUID", arg);
+			return mig_cli_usage("--uuid '%s' is not a UUID", arg);
 		o->uuid = arg;
 		break;
 	}

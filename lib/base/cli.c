@@ -189,7 +189,7 @@ static int seconds(const char *opt, const char *arg, int64_t min_ms,
 	if (max_ms >= 0)
 		snprintf(range, sizeof(range), " from %g to %g", min_ms / 1000.0,
 			 max_ms / 1000.0);
-	return mig_cli_usage("--%s: '%s' is not a number of seconds%s", opt, arg,
+	return mig_cli_usage("--%s '%s' is not a number of seconds%s", opt, arg,
 			     range);
 }
 
@@ -204,7 +204,7 @@ static int common_opt(const struct mig_cli *cli, int c, const char *arg,
 	switch (c) {
 	case MIG_CLI_NAME:
 		if (!mig_name_valid(arg))
-			return mig_cli_usage("--name: '%s' is not a name (at most 64 "
+			return mig_cli_usage("--name '%s' is not a name (at most 64 "
 					     "letters, digits, '.', '_', '-')", arg);
 		a->name = arg;
 		break;
@@ -221,7 +221,7 @@ static int common_opt(const struct mig_cli *cli, int c, const char *arg,
 		/* only what the webhook module can deliver: a typo is a usage
 		 * error before anything starts */
 		if (!url_ok(arg))
-			return mig_cli_usage("--notify: '%s' is not an http:// or "
+			return mig_cli_usage("--notify '%s' is not an http:// or "
 					     "https:// URL", arg);
 		a->notify_url = arg;
 		break;
@@ -231,7 +231,7 @@ static int common_opt(const struct mig_cli *cli, int c, const char *arg,
 		break;
 	case MIG_CLI_READY_FD:
 		if (mig_parse_ulong(arg, 0, 1 << 20, &ul) < 0 || fcntl((int)ul, F_GETFD) < 0)
-			return mig_cli_usage("--ready-fd: '%s' is not an open file "
+			return mig_cli_usage("--ready-fd '%s' is not an open file "
 					     "descriptor", arg);
 		a->ready_fd = (int)ul;
 		break;

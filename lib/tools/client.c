@@ -31,7 +31,7 @@ int mig_client_side_parse(const char *s, enum mig_client_side *out)
 	else if (!strcmp(s, "destination") || !strcmp(s, "recv"))
 		*out = MIG_CLIENT_SIDE_DEST;
 	else
-		return mig_cli_usage("--side: '%s' is not source or destination", s);
+		return mig_cli_usage("--side '%s' is not source or destination", s);
 	return 0;
 }
 

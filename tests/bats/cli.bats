@@ -75,22 +75,22 @@ short_pairs() {
 		usage_error "$p" -n
 		[[ ${lines[0]} == *"option '-n' needs an argument"* ]]
 		usage_error "$p" --name 'bad/name'
-		[[ ${lines[0]} == *"--name: 'bad/name' is not a name"* ]]
+		[[ ${lines[0]} == *"--name 'bad/name' is not a name"* ]]
 	done
 	usage_error mig-send --guest g --to unix:x --linger 5000
-	[[ ${lines[0]} == *"--linger: '5000' is not a number of seconds from 0 to 3600"* ]]
+	[[ ${lines[0]} == *"--linger '5000' is not a number of seconds from 0 to 3600"* ]]
 	usage_error mig-recv --listen unix:x --link-timeout 0.01
-	[[ ${lines[0]} == *"--link-timeout: '0.01'"* ]]
+	[[ ${lines[0]} == *"--link-timeout '0.01'"* ]]
 	usage_error mig-recv --listen unix:x --notify ftp://x
-	[[ ${lines[0]} == *"--notify: 'ftp://x' is not an http:// or https:// URL"* ]]
+	[[ ${lines[0]} == *"--notify 'ftp://x' is not an http:// or https:// URL"* ]]
 	usage_error mig-guest --ctl "$T/g.ctl" --ram 4M --ready-fd 57
-	[[ ${lines[0]} == *"--ready-fd: '57' is not an open file descriptor"* ]]
+	[[ ${lines[0]} == *"--ready-fd '57' is not an open file descriptor"* ]]
 	usage_error mig-status --timeout soon
-	[[ ${lines[0]} == *"--timeout: 'soon' is not a number of seconds"* ]]
+	[[ ${lines[0]} == *"--timeout 'soon' is not a number of seconds"* ]]
 	usage_error mig-pause one two
 	[[ ${lines[0]} == *"unexpected argument 'two'"* ]]
 	usage_error mig-status --side left
-	[[ ${lines[0]} == *"--side: 'left' is not source or destination"* ]]
+	[[ ${lines[0]} == *"--side 'left' is not source or destination"* ]]
 }
 
 @test "options that exclude each other are refused with both named" {
