@@ -77,12 +77,20 @@ BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(B)/bench/%)
 all: check-deps $(BINS) $(HELPER_BINS)
 
 help:
-	@echo "make            build the programs into $(B)/bin"
+	@echo "make, make all  build the programs into $(B)/bin"
 	@echo "make deps       install missing build/test dependencies (apt-get, as root)"
+	@echo "make check-deps fail unless the build dependencies are present"
 	@echo "make demo       migrate a 512 MiB guest over loopback with postcopy"
-	@echo "make check      unit tests, bats integration tests, man page lint, headers"
+	@echo "make check      unit tests, headers, man page lint, bats integration tests"
+	@echo "make unit       the unit tests (cmocka) only"
+	@echo "make headers    check every lib/*/*.h compiles on its own"
+	@echo "make manlint    lint the man pages (mandoc)"
+	@echo "make bats       the integration tests (bats) only"
 	@echo "make bench      benchmarks (not part of check)"
 	@echo "make install    PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)"
+	@echo "make uninstall  remove what install put there"
+	@echo "make clean      remove build/"
+	@echo "make help       this list"
 	@echo "options: WERROR=1 SANITIZE=1 V=1"
 
 # Which dependencies are missing, as Debian package names.
