@@ -65,7 +65,7 @@ echo "== destination listening on tcp:127.0.0.1:$port"
 mig-recv --name demo --listen "tcp:127.0.0.1:$port" --guest-ctl "$dir/dst.ctl" \
 	--summary --linger 1 --ready-fd 3 3>"$dir/mig-recv.ready" >"$dir/mig-recv.log" 2>&1 &
 recv_pid=$!
-pids+=($recv_pid)
+pids+=("$recv_pid")
 wait_ready mig-recv
 
 echo "== migrating (postcopy)"
@@ -74,12 +74,12 @@ echo "== migrating (postcopy)"
 mig-send --name demo --guest "$dir/src.ctl" --to "tcp:127.0.0.1:$port" --postcopy \
 	--summary --linger 1 --ready-fd 3 3>"$dir/mig-send.ready" >"$dir/mig-send.log" 2>&1 &
 send_pid=$!
-pids+=($send_pid)
+pids+=("$send_pid")
 wait_ready mig-send
 # both sides run here: one watcher follows both buses until both have ended
 mig-status --name demo --watch >"$dir/events" 2>&1 &
 watch_pid=$!
-pids+=($watch_pid)
+pids+=("$watch_pid")
 send_rc=0 recv_rc=0
 wait "$send_pid" || send_rc=$?
 wait "$recv_pid" || recv_rc=$?
@@ -90,8 +90,9 @@ echo "== both sides' events, in time order"
 LC_ALL=C sort -s -k1,1 "$dir/events"
 echo "== summary"
 cat "$dir/mig-recv.log" "$dir/mig-send.log"
-[ "$send_rc" -eq 0 ] && [ "$recv_rc" -eq 0 ] ||
+if [ "$send_rc" -ne 0 ] || [ "$recv_rc" -ne 0 ]; then
 	fail "the migration failed (mig-send exit $send_rc, mig-recv exit $recv_rc); the guest is not verified"
+fi
 
 echo "== the guest runs on the destination"
 p1=$(progress "$dir/dst.ctl")
