@@ -91,7 +91,7 @@ help:
 	@echo "make uninstall  remove what install put there"
 	@echo "make clean      remove build/"
 	@echo "make help       this list"
-	@echo "options: WERROR=1 SANITIZE=1 V=1"
+	@echo "options: WERROR=1, SANITIZE=1 (ASan+UBSan), SANITIZE=thread (TSan), V=1"
 
 # Which dependencies are missing, as Debian package names.
 missing_pkgs = $(strip $(foreach p,$(PKGS) cmocka,$(if $(shell $(PKG_CONFIG) --exists $(p) 2>/dev/null && echo y),,$(DEB_$(p)))) \
