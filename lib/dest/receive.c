@@ -1,0 +1,283 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The destination's receivers: one thread per source channel reads its
+ * messages and places the pages that arrive, through the memfd before
+ * switchover and through the userfaultfd after it. Only main carries
+ * commands (DISCARD, SWITCHOVER, EOS, RESUME, CANCEL).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/latency.h"
+#include "base/log.h"
+#include "base/util.h"
+#include "core/compress.h"
+#include "core/ram.h"
+#include "core/uffd.h"
+#include "core/wire.h"
+#include "dest/dest-int.h"
+
+int dst_alloc_pages(struct dst *d)
+{
+	d->npages = d->e.ram_bytes / MIG_PAGE_SIZE;
+	d->received = mig_bitmap_new(d->npages);
+	d->requested = mig_bitmap_new(d->npages);
+	d->fault_ns = calloc(d->npages, sizeof(*d->fault_ns));
+	d->e.lat = mig_latency_new();
+	return d->received && d->requested && d->fault_ns && d->e.lat ? 0 : -ENOMEM;
+}
+
+/* Bookkeeping after pages [first, first+n) are present. */
+static void mark_present(struct dst *d, uint64_t first, uint64_t n)
+{
+	uint64_t now = mig_now_ns();
+
+	for (uint64_t p = first; p < first + n; p++) {
+		uint64_t t;
+
+		if (mig_bitmap_set(d->received, p))
+			continue;
+		d->e.st.present++;
+		t = atomic_exchange(&d->fault_ns[p], 0);
+		if (t)
+			mig_latency_add(d->e.lat, now - t);
+	}
+	if (d->e.st.present == d->npages &&
+	    !atomic_exchange(&d->complete_posted, true))
+		mig_engine_post(&d->e, MIG_EV_COMPLETE);
+}
+
+/* Before switchover the guest has not run here: a page sent again (it was
+ * dirtied on the source) must replace the copy we hold, which UFFDIO_COPY
+ * refuses to do. Writing the memfd directly is safe while nothing runs on
+ * it, and leaves the page present, as the guest needs it. */
+static int write_precopy(struct dst *d, uint64_t off, const uint8_t *src,
+			 size_t len)
+{
+	int r = 0;
+
+	if (!src) {
+		/* zero pages: drop whatever is there, then allocate zeroes */
+		if (fallocate(d->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			      (off_t)off, (off_t)len) < 0 ||
+		    fallocate(d->memfd, 0, (off_t)off, (off_t)len) < 0)
+			r = -errno;
+		return r;
+	}
+	while (len) {
+		ssize_t n = pwrite(d->memfd, src, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		src += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int place(struct dst *d, const struct mig_pages *pg, uint8_t *scratch)
+{
+	size_t len = (size_t)pg->npages * MIG_PAGE_SIZE;
+	uint64_t dst = d->base + pg->offset;
+	const uint8_t *src = pg->data;
+	bool zero = pg->flags & MIG_PAGES_ZERO;
+	long r;
+
+	if (pg->flags & MIG_PAGES_LZ4) {
+		if (mig_decompress(pg->data, pg->datalen, scratch, len) < 0)
+			return -EBADMSG;
+		src = scratch;
+	}
+	if (!atomic_load(&d->guest_started))
+		r = write_precopy(d, pg->offset, zero ? NULL : src, len);
+	/* never through a mapping of our own once the guest runs: it would
+	 * not fault and could read a half-written page; UFFDIO_COPY places
+	 * it atomically and wakes whoever waits for it */
+	else if (zero)
+		r = mig_uffd_zeropage(d->uffd, dst, len);
+	else
+		r = mig_uffd_copy(d->uffd, dst, src, len);
+	if (r < 0 && atomic_load(&d->complete_posted))
+		return 0; /* every page is here: a late duplicate, nothing lost */
+	if (r < 0) {
+		mig_err("uffd", "placing %u pages at 0x%llx: %s", pg->npages,
+			(unsigned long long)dst, mig_uffd_strerror((int)r));
+		return (int)r;
+	}
+	if (zero)
+		d->e.st.zero += pg->npages;
+	else
+		d->e.st.normal += pg->npages;
+	mark_present(d, pg->offset / MIG_PAGE_SIZE, pg->npages);
+	return 0;
+}
+
+/* The source's copy changed after it sent us this one, and will not be sent
+ * again before the guest runs here: drop ours, so the guest faults on it
+ * and it is fetched fresh. */
+static int discard(struct dst *d, const uint8_t *buf, uint32_t len)
+{
+	struct mig_req rq;
+	uint64_t first;
+	int r = mig_wire_dec_req(buf, len, d->e.ram_bytes, &rq);
+
+	if (r < 0)
+		return r;
+	if (atomic_load(&d->guest_started))
+		return -EBADMSG; /* only ever before switchover */
+	if (fallocate(d->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)rq.offset, (off_t)rq.npages * MIG_PAGE_SIZE) < 0)
+		return -errno;
+	first = rq.offset / MIG_PAGE_SIZE;
+	for (uint64_t p = first; p < first + rq.npages; p++)
+		if (mig_bitmap_clear(d->received, p))
+			d->e.st.present--;
+	d->discarded += rq.npages;
+	atomic_store(&d->complete_posted, false);
+	return 0;
+}
+
+static void take_blob(struct dst *d, const uint8_t *buf, uint32_t len)
+{
+	uint8_t *copy = malloc(len);
+
+	if (!copy)
+		return;
+	memcpy(copy, buf, len);
+	pthread_mutex_lock(&d->blob_lock);
+	free(d->blob);
+	d->blob = copy;
+	d->blob_len = len;
+	pthread_mutex_unlock(&d->blob_lock);
+	mig_engine_post(&d->e, MIG_EV_SWITCH);
+}
+
+/* One message from a source channel. Only main carries commands. */
+static int handle_msg(struct dst *d, enum mig_chan_slot c, uint32_t type,
+		      const uint8_t *buf, uint32_t len, uint8_t *scratch)
+{
+	struct mig_pages pg;
+	int r;
+
+	if (type == MIG_MSG_PAGES) {
+		r = mig_wire_dec_pages(buf, len, d->e.ram_bytes, &pg);
+		return r < 0 ? r : place(d, &pg, scratch);
+	}
+	if (type == MIG_MSG_PING)
+		return 0;
+	if (c != MIG_CHAN_MAIN)
+		return -EBADMSG;
+	switch (type) {
+	case MIG_MSG_SWITCHOVER:
+		atomic_store(&d->guest_started, true);
+		take_blob(d, buf, len);
+		return 0;
+	case MIG_MSG_DISCARD:
+		return discard(d, buf, len);
+	case MIG_MSG_EOS:
+		mig_info("rx", "source has sent every page");
+		return 0;
+	case MIG_MSG_RESUME:
+		mig_engine_post(&d->e, MIG_EV_RESUMED);
+		return 0;
+	case MIG_MSG_CANCEL:
+		mig_engine_post(&d->e, MIG_EV_CANCEL);
+		return 1;
+	default:
+		return -EBADMSG;
+	}
+}
+
+struct rx_arg {
+	struct dst *d;
+	enum mig_chan_slot c;
+};
+
+static void *rx_main(void *arg)
+{
+	struct rx_arg *a = arg;
+	struct dst *d = a->d;
+	enum mig_chan_slot c = a->c;
+	int fd = d->e.chan_fd[c];
+	uint8_t *buf = malloc(MIG_WIRE_MAX_PAYLOAD);
+	uint8_t *scratch = malloc(MIG_WIRE_MAX_RUN_PAGES * MIG_PAGE_SIZE);
+	int r = buf && scratch ? 0 : -ENOMEM;
+
+	free(a);
+	if (c == MIG_CHAN_MAIN)
+		mig_thread_bulk();
+	while (r == 0 && !atomic_load(&d->stop_rx)) {
+		uint32_t type, len;
+
+		r = mig_wire_recv(fd, &type, buf, MIG_WIRE_MAX_PAYLOAD, &len);
+		if (r == 0) {
+			d->e.st.bytes += MIG_WIRE_HDR_BYTES + len;
+			r = handle_msg(d, c, type, buf, len, scratch);
+		}
+		if (r == -EBADMSG || r == -ERANGE)
+			mig_err("wire", "%s channel: malformed %s message",
+				c ? "preempt" : "main", mig_wire_type_name(type));
+	}
+	if (c == MIG_CHAN_MAIN)
+		atomic_store(&d->main_closed, true);
+	if (r < 0 && !atomic_load(&d->stop_rx) &&
+	    mig_engine_state(&d->e) != MIG_STATE_COMPLETED) {
+		mig_warn("link", "%s channel: %s", c ? "preempt" : "main",
+			 strerror(-r));
+		mig_engine_post(&d->e, MIG_EV_LINK_DOWN);
+	} else if (c == MIG_CHAN_MAIN) {
+		mig_engine_signal(&d->e); /* completed: the loop may end now */
+	}
+	free(buf);
+	free(scratch);
+	return NULL;
+}
+
+int dst_start_rx(struct dst *d, enum mig_chan_slot c)
+{
+	struct rx_arg *a = malloc(sizeof(*a));
+	int r;
+
+	if (!a)
+		return -ENOMEM;
+	a->d = d;
+	a->c = c;
+	atomic_store(&d->stop_rx, false);
+	if (c == MIG_CHAN_MAIN)
+		atomic_store(&d->main_closed, false);
+	r = pthread_create(&d->rx_thr[c], NULL, rx_main, a);
+	if (r) {
+		free(a);
+		return -r;
+	}
+	d->rx_on[c] = true;
+	return 0;
+}
+
+void dst_stop_rx(struct dst *d)
+{
+	atomic_store(&d->stop_rx, true);
+	mig_engine_kick_all(&d->e);
+	for (int c = 0; c < MIG_CHAN__COUNT; c++) {
+		if (d->rx_on[c])
+			pthread_join(d->rx_thr[c], NULL);
+		d->rx_on[c] = false;
+	}
+	pthread_mutex_lock(&d->rp_lock);
+	d->link_up = false;
+	pthread_mutex_unlock(&d->rp_lock);
+	for (int c = 0; c < MIG_CHAN__COUNT; c++) {
+		int fd = mig_engine_get_chan(&d->e, c);
+
+		mig_engine_set_chan(&d->e, c, -1);
+		if (fd >= 0)
+			close(fd);
+	}
+}

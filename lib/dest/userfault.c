@@ -1,0 +1,124 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The destination's fault thread and return path: a vCPU touching a page
+ * not here yet faults through the guest's userfaultfd; the fault thread
+ * reads it and asks the source for that page on the return path (main,
+ * reversed), which also carries our heartbeat, RESUME_ACK and COMPLETE.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "base/util.h"
+#include "core/ram.h"
+#include "core/uffd.h"
+#include "core/wire.h"
+#include "dest/dest-int.h"
+
+/* The return path: one writer at a time, and nothing while the link is
+ * down (-ENOTCONN). */
+int dst_rp_send(struct dst *d, uint32_t type, const void *p, size_t len)
+{
+	int r = -ENOTCONN;
+
+	pthread_mutex_lock(&d->rp_lock);
+	if (d->link_up)
+		r = mig_wire_send(d->e.chan_fd[MIG_CHAN_MAIN], type, p, len);
+	pthread_mutex_unlock(&d->rp_lock);
+	return r;
+}
+
+int dst_send_req(struct dst *d, uint64_t page)
+{
+	struct mig_req rq = { .offset = page * MIG_PAGE_SIZE, .npages = 1 };
+	uint8_t buf[MIG_REQ_BYTES];
+
+	return dst_rp_send(d, MIG_MSG_REQ, buf, mig_wire_enc_req(buf, &rq));
+}
+
+static void on_fault(struct dst *d, uint64_t addr)
+{
+	uint64_t page;
+
+	if (addr < d->base || addr >= d->base + d->e.ram_bytes)
+		return;
+	page = (addr - d->base) / MIG_PAGE_SIZE;
+	if (mig_bitmap_test(d->received, page)) {
+		/* placed between the fault and now: just wake the vCPU */
+		mig_uffd_wake(d->uffd, addr, MIG_PAGE_SIZE);
+		return;
+	}
+	if (mig_bitmap_set(d->requested, page))
+		return; /* another vCPU asked already */
+	atomic_store(&d->fault_ns[page], mig_now_ns());
+	d->e.st.requests++;
+	/* while the link is down the bit stays set and the request is sent
+	 * again once a recovery resumes */
+	dst_send_req(d, page);
+}
+
+static void *fault_main(void *arg)
+{
+	struct dst *d = arg;
+	struct pollfd p[2] = { { .fd = d->uffd, .events = POLLIN },
+			       { .fd = d->fault_efd, .events = POLLIN } };
+
+	while (!atomic_load(&d->stop_fault)) {
+		uint64_t addr;
+		int r;
+
+		if (poll(p, 2, -1) < 0 && errno != EINTR)
+			break;
+		while ((r = mig_uffd_read_fault(d->uffd, &addr)) > 0)
+			on_fault(d, addr);
+		if (r < 0) {
+			mig_err("uffd", "reading faults: %s", mig_uffd_strerror(r));
+			break;
+		}
+	}
+	return NULL;
+}
+
+/* Serve the guest's userfaults from now on, until dst_stop_fault. */
+int dst_start_fault(struct dst *d)
+{
+	int r = pthread_create(&d->fault_thr, NULL, fault_main, d);
+
+	if (r)
+		return -r;
+	d->fault_on = true;
+	return 0;
+}
+
+void dst_stop_fault(struct dst *d)
+{
+	uint64_t one = 1;
+
+	if (!d->fault_on)
+		return;
+	atomic_store(&d->stop_fault, true);
+	if (write(d->fault_efd, &one, sizeof(one)) < 0) {
+		/* counter full: the thread is awake anyway */
+	}
+	pthread_join(d->fault_thr, NULL);
+	d->fault_on = false;
+}
+
+void dst_heartbeat(struct dst *d, uint64_t *last_ns)
+{
+	uint8_t buf[8];
+	uint64_t now = mig_now_ns();
+
+	if (now - *last_ns < MIG_HEARTBEAT_MS * 1000000ull)
+		return;
+	*last_ns = now;
+	if (pthread_mutex_trylock(&d->rp_lock))
+		return; /* a request is going out: that is a heartbeat */
+	if (d->link_up &&
+	    mig_wire_send(d->e.chan_fd[MIG_CHAN_MAIN], MIG_MSG_PING, buf,
+			  mig_wire_enc_u64(buf, 0)) < 0)
+		mig_engine_post(&d->e, MIG_EV_LINK_DOWN);
+	pthread_mutex_unlock(&d->rp_lock);
+}
