@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,8 +201,9 @@ static int default_guest_ctl(struct dst *d, const struct mig_dest_opts *o)
  * guest's end. */
 static unsigned poll_once(struct dst *d, int timeout_ms)
 {
-	struct pollfd p[4 + MAX_PENDING];
-	int n = 0, idx[MAX_PENDING];
+	enum { LISTEN = MIG_ENGINE_NPOLL, RESUME, GUEST, FIXED };
+	struct pollfd p[FIXED + MAX_PENDING];
+	int n = FIXED, idx[MAX_PENDING];
 
 	pthread_mutex_lock(&d->e.lock);
 	if (d->new_rfd >= 0) {
@@ -214,29 +214,29 @@ static unsigned poll_once(struct dst *d, int timeout_ms)
 	}
 	pthread_mutex_unlock(&d->e.lock);
 
-	p[n++] = (struct pollfd){ .fd = d->e.efd, .events = POLLIN };
-	p[n++] = (struct pollfd){ .fd = d->lfd, .events = POLLIN };
-	p[n++] = (struct pollfd){ .fd = d->rfd, .events = POLLIN };
-	p[n++] = (struct pollfd){ .fd = d->pidfd, .events = POLLIN };
+	mig_engine_pollfds(&d->e, p);
+	p[LISTEN] = (struct pollfd){ .fd = d->lfd, .events = POLLIN };
+	p[RESUME] = (struct pollfd){ .fd = d->rfd, .events = POLLIN };
+	p[GUEST] = (struct pollfd){ .fd = d->pidfd, .events = POLLIN };
 	for (int i = 0; i < MAX_PENDING; i++) {
 		if (d->pend[i].fd < 0)
 			continue;
-		idx[n - 4] = i;
+		idx[n - FIXED] = i;
 		p[n++] = (struct pollfd){ .fd = d->pend[i].fd, .events = POLLIN };
 	}
 	if (poll(p, n, timeout_ms) > 0) {
-		if (p[3].revents)
+		if (p[GUEST].revents)
 			dst_guest_gone(d);
-		for (int i = 4; i < n; i++)
+		for (int i = FIXED; i < n; i++)
 			if (p[i].revents)
-				dst_read_pending(d, &d->pend[idx[i - 4]]);
-		if (p[1].revents)
+				dst_read_pending(d, &d->pend[idx[i - FIXED]]);
+		if (p[LISTEN].revents)
 			dst_add_pending(d, d->lfd, false);
-		if (p[2].revents)
+		if (p[RESUME].revents)
 			dst_add_pending(d, d->rfd, true);
 	}
 	dst_expire_pending(d);
-	return mig_engine_wait(&d->e, 0);
+	return mig_engine_take(&d->e);
 }
 
 /* SWITCHOVER arrived: load the guest's state; it runs on RESUME. */
@@ -284,6 +284,7 @@ static void complete(struct dst *d)
 	/* COMPLETE first: every page is here, so nothing faults any more, and
 	 * releasing the uffd (a walk of all guest RAM) need not count as
 	 * downtime on the source */
+	atomic_store(&d->all_here, true);
 	d->source_told = dst_rp_send(d, MIG_MSG_COMPLETE, NULL, 0) == 0;
 	dst_stop_fault(d);
 	r = mig_guest_incoming_done(d->guest);
@@ -373,22 +374,9 @@ static void loop(struct dst *d)
 	}
 }
 
-static struct dst *signal_dst;
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	if (signal_dst) {
-		__atomic_or_fetch(&signal_dst->e.pending, MIG_EV_SIGNAL,
-				  __ATOMIC_SEQ_CST);
-		mig_engine_signal(&signal_dst->e);
-	}
-}
-
 int mig_dest_run(const struct mig_dest_opts *o, enum mig_state *final)
 {
 	struct dst *d = calloc(1, sizeof(*d));
-	struct sigaction sa = { .sa_handler = on_signal };
 	struct mig_guest_info gi = { .pid = 0 };
 	int r, ready_fd, attach = 0;
 
@@ -405,11 +393,6 @@ int mig_dest_run(const struct mig_dest_opts *o, enum mig_state *final)
 		r = take_over(d);
 	if (r < 0)
 		goto out;
-	signal_dst = d;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
 	if (!attach) {
 		d->e.t_start_ns = mig_now_ns();
 		mig_engine_move(&d->e, MIG_STATE_SETUP);
@@ -420,14 +403,10 @@ int mig_dest_run(const struct mig_dest_opts *o, enum mig_state *final)
 	*final = mig_engine_state(&d->e);
 	if (!d->e.t_end_ns)
 		d->e.t_end_ns = mig_now_ns();
-	if (o->summary) {
-		mig_engine_summary(&d->e, stdout);
-		fflush(stdout);
-	}
+	mig_engine_report(&d->e, o->summary);
 	mig_engine_linger(&d->e, o->linger_ms);
 	r = d->uffd_err;
 out:
-	signal_dst = NULL;
 	dst_close(d);
 	if (d->e.sm)
 		mig_engine_fini(&d->e);

@@ -227,8 +227,7 @@ static void *rx_main(void *arg)
 	}
 	if (c == MIG_CHAN_MAIN)
 		atomic_store(&d->main_closed, true);
-	if (r < 0 && !atomic_load(&d->stop_rx) &&
-	    mig_engine_state(&d->e) != MIG_STATE_COMPLETED) {
+	if (r < 0 && !atomic_load(&d->stop_rx) && !atomic_load(&d->all_here)) {
 		mig_warn("link", "%s channel: %s", c ? "preempt" : "main",
 			 strerror(-r));
 		mig_engine_post(&d->e, MIG_EV_LINK_DOWN);
