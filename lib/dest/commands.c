@@ -48,6 +48,7 @@ static void dst_query(struct mig_engine *e, struct mig_json *ret)
 	struct dst *d = e->ctx;
 	struct mig_latency_summary s;
 	struct mig_json *lat;
+	pid_t pid;
 
 	if (!d->e.lat)
 		return;
@@ -64,6 +65,10 @@ static void dst_query(struct mig_engine *e, struct mig_json *ret)
 	mig_json_add_double(ret, "postcopy-blocktime", s.sum_ns / 1e6);
 	if (d->guest_ctl[0])
 		mig_json_add_str(ret, "guest-ctl", d->guest_ctl);
+	/* the guest we spawned or took over, for whoever must find it */
+	pid = d->guest_pid;
+	if (pid > 0)
+		mig_json_add_int(ret, "guest-pid", pid);
 }
 
 const struct mig_engine_ops dst_ops = {

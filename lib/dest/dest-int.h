@@ -59,7 +59,7 @@ struct dst {
 	bool have_migration;        /* the first hello fixed the UUID */
 
 	struct mig_guest *guest;
-	pid_t guest_pid;            /* 0 once reaped or gone */
+	_Atomic pid_t guest_pid;    /* 0 once reaped or gone; the bus reads it */
 	bool guest_child;           /* spawned by us: ours to reap */
 	int pidfd;                  /* readable when the guest process ends */
 	char listen_uri[256];       /* the main listener's */
