@@ -8,9 +8,8 @@
  * where one chain would be limited by the multiply latency). Pages are
  * whole 4 KiB, so every page feeds every lane 128 words.
  */
-#include <endian.h>
-#include <string.h>
 
+#include "base/bytes.h"
 #include "core/digest.h"
 #include "base/util.h"
 
@@ -30,14 +29,6 @@ static inline uint64_t rotl(uint64_t x, unsigned r)
 static inline uint64_t step(uint64_t h, uint64_t w)
 {
 	return rotl((h ^ w) * MUL, ROT);
-}
-
-static inline uint64_t word(const unsigned char *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, 8);
-	return le64toh(v);
 }
 
 static uint64_t fmix(uint64_t h)
@@ -63,15 +54,15 @@ void mig_digest_init(struct mig_digest_ctx *c)
 void mig_digest_update(struct mig_digest_ctx *c, const void *pages,
 		       uint64_t npages)
 {
-	const unsigned char *p = pages;
+	const uint8_t *p = pages;
 	uint64_t a = c->lane[0], b = c->lane[1], d = c->lane[2], e = c->lane[3];
 	uint64_t nblocks = npages * (MIG_PAGE_SIZE / 32u);
 
 	for (uint64_t i = 0; i < nblocks; i++, p += 32) {
-		a = step(a, word(p));
-		b = step(b, word(p + 8));
-		d = step(d, word(p + 16));
-		e = step(e, word(p + 24));
+		a = step(a, mig_get_le64(p));
+		b = step(b, mig_get_le64(p + 8));
+		d = step(d, mig_get_le64(p + 16));
+		e = step(e, mig_get_le64(p + 24));
 	}
 	c->lane[0] = a;
 	c->lane[1] = b;

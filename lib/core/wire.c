@@ -5,13 +5,13 @@
  * can make a message fail but never make us read past it or accept a page
  * run outside guest RAM.
  */
-#include <endian.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include "base/bytes.h"
 #include "base/util.h"
 #include "core/wire.h"
 
@@ -66,45 +66,17 @@ static bool len_ok(uint32_t type, uint64_t len)
 	return l && len >= l->min && len <= l->max;
 }
 
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	v = htobe32(v);
-	memcpy(p, &v, 4);
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	v = htobe64(v);
-	memcpy(p, &v, 8);
-}
-
-static uint32_t get_be32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return be32toh(v);
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, 8);
-	return be64toh(v);
-}
-
 void mig_wire_enc_hdr(uint8_t out[MIG_WIRE_HDR_BYTES], uint32_t type,
 		      uint32_t len)
 {
-	put_be32(out, type);
-	put_be32(out + 4, len);
+	mig_put_be32(out, type);
+	mig_put_be32(out + 4, len);
 }
 
 int mig_wire_dec_hdr(const uint8_t in[MIG_WIRE_HDR_BYTES], uint32_t *type,
 		     uint32_t *len)
 {
-	uint32_t t = get_be32(in), l = get_be32(in + 4);
+	uint32_t t = mig_get_be32(in), l = mig_get_be32(in + 4);
 
 	if (!len_ok(t, l))
 		return -EBADMSG;
@@ -122,10 +94,10 @@ const char *mig_wire_type_name(uint32_t type)
 
 size_t mig_wire_enc_hello(uint8_t *out, const struct mig_hello *h)
 {
-	put_be32(out, MIG_WIRE_MAGIC);
-	put_be32(out + 4, h->version);
-	put_be32(out + 8, h->role);
-	put_be32(out + 12, h->flags);
+	mig_put_be32(out, MIG_WIRE_MAGIC);
+	mig_put_be32(out + 4, h->version);
+	mig_put_be32(out + 8, h->role);
+	mig_put_be32(out + 12, h->flags);
 	memcpy(out + 16, h->uuid, 16);
 	return MIG_HELLO_BYTES;
 }
@@ -138,11 +110,11 @@ int mig_wire_dec_hello(const uint8_t *in, size_t len, struct mig_hello *h)
 		return -EBADMSG;
 	/* magic and version first: a peer speaking something else is a
 	 * protocol mismatch to report as such, not a malformed message */
-	if (get_be32(in) != MIG_WIRE_MAGIC ||
-	    get_be32(in + 4) != MIG_WIRE_VERSION)
+	if (mig_get_be32(in) != MIG_WIRE_MAGIC ||
+	    mig_get_be32(in + 4) != MIG_WIRE_VERSION)
 		return -EPROTO;
-	role = get_be32(in + 8);
-	flags = get_be32(in + 12);
+	role = mig_get_be32(in + 8);
+	flags = mig_get_be32(in + 12);
 	if ((role != MIG_ROLE_MAIN && role != MIG_ROLE_PREEMPT) ||
 	    (flags & ~MIG_HELLO_FLAGS_ALL))
 		return -EBADMSG;
@@ -157,7 +129,7 @@ size_t mig_wire_enc_refuse(uint8_t *out, uint32_t code, const char *reason)
 {
 	size_t n = reason ? strnlen(reason, MIG_WIRE_MAX_REASON) : 0;
 
-	put_be32(out, code);
+	mig_put_be32(out, code);
 	memcpy(out + 4, reason ? reason : "", n);
 	return 4 + n;
 }
@@ -171,7 +143,7 @@ int mig_wire_dec_refuse(const uint8_t *in, size_t len, struct mig_refuse *r)
 	if (len < 4 || len > 4 + MIG_WIRE_MAX_REASON)
 		return -EBADMSG;
 	n = len - 4;
-	r->code = get_be32(in);
+	r->code = mig_get_be32(in);
 	for (size_t i = 0; i < n; i++) {
 		uint8_t c = in[4 + i];
 
@@ -184,9 +156,9 @@ int mig_wire_dec_refuse(const uint8_t *in, size_t len, struct mig_refuse *r)
 
 size_t mig_wire_enc_ram_info(uint8_t *out, const struct mig_ram_info *ri)
 {
-	put_be64(out, ri->ram_bytes);
-	put_be32(out + 8, ri->page_size);
-	put_be32(out + 12, ri->flags);
+	mig_put_be64(out, ri->ram_bytes);
+	mig_put_be32(out + 8, ri->page_size);
+	mig_put_be32(out + 12, ri->flags);
 	return MIG_RAM_INFO_BYTES;
 }
 
@@ -197,8 +169,8 @@ int mig_wire_dec_ram_info(const uint8_t *in, size_t len,
 
 	if (len != MIG_RAM_INFO_BYTES)
 		return -EBADMSG;
-	ram = get_be64(in);
-	if (get_be32(in + 8) != MIG_PAGE_SIZE || get_be32(in + 12) != 0)
+	ram = mig_get_be64(in);
+	if (mig_get_be32(in + 8) != MIG_PAGE_SIZE || mig_get_be32(in + 12) != 0)
 		return -EBADMSG;
 	if (ram == 0 || ram > MIG_WIRE_MAX_RAM_BYTES)
 		return -ERANGE;
@@ -228,9 +200,9 @@ static int check_run(uint64_t offset, uint32_t npages, uint64_t ram_bytes)
 size_t mig_wire_enc_pages_hdr(uint8_t *out, uint64_t offset, uint32_t npages,
 			      uint32_t flags)
 {
-	put_be64(out, offset);
-	put_be32(out + 8, npages);
-	put_be32(out + 12, flags);
+	mig_put_be64(out, offset);
+	mig_put_be32(out + 8, npages);
+	mig_put_be32(out + 12, flags);
 	return MIG_PAGES_HDR_BYTES;
 }
 
@@ -256,9 +228,9 @@ int mig_wire_dec_pages(const uint8_t *in, size_t len, uint64_t ram_bytes,
 	if (len < MIG_PAGES_HDR_BYTES ||
 	    len - MIG_PAGES_HDR_BYTES > MIG_WIRE_MAX_PAGES_DATA)
 		return -EBADMSG;
-	offset = get_be64(in);
-	npages = get_be32(in + 8);
-	flags = get_be32(in + 12);
+	offset = mig_get_be64(in);
+	npages = mig_get_be32(in + 8);
+	flags = mig_get_be32(in + 12);
 	datalen = len - MIG_PAGES_HDR_BYTES;
 	if ((flags & ~MIG_PAGES_FLAGS_ALL) ||
 	    (flags & MIG_PAGES_FLAGS_ALL) == MIG_PAGES_FLAGS_ALL)
@@ -278,9 +250,9 @@ int mig_wire_dec_pages(const uint8_t *in, size_t len, uint64_t ram_bytes,
 
 size_t mig_wire_enc_req(uint8_t *out, const struct mig_req *r)
 {
-	put_be64(out, r->offset);
-	put_be32(out + 8, r->npages);
-	put_be32(out + 12, 0);
+	mig_put_be64(out, r->offset);
+	mig_put_be32(out + 8, r->npages);
+	mig_put_be32(out + 12, 0);
 	return MIG_REQ_BYTES;
 }
 
@@ -291,10 +263,10 @@ int mig_wire_dec_req(const uint8_t *in, size_t len, uint64_t ram_bytes,
 	uint32_t npages;
 	int ret;
 
-	if (len != MIG_REQ_BYTES || get_be32(in + 12) != 0)
+	if (len != MIG_REQ_BYTES || mig_get_be32(in + 12) != 0)
 		return -EBADMSG;
-	offset = get_be64(in);
-	npages = get_be32(in + 8);
+	offset = mig_get_be64(in);
+	npages = mig_get_be32(in + 8);
 	ret = check_run(offset, npages, ram_bytes);
 	if (ret < 0)
 		return ret;
@@ -306,9 +278,9 @@ int mig_wire_dec_req(const uint8_t *in, size_t len, uint64_t ram_bytes,
 size_t mig_wire_enc_bitmap_hdr(uint8_t *out, uint64_t first_page,
 			       uint32_t nbits)
 {
-	put_be64(out, first_page);
-	put_be32(out + 8, nbits);
-	put_be32(out + 12, 0);
+	mig_put_be64(out, first_page);
+	mig_put_be32(out + 8, nbits);
+	mig_put_be32(out + 12, 0);
 	return MIG_BITMAP_HDR_BYTES;
 }
 
@@ -319,11 +291,11 @@ int mig_wire_dec_bitmap(const uint8_t *in, size_t len, uint64_t total_pages,
 	uint32_t nbits;
 	const uint8_t *bits;
 
-	if (len < MIG_BITMAP_HDR_BYTES || get_be32(in + 12) != 0)
+	if (len < MIG_BITMAP_HDR_BYTES || mig_get_be32(in + 12) != 0)
 		return -EBADMSG;
 	bits = in + MIG_BITMAP_HDR_BYTES;
-	first = get_be64(in);
-	nbits = get_be32(in + 8);
+	first = mig_get_be64(in);
+	nbits = mig_get_be32(in + 8);
 	if (nbits == 0 || nbits > MIG_WIRE_MAX_BITMAP_BITS)
 		return -ERANGE;
 	if (len - MIG_BITMAP_HDR_BYTES != (nbits + 7) / 8)
@@ -342,7 +314,7 @@ int mig_wire_dec_bitmap(const uint8_t *in, size_t len, uint64_t total_pages,
 
 size_t mig_wire_enc_u64(uint8_t *out, uint64_t v)
 {
-	put_be64(out, v);
+	mig_put_be64(out, v);
 	return 8;
 }
 
@@ -350,7 +322,7 @@ int mig_wire_dec_u64(const uint8_t *in, size_t len, uint64_t *v)
 {
 	if (len != 8)
 		return -EBADMSG;
-	*v = get_be64(in);
+	*v = mig_get_be64(in);
 	return 0;
 }
 

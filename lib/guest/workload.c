@@ -4,7 +4,6 @@
  * adding one (the `dirty` benchmark writer) means one more table entry with
  * its own param/fill/run/verify, and its execution state in the cursors.
  */
-#include <endian.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -12,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/bytes.h"
 #include "core/digest.h"
 #include "base/log.h"
 #include "core/ram.h"
@@ -86,34 +86,6 @@ struct mig_workload {
 static const struct workload_ops *ops_by_id(enum mig_workload_id id);
 
 /* --- small pure helpers --------------------------------------------- */
-
-static uint32_t get_le32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return le32toh(v);
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	v = htole32(v);
-	memcpy(p, &v, 4);
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, 8);
-	return le64toh(v);
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	v = htole64(v);
-	memcpy(p, &v, 8);
-}
 
 static uint32_t fnv1a(const uint8_t *p, size_t len)
 {
@@ -272,24 +244,22 @@ int mig_workload_state_encode(const struct mig_workload_state *st,
 	b = malloc(n);
 	if (!b)
 		return -ENOMEM;
-	put_le32(b, STATE_MAGIC);
-	b[4] = STATE_VERSION & 0xff;
-	b[5] = STATE_VERSION >> 8;
-	b[6] = (uint8_t)st->spec.id;
-	b[7] = (uint8_t)((unsigned)st->spec.id >> 8);
-	put_le32(b + 8, (uint32_t)n);
-	put_le32(b + 12, st->vcpus);
-	put_le64(b + 16, st->ram_bytes);
-	put_le32(b + 24, (uint32_t)slen);
+	mig_put_le32(b, STATE_MAGIC);
+	mig_put_le16(b + 4, STATE_VERSION);
+	mig_put_le16(b + 6, (uint16_t)st->spec.id);
+	mig_put_le32(b + 8, (uint32_t)n);
+	mig_put_le32(b + 12, st->vcpus);
+	mig_put_le64(b + 16, st->ram_bytes);
+	mig_put_le32(b + 24, (uint32_t)slen);
 	memcpy(b + STATE_HDR_BYTES, st->spec.text, slen);
 	off = STATE_HDR_BYTES + slen;
 	for (unsigned i = 0; i < st->vcpus; i++) {
 		const uint64_t rec[3] = { st->cursor[i], st->rng[i], st->tokens[i] };
 
 		for (unsigned k = 0; k < words; k++, off += 8)
-			put_le64(b + off, rec[k]);
+			mig_put_le64(b + off, rec[k]);
 	}
-	put_le32(b + off, fnv1a(b, off));
+	mig_put_le32(b + off, fnv1a(b, off));
 	*blob = b;
 	*len = n;
 	return 0;
@@ -305,19 +275,19 @@ static int decode_header(const uint8_t *b, size_t len, uint64_t ram_bytes,
 	if (len < STATE_HDR_BYTES + STATE_SUM_BYTES ||
 	    len > MIG_WORKLOAD_MAX_STATE_BYTES)
 		return -EBADMSG;
-	if (get_le32(b) != STATE_MAGIC || (b[4] | b[5] << 8) != STATE_VERSION)
+	if (mig_get_le32(b) != STATE_MAGIC || mig_get_le16(b + 4) != STATE_VERSION)
 		return -EBADMSG;
-	if (get_le32(b + 8) != len || get_le64(b + 16) != ram_bytes)
+	if (mig_get_le32(b + 8) != len || mig_get_le64(b + 16) != ram_bytes)
 		return -EBADMSG;
-	v = get_le32(b + 12);
-	s = get_le32(b + 24);
-	ops = ops_by_id((enum mig_workload_id)(b[6] | b[7] << 8));
+	v = mig_get_le32(b + 12);
+	s = mig_get_le32(b + 24);
+	ops = ops_by_id((enum mig_workload_id)mig_get_le16(b + 6));
 	if (!ops || !v || v > MIG_WORKLOAD_MAX_VCPUS || !s ||
 	    s >= MIG_WORKLOAD_SPEC_MAX)
 		return -EBADMSG;
 	if (STATE_HDR_BYTES + s + 8u * ops->state_words * v + STATE_SUM_BYTES != len)
 		return -EBADMSG;
-	if (get_le32(b + len - STATE_SUM_BYTES) != fnv1a(b, len - STATE_SUM_BYTES))
+	if (mig_get_le32(b + len - STATE_SUM_BYTES) != fnv1a(b, len - STATE_SUM_BYTES))
 		return -EBADMSG;
 	*vcpus = v;
 	*slen = s;
@@ -339,17 +309,17 @@ int mig_workload_state_decode(const uint8_t *b, size_t len,
 	text[slen] = '\0';
 	memset(st, 0, sizeof(*st));
 	if (strlen(text) != slen || mig_workload_parse(text, &st->spec) < 0 ||
-	    (unsigned)st->spec.id != (unsigned)(b[6] | b[7] << 8))
+	    (unsigned)st->spec.id != mig_get_le16(b + 6))
 		return -EBADMSG;
 	st->ram_bytes = ram_bytes;
 	st->vcpus = vcpus;
 	rec = b + STATE_HDR_BYTES + slen;
 	for (unsigned i = 0; i < vcpus; i++, rec += 8 * words) {
-		st->cursor[i] = get_le64(rec);
+		st->cursor[i] = mig_get_le64(rec);
 		if (words < 3)
 			continue;
-		st->rng[i] = get_le64(rec + 8);
-		st->tokens[i] = get_le64(rec + 16);
+		st->rng[i] = mig_get_le64(rec + 8);
+		st->tokens[i] = mig_get_le64(rec + 16);
 	}
 	return state_valid(st) ? 0 : -EBADMSG;
 }
@@ -423,7 +393,7 @@ int mig_workload_ab_check(const uint32_t *counters, uint64_t n,
 
 static uint32_t ram_get(const void *base, uint64_t i)
 {
-	return get_le32((const uint8_t *)base + i * MIG_PAGE_SIZE);
+	return mig_get_le32((const uint8_t *)base + i * MIG_PAGE_SIZE);
 }
 
 static void ab_run(struct mig_workload *w, unsigned i, const atomic_bool *stop)
@@ -440,7 +410,7 @@ static void ab_run(struct mig_workload *w, unsigned i, const atomic_bool *stop)
 	while (!atomic_load_explicit(stop, memory_order_relaxed)) {
 		uint8_t *p = slice + cur * MIG_PAGE_SIZE;
 
-		put_le32(p, get_le32(p) + 1u);
+		mig_put_le32(p, mig_get_le32(p) + 1u);
 		cur = cur + 1 == len ? 0 : cur + 1;
 		atomic_store_explicit(&w->count[i].writes, ++done,
 				      memory_order_relaxed);
@@ -512,7 +482,7 @@ static void idle_fill(struct mig_workload *w)
 		if (p % 4 == 3)
 			continue; /* fresh memfd pages read as zero */
 		for (unsigned k = 0; k < PAGE_WORDS; k++)
-			put_le64(page + 8 * k, idle_word(p, k));
+			mig_put_le64(page + 8 * k, idle_word(p, k));
 	}
 }
 
@@ -524,7 +494,7 @@ static int idle_verify(const struct mig_workload *w, char *msg, size_t len)
 		const uint8_t *page = w->ram + p * MIG_PAGE_SIZE;
 
 		for (unsigned k = 0; k < PAGE_WORDS; k++) {
-			uint64_t got = get_le64(page + 8 * k);
+			uint64_t got = mig_get_le64(page + 8 * k);
 
 			if (got == idle_word(p, k))
 				continue;
@@ -644,7 +614,7 @@ static uint64_t dirty_sum(const uint8_t *page)
 	uint8_t copy[MIG_PAGE_SIZE];
 
 	memcpy(copy, page, sizeof(copy));
-	put_le64(copy + 8 * DIRTY_W_SUM, 0);
+	mig_put_le64(copy + 8 * DIRTY_W_SUM, 0);
 	return mig_digest(copy, 1);
 }
 
@@ -656,13 +626,13 @@ void mig_workload_dirty_page_write(void *page, uint64_t index,
 	uint8_t buf[MIG_PAGE_SIZE];
 	uint64_t seed = body_seed(index, version);
 
-	put_le64(buf + 8 * DIRTY_W_MAGIC, MIG_WORKLOAD_DIRTY_MAGIC);
-	put_le64(buf + 8 * DIRTY_W_INDEX, index);
-	put_le64(buf + 8 * DIRTY_W_VERSION, version);
-	put_le64(buf + 8 * DIRTY_W_SUM, 0);
+	mig_put_le64(buf + 8 * DIRTY_W_MAGIC, MIG_WORKLOAD_DIRTY_MAGIC);
+	mig_put_le64(buf + 8 * DIRTY_W_INDEX, index);
+	mig_put_le64(buf + 8 * DIRTY_W_VERSION, version);
+	mig_put_le64(buf + 8 * DIRTY_W_SUM, 0);
 	for (unsigned k = DIRTY_HDR_WORDS; k < PAGE_WORDS; k++)
-		put_le64(buf + 8 * k, body_word(seed, k));
-	put_le64(buf + 8 * DIRTY_W_SUM, mig_digest(buf, 1));
+		mig_put_le64(buf + 8 * k, body_word(seed, k));
+	mig_put_le64(buf + 8 * DIRTY_W_SUM, mig_digest(buf, 1));
 	memcpy(page, buf, sizeof(buf));
 }
 
@@ -675,20 +645,20 @@ int mig_workload_dirty_page_check(const void *page, uint64_t index,
 	*version = 0;
 	if (mig_page_is_zero(p))
 		return 0;
-	if (get_le64(p + 8 * DIRTY_W_MAGIC) != MIG_WORKLOAD_DIRTY_MAGIC)
+	if (mig_get_le64(p + 8 * DIRTY_W_MAGIC) != MIG_WORKLOAD_DIRTY_MAGIC)
 		bad = "not a dirty-workload page (bad magic)";
-	else if (get_le64(p + 8 * DIRTY_W_INDEX) != index)
+	else if (mig_get_le64(p + 8 * DIRTY_W_INDEX) != index)
 		bad = "holds another page's index (misplaced)";
-	else if (!get_le64(p + 8 * DIRTY_W_VERSION))
+	else if (!mig_get_le64(p + 8 * DIRTY_W_VERSION))
 		bad = "version 0";
-	else if (get_le64(p + 8 * DIRTY_W_SUM) != dirty_sum(p))
+	else if (mig_get_le64(p + 8 * DIRTY_W_SUM) != dirty_sum(p))
 		bad = "checksum mismatch (torn or corrupt)";
 	if (bad) {
 		if (why)
 			*why = bad;
 		return -EBADMSG;
 	}
-	*version = get_le64(p + 8 * DIRTY_W_VERSION);
+	*version = mig_get_le64(p + 8 * DIRTY_W_VERSION);
 	return 0;
 }
 
@@ -699,9 +669,9 @@ static void dirty_write(struct mig_workload *w, uint64_t index)
 	uint8_t *p = w->ram + index * MIG_PAGE_SIZE;
 	uint64_t v = 0;
 
-	if (get_le64(p + 8 * DIRTY_W_MAGIC) == MIG_WORKLOAD_DIRTY_MAGIC &&
-	    get_le64(p + 8 * DIRTY_W_INDEX) == index)
-		v = get_le64(p + 8 * DIRTY_W_VERSION);
+	if (mig_get_le64(p + 8 * DIRTY_W_MAGIC) == MIG_WORKLOAD_DIRTY_MAGIC &&
+	    mig_get_le64(p + 8 * DIRTY_W_INDEX) == index)
+		v = mig_get_le64(p + 8 * DIRTY_W_VERSION);
 	mig_workload_dirty_page_write(p, index, v + 1);
 }
 

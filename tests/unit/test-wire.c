@@ -18,6 +18,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "base/bytes.h"
 #include "core/compress.h"
 #include "base/util.h"
 #include "core/wire.h"
@@ -49,20 +50,6 @@ static const struct {
 	{ MIG_MSG_RESUME_ACK, "RESUME_ACK", 0, 0 },
 };
 
-static void put32(uint8_t *p, uint32_t v)
-{
-	p[0] = v >> 24;
-	p[1] = v >> 16;
-	p[2] = v >> 8;
-	p[3] = v;
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	put32(p, v >> 32);
-	put32(p + 4, (uint32_t)v);
-}
-
 /* A heap copy of exactly len bytes (ASan flags any read past it). */
 static uint8_t *exact(const void *src, size_t len)
 {
@@ -93,8 +80,8 @@ static int dec_hdr_raw(uint32_t type, uint32_t len)
 	uint8_t b[8];
 	uint32_t t, l;
 
-	put32(b, type);
-	put32(b + 4, len);
+	mig_put_be32(b, type);
+	mig_put_be32(b + 4, len);
 	return mig_wire_dec_hdr(b, &t, &l);
 }
 
@@ -212,10 +199,10 @@ static void test_truncations(void **state)
 static void make_hello(uint8_t b[32], uint32_t magic, uint32_t version,
 		       uint32_t role, uint32_t flags)
 {
-	put32(b, magic);
-	put32(b + 4, version);
-	put32(b + 8, role);
-	put32(b + 12, flags);
+	mig_put_be32(b, magic);
+	mig_put_be32(b + 4, version);
+	mig_put_be32(b + 8, role);
+	mig_put_be32(b + 12, flags);
 	for (int i = 0; i < 16; i++)
 		b[16 + i] = (uint8_t)(0xa0 + i);
 }
@@ -310,7 +297,7 @@ static void test_refuse(void **state)
 	assert_int_equal(strlen(r.reason), MIG_WIRE_MAX_REASON);
 
 	/* non-printable bytes (and an embedded NUL) become '?' */
-	put32(b, MIG_REFUSE_ROLE);
+	mig_put_be32(b, MIG_REFUSE_ROLE);
 	memcpy(b + 4, "a\x1b[2J\n\0\x7f\xff" "b", 10);
 	p = exact(b, 14);
 	assert_int_equal(mig_wire_dec_refuse(p, 14, &r), 0);
@@ -337,9 +324,9 @@ static int dec_ram_fields(uint64_t ram, uint32_t psz, uint32_t flags)
 	uint8_t b[16];
 	struct mig_ram_info ri;
 
-	put64(b, ram);
-	put32(b + 8, psz);
-	put32(b + 12, flags);
+	mig_put_be64(b, ram);
+	mig_put_be32(b + 8, psz);
+	mig_put_be32(b + 12, flags);
 	return mig_wire_dec_ram_info(b, sizeof(b), &ri);
 }
 
@@ -393,9 +380,9 @@ static void test_pages_round_trip(void **state)
 	struct mig_pages p;
 
 	mig_wire_enc_pages_hdr(b, 5 * PAGE, 2, 0);
-	put64(ref, 5 * PAGE);
-	put32(ref + 8, 2);
-	put32(ref + 12, 0);
+	mig_put_be64(ref, 5 * PAGE);
+	mig_put_be32(ref + 8, 2);
+	mig_put_be32(ref + 12, 0);
 	assert_memory_equal(b, ref, 16);
 	memset(b + 16, 0x5a, 2 * PAGE);
 	assert_int_equal(mig_wire_dec_pages(b, sizeof(b), RAM, &p), 0);
@@ -498,9 +485,9 @@ static int dec_req_fields(uint64_t offset, uint32_t npages, uint32_t rsvd,
 {
 	uint8_t b[16];
 
-	put64(b, offset);
-	put32(b + 8, npages);
-	put32(b + 12, rsvd);
+	mig_put_be64(b, offset);
+	mig_put_be32(b + 8, npages);
+	mig_put_be32(b + 12, rsvd);
 	return mig_wire_dec_req(b, sizeof(b), RAM, r);
 }
 
@@ -510,9 +497,9 @@ static void test_req(void **state)
 	uint8_t b[16], ref[16];
 
 	assert_int_equal(mig_wire_enc_req(b, &in), MIG_REQ_BYTES);
-	put64(ref, 9 * PAGE);
-	put32(ref + 8, 16);
-	put32(ref + 12, 0);
+	mig_put_be64(ref, 9 * PAGE);
+	mig_put_be32(ref + 8, 16);
+	mig_put_be32(ref + 12, 0);
 	assert_memory_equal(b, ref, 16);
 	assert_int_equal(mig_wire_dec_req(b, sizeof(b), RAM, &out), 0);
 	assert_int_equal(out.offset, 9 * PAGE);
@@ -544,7 +531,7 @@ static int dec_bitmap_fields(uint64_t first, uint32_t nbits, uint32_t rsvd,
 
 	assert_non_null(b);
 	mig_wire_enc_bitmap_hdr(b, first, nbits);
-	put32(b + 12, rsvd);
+	mig_put_be32(b + 12, rsvd);
 	memset(b + 16, 0xff, nbytes);
 	if (nbytes)
 		b[len - 1] = last;
@@ -560,9 +547,9 @@ static void test_bitmap(void **state)
 	const uint64_t total = 1000;
 
 	assert_int_equal(mig_wire_enc_bitmap_hdr(b, 77, 20), MIG_BITMAP_HDR_BYTES);
-	put64(ref, 77);
-	put32(ref + 8, 20);
-	put32(ref + 12, 0);
+	mig_put_be64(ref, 77);
+	mig_put_be32(ref + 8, 20);
+	mig_put_be32(ref + 12, 0);
 	assert_memory_equal(b, ref, 16);
 	b[16] = 0x81;
 	b[17] = 0x00;
@@ -609,14 +596,37 @@ static void test_bitmap(void **state)
 	}
 }
 
+/* The byte-order helpers every codec and these tests build on, against
+ * bytes spelled out, at an odd address. */
+static void test_bytes(void **state)
+{
+	uint8_t b[9] = { 0 };
+
+	mig_put_be32(b + 1, 0x01020304u);
+	assert_memory_equal(b + 1, ((const uint8_t[]){ 1, 2, 3, 4 }), 4);
+	assert_int_equal(mig_get_be32(b + 1), 0x01020304u);
+	mig_put_be64(b + 1, 0x0102030405060708ull);
+	assert_memory_equal(b + 1, ((const uint8_t[]){ 1, 2, 3, 4, 5, 6, 7, 8 }), 8);
+	assert_int_equal(mig_get_be64(b + 1), 0x0102030405060708ull);
+	mig_put_le16(b + 1, 0x0102u);
+	assert_memory_equal(b + 1, ((const uint8_t[]){ 2, 1 }), 2);
+	assert_int_equal(mig_get_le16(b + 1), 0x0102u);
+	mig_put_le32(b + 1, 0x01020304u);
+	assert_memory_equal(b + 1, ((const uint8_t[]){ 4, 3, 2, 1 }), 4);
+	assert_int_equal(mig_get_le32(b + 1), 0x01020304u);
+	mig_put_le64(b + 1, 0x0102030405060708ull);
+	assert_memory_equal(b + 1, ((const uint8_t[]){ 8, 7, 6, 5, 4, 3, 2, 1 }), 8);
+	assert_int_equal(mig_get_le64(b + 1), 0x0102030405060708ull);
+	assert_int_equal(b[0], 0);
+}
+
 static void test_u64(void **state)
 {
-	uint8_t b[8], ref[8];
+	uint8_t b[8];
 	uint64_t v = 0;
 
 	assert_int_equal(mig_wire_enc_u64(b, 0x0102030405060708ull), 8);
-	put64(ref, 0x0102030405060708ull);
-	assert_memory_equal(b, ref, 8);
+	assert_memory_equal(b, ((const uint8_t[]){ 1, 2, 3, 4, 5, 6, 7, 8 }), 8);
 	assert_int_equal(mig_wire_dec_u64(b, 8, &v), 0);
 	assert_int_equal(v, 0x0102030405060708ull);
 }
@@ -864,8 +874,8 @@ static void test_recv_eof(void **state)
 
 	/* peer closes mid-payload: header says 16 bytes, 5 arrive */
 	pair(sv);
-	put32(raw, MIG_MSG_REQ);
-	put32(raw + 4, 16);
+	mig_put_be32(raw, MIG_MSG_REQ);
+	mig_put_be32(raw + 4, 16);
 	memset(raw + 8, 0, 5);
 	assert_int_equal(write(sv[0], raw, sizeof(raw)), (ssize_t)sizeof(raw));
 	close(sv[0]);
@@ -905,8 +915,8 @@ static void test_recv_garbage(void **state)
 
 	/* a known type with a hostile length */
 	pair(sv);
-	put32(raw, MIG_MSG_SWITCHOVER);
-	put32(raw + 4, UINT32_MAX);
+	mig_put_be32(raw, MIG_MSG_SWITCHOVER);
+	mig_put_be32(raw + 4, UINT32_MAX);
 	assert_int_equal(write(sv[0], raw, 8), 8);
 	assert_int_equal(mig_wire_recv(sv[1], &type, buf, sizeof(buf), &len),
 			 -EBADMSG);
@@ -956,6 +966,7 @@ int main(void)
 		cmocka_unit_test(test_pages_short),
 		cmocka_unit_test(test_req),
 		cmocka_unit_test(test_bitmap),
+		cmocka_unit_test(test_bytes),
 		cmocka_unit_test(test_u64),
 		cmocka_unit_test(test_fuzz_decoders),
 		cmocka_unit_test(test_compress_round_trip),

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/bytes.h"
 #include "core/digest.h"
 #include "base/util.h"
 #include "guest/workload.h"
@@ -246,14 +247,7 @@ static void reseal(uint8_t *b, size_t len)
 
 	for (size_t i = 0; i + 4 < len; i++)
 		h = (h ^ b[i]) * 16777619u;
-	for (int i = 0; i < 4; i++)
-		b[len - 4 + i] = (uint8_t)(h >> (8 * i));
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
+	mig_put_le32(b + len - 4, h);
 }
 
 static void test_blob_round_trip(void **s)
@@ -320,7 +314,7 @@ static void forge(uint8_t *base, size_t len, size_t off, uint32_t v, size_t wlen
 	assert_non_null(b);
 	memcpy(b, base, len);
 	if (wlen == 4)
-		put32(b + off, v);
+		mig_put_le32(b + off, v);
 	else
 		b[off] = (uint8_t)v;
 	reseal(b, len);
