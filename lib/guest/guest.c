@@ -2,9 +2,8 @@
 /*
  * The engine side of mig-guest's control socket, and spawning a guest: see
  * guest.h. The protocol (one SEQPACKET message per request and per reply)
- * is described in guestd.h.
+ * is ctl.h's.
  */
-#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -20,11 +19,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/bytes.h"
 #include "base/exitcodes.h"
-#include "guest/guest.h"
-#include "guest/guestd.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "guest/ctl.h"
+#include "guest/guest.h"
 #include "guest/workload.h"
 
 /* Poll step while connect() finds the guest's backlog full. */
@@ -50,18 +50,16 @@ static uint64_t deadline(int timeout_ms)
 	return timeout_ms < 0 ? 0 : mig_now_ns() + (uint64_t)timeout_ms * 1000000u;
 }
 
-/* One reply to request g->seq: skips stale ones (a request that timed out
- * earlier), closes fds beyond what the caller takes. Returns the reply's
- * payload length, or -errno (-ETIMEDOUT, -ECONNRESET, -EPROTO). */
-static ssize_t recv_reply(struct mig_guest *g, uint16_t op, uint8_t *buf,
-			  size_t cap, int *status, int *fds, int *nfds)
+/* The reply to request g->seq, into m: skips stale ones (to a request that
+ * timed out earlier). 0 (the guest's status is in m->h), or -errno
+ * (-ETIMEDOUT, -ECONNRESET, -EPROTO) with no fds kept. */
+static int recv_reply(struct mig_guest *g, uint16_t op, struct mig_ctl_msg *m,
+		      int max_fds)
 {
 	uint64_t end = deadline(g->timeout_ms);
-	int cap_fds = *nfds;
 
 	for (;;) {
 		struct pollfd p = { .fd = g->fd, .events = POLLIN };
-		struct mig_ctl_hdr h;
 		ssize_t n;
 		int r = poll(&p, 1, remaining_ms(end));
 
@@ -71,73 +69,54 @@ static ssize_t recv_reply(struct mig_guest *g, uint16_t op, uint8_t *buf,
 			return -errno;
 		if (r == 0)
 			return -ETIMEDOUT;
-		*nfds = cap_fds;
-		n = mig_recv_with_fds(g->fd, buf, cap, fds, nfds);
+		n = mig_ctl_recv(g->fd, m, max_fds);
 		if (n == 0)
 			return -ECONNRESET;
-		if (n < 0)
-			return n;
-		if (mig_ctl_hdr_unpack(buf, (size_t)n, &h) < 0 || h.op != op ||
-		    h.seq != g->seq) {
-			bool stale = n >= (ssize_t)MIG_CTL_HDR_BYTES &&
-				     h.magic == MIG_CTL_MAGIC && h.seq != g->seq;
+		if (n == -EPROTO || (n > 0 && (m->h.op != op || m->h.seq != g->seq))) {
+			bool stale = m->h.magic == MIG_CTL_MAGIC && m->h.seq != g->seq;
 
-			for (int i = 0; i < *nfds; i++)
-				close(fds[i]);
+			mig_ctl_msg_close_fds(m);
 			if (stale)
 				continue;
 			return -EPROTO;
 		}
-		*status = h.status;
-		return (ssize_t)h.len;
+		if (n < 0)
+			return (int)n;
+		return 0;
 	}
 }
 
 /*
- * Send op (with an optional payload and fd), wait for its reply. The reply
- * payload lands in rbuf + MIG_CTL_HDR_BYTES; received fds in fds (the
- * caller owns them, even on a non-zero status). Returns the guest's status
- * (0 or -errno) or a transport error; *rlen gets the payload length.
+ * Send op (with an optional payload and fd), wait for its reply, keeping at
+ * most max_fds of the fds it brings. The reply lands in m: its payload at
+ * mig_ctl_payload(m), m->h.len bytes; its fds in m->fds (the caller owns
+ * them, even on a non-zero status). Returns the guest's status (0 or
+ * -errno) or a transport error (m->h.len 0, no fds).
  */
 static int call(struct mig_guest *g, uint16_t op, const void *pl, size_t plen,
-		int send_fd, uint8_t *rbuf, size_t *rlen, int *fds, int *nfds)
+		int send_fd, struct mig_ctl_msg *m, int max_fds)
 {
-	uint8_t req[MIG_CTL_MSG_MAX];
-	struct mig_ctl_hdr h = {
-		.magic = MIG_CTL_MAGIC, .version = MIG_CTL_VERSION, .op = op,
-		.seq = ++g->seq, .len = (uint32_t)plen,
-	};
-	int none = 0, status = 0;
-	ssize_t n;
-	int r;
+	int r = mig_ctl_send(g->fd, op, ++g->seq, 0, pl, plen, &send_fd,
+			     send_fd >= 0 ? 1 : 0);
 
-	if (!nfds)
-		nfds = &none;
-	mig_ctl_hdr_pack(req, &h);
-	if (plen)
-		memcpy(req + MIG_CTL_HDR_BYTES, pl, plen);
-	r = mig_send_with_fds(g->fd, req, MIG_CTL_HDR_BYTES + plen, &send_fd,
-			      send_fd >= 0 ? 1 : 0);
+	if (r == -EPIPE)
+		r = -ECONNRESET;
+	if (r == 0)
+		r = recv_reply(g, op, m, max_fds);
 	if (r < 0) {
-		*nfds = 0;
-		return r == -EPIPE ? -ECONNRESET : r;
+		m->h.len = 0;
+		m->nfds = 0;
+		return r;
 	}
-	n = recv_reply(g, op, rbuf, MIG_CTL_MSG_MAX, &status, fds, nfds);
-	if (n < 0) {
-		*nfds = 0;
-		return (int)n;
-	}
-	if (rlen)
-		*rlen = (size_t)n;
-	return status;
+	return m->h.status;
 }
 
 /* A request with no payload and no fds either way. */
 static int call_simple(struct mig_guest *g, uint16_t op)
 {
-	uint8_t rbuf[MIG_CTL_MSG_MAX];
+	struct mig_ctl_msg m;
 
-	return call(g, op, NULL, 0, -1, rbuf, NULL, NULL, NULL);
+	return call(g, op, NULL, 0, -1, &m, 0);
 }
 
 static int connect_path(const char *path, int timeout_ms)
@@ -209,54 +188,41 @@ void mig_guest_set_timeout(struct mig_guest *g, int timeout_ms)
 	g->timeout_ms = timeout_ms;
 }
 
-static uint32_t get32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return le32toh(v);
-}
-
 int mig_guest_attach(struct mig_guest *g, pid_t *holder)
 {
-	uint8_t rbuf[MIG_CTL_MSG_MAX];
-	size_t len = 0;
-	int r = call(g, MIG_CTL_ATTACH, NULL, 0, -1, rbuf, &len, NULL, NULL);
+	struct mig_ctl_msg m;
+	int r = call(g, MIG_CTL_ATTACH, NULL, 0, -1, &m, 0);
 
 	if (holder)
-		*holder = r == -EBUSY && len == 4 ?
-			  (pid_t)get32(rbuf + MIG_CTL_HDR_BYTES) : 0;
+		*holder = r == -EBUSY && m.h.len == 4 ?
+			  (pid_t)mig_get_le32(mig_ctl_payload(&m)) : 0;
 	return r;
 }
 
 int mig_guest_info(struct mig_guest *g, struct mig_guest_info *info)
 {
-	uint8_t rbuf[MIG_CTL_MSG_MAX];
-	size_t len = 0;
-	int r = call(g, MIG_CTL_INFO, NULL, 0, -1, rbuf, &len, NULL, NULL);
+	struct mig_ctl_msg m;
+	int r = call(g, MIG_CTL_INFO, NULL, 0, -1, &m, 0);
 
 	if (r < 0)
 		return r;
-	return mig_ctl_info_unpack(rbuf + MIG_CTL_HDR_BYTES, len, info);
+	return mig_ctl_info_unpack(mig_ctl_payload(&m), m.h.len, info);
 }
 
 int mig_guest_get_fds(struct mig_guest *g, int *memfd, int *uffd)
 {
-	uint8_t rbuf[MIG_CTL_MSG_MAX];
-	int fds[2], nfds = 2;
-	size_t len = 0;
-	int r = call(g, MIG_CTL_GET_FDS, NULL, 0, -1, rbuf, &len, fds, &nfds);
+	struct mig_ctl_msg m;
+	int r = call(g, MIG_CTL_GET_FDS, NULL, 0, -1, &m, 2);
 
-	if (r == 0 && (len != 4 || get32(rbuf + MIG_CTL_HDR_BYTES) != (uint32_t)nfds ||
-		       nfds < 1))
+	if (r == 0 && (m.h.len != 4 || m.nfds < 1 ||
+		       mig_get_le32(mig_ctl_payload(&m)) != (uint32_t)m.nfds))
 		r = -EPROTO;
 	if (r < 0) {
-		for (int i = 0; i < nfds; i++)
-			close(fds[i]);
+		mig_ctl_msg_close_fds(&m);
 		return r;
 	}
-	*memfd = fds[0];
-	*uffd = nfds == 2 ? fds[1] : -1;
+	*memfd = m.fds[0];
+	*uffd = m.nfds == 2 ? m.fds[1] : -1;
 	return 0;
 }
 
@@ -272,28 +238,25 @@ int mig_guest_cont(struct mig_guest *g)
 
 int mig_guest_save_state(struct mig_guest *g, uint8_t **blob, size_t *len)
 {
-	uint8_t rbuf[MIG_CTL_MSG_MAX];
-	int fd = -1, nfds = 1;
-	size_t plen = 0;
-	int r = call(g, MIG_CTL_SAVE_STATE, NULL, 0, -1, rbuf, &plen, &fd, &nfds);
+	struct mig_ctl_msg m;
+	int r = call(g, MIG_CTL_SAVE_STATE, NULL, 0, -1, &m, 1);
 
-	if (r == 0 && (plen != 4 || nfds != 1))
+	if (r == 0 && (m.h.len != 4 || m.nfds != 1))
 		r = -EPROTO;
 	if (r == 0) {
-		*len = get32(rbuf + MIG_CTL_HDR_BYTES);
-		r = mig_ctl_blob_read(fd, *len, blob);
+		*len = mig_get_le32(mig_ctl_payload(&m));
+		r = mig_ctl_blob_read(m.fds[0], *len, blob);
 		if (r == -EBADMSG)
 			r = -EPROTO;
 	}
-	if (nfds == 1)
-		close(fd);
+	mig_ctl_msg_close_fds(&m);
 	return r;
 }
 
 int mig_guest_load_state(struct mig_guest *g, const uint8_t *blob, size_t len)
 {
-	uint8_t rbuf[MIG_CTL_MSG_MAX], pl[4];
-	uint32_t v = htole32((uint32_t)len);
+	struct mig_ctl_msg m;
+	uint8_t pl[4];
 	int fd, r;
 
 	if (!len || len > MIG_WORKLOAD_MAX_STATE_BYTES)
@@ -301,8 +264,8 @@ int mig_guest_load_state(struct mig_guest *g, const uint8_t *blob, size_t len)
 	fd = mig_ctl_blob_fd(blob, len);
 	if (fd < 0)
 		return fd;
-	memcpy(pl, &v, 4);
-	r = call(g, MIG_CTL_LOAD_STATE, pl, sizeof(pl), fd, rbuf, NULL, NULL, NULL);
+	mig_put_le32(pl, (uint32_t)len);
+	r = call(g, MIG_CTL_LOAD_STATE, pl, sizeof(pl), fd, &m, 0);
 	close(fd);
 	return r;
 }
@@ -314,10 +277,8 @@ int mig_guest_incoming_done(struct mig_guest *g)
 
 int mig_guest_verify(struct mig_guest *g, char *msg, size_t len)
 {
-	uint8_t rbuf[MIG_CTL_MSG_MAX];
-	size_t plen = 0;
-	int r = call(g, MIG_CTL_VERIFY, NULL, 0, -1, rbuf, &plen, NULL, NULL);
-
+	struct mig_ctl_msg m;
+	int r = call(g, MIG_CTL_VERIFY, NULL, 0, -1, &m, 0);
 	size_t n = 0;
 
 	if (!len)
@@ -325,8 +286,8 @@ int mig_guest_verify(struct mig_guest *g, char *msg, size_t len)
 	/* a verdict comes with holds, broken and not-yet (pages missing);
 	 * a transport error has none */
 	if (r == 0 || r == -EBADMSG || r == -EAGAIN)
-		n = MIG_MIN(plen, len - 1);
-	memcpy(msg, rbuf + MIG_CTL_HDR_BYTES, n);
+		n = MIG_MIN((size_t)m.h.len, len - 1);
+	memcpy(msg, mig_ctl_payload(&m), n);
 	msg[n] = '\0';
 	return r;
 }
@@ -348,26 +309,24 @@ int mig_guest_dirty_stop(struct mig_guest *g)
 
 int mig_guest_digest(struct mig_guest *g, uint64_t *out)
 {
-	uint8_t rbuf[MIG_CTL_MSG_MAX];
-	size_t len = 0;
-	int r = call(g, MIG_CTL_DIGEST, NULL, 0, -1, rbuf, &len, NULL, NULL);
-	uint64_t v;
+	struct mig_ctl_msg m;
+	int r = call(g, MIG_CTL_DIGEST, NULL, 0, -1, &m, 0);
 
-	if (r == 0 && len != 8)
+	if (r == 0 && m.h.len != 8)
 		r = -EPROTO;
 	if (r < 0)
 		return r;
-	memcpy(&v, rbuf + MIG_CTL_HDR_BYTES, 8);
-	*out = le64toh(v);
+	*out = mig_get_le64(mig_ctl_payload(&m));
 	return 0;
 }
 
 int mig_guest_poke(struct mig_guest *g, uint64_t page)
 {
-	uint8_t rbuf[MIG_CTL_MSG_MAX];
-	uint64_t v = htole64(page);
+	struct mig_ctl_msg m;
+	uint8_t pl[8];
 
-	return call(g, MIG_CTL_POKE, &v, sizeof(v), -1, rbuf, NULL, NULL, NULL);
+	mig_put_le64(pl, page);
+	return call(g, MIG_CTL_POKE, pl, sizeof(pl), -1, &m, 0);
 }
 
 /* --- spawn ---------------------------------------------------------------- */
@@ -520,18 +479,20 @@ out:
 
 int mig_guest_bind(struct mig_guest *g, const struct mig_guest_record *rec)
 {
-	uint8_t rbuf[MIG_CTL_MSG_MAX], pl[MIG_CTL_BIND_BYTES];
+	struct mig_ctl_msg m;
+	uint8_t pl[MIG_CTL_BIND_BYTES];
 
 	mig_ctl_bind_pack(pl, rec);
-	return call(g, MIG_CTL_BIND, pl, sizeof(pl), -1, rbuf, NULL, NULL, NULL);
+	return call(g, MIG_CTL_BIND, pl, sizeof(pl), -1, &m, 0);
 }
 
 int mig_guest_set_state(struct mig_guest *g, enum mig_state st)
 {
-	uint8_t rbuf[MIG_CTL_MSG_MAX];
-	uint32_t v = htole32((uint32_t)st);
+	struct mig_ctl_msg m;
+	uint8_t pl[4];
 
-	return call(g, MIG_CTL_SET_STATE, &v, sizeof(v), -1, rbuf, NULL, NULL, NULL);
+	mig_put_le32(pl, (uint32_t)st);
+	return call(g, MIG_CTL_SET_STATE, pl, sizeof(pl), -1, &m, 0);
 }
 
 int mig_guest_unbind(struct mig_guest *g)
@@ -541,7 +502,7 @@ int mig_guest_unbind(struct mig_guest *g)
 
 int mig_guest_abandon(struct mig_guest *g, const uint8_t uuid[16])
 {
-	uint8_t rbuf[MIG_CTL_MSG_MAX];
+	struct mig_ctl_msg m;
 
-	return call(g, MIG_CTL_ABANDON, uuid, 16, -1, rbuf, NULL, NULL, NULL);
+	return call(g, MIG_CTL_ABANDON, uuid, 16, -1, &m, 0);
 }

@@ -4,7 +4,8 @@
  * it, obtain its memfd and userfaultfd (SCM_RIGHTS), stop and continue its
  * vCPUs, save and load its state blob, verify its invariant, and spawn a
  * fresh guest in incoming mode on the destination. The guest keeps its own
- * copies of both fds, so an engine that dies loses nothing.
+ * copies of both fds, so an engine that dies loses nothing. The migration
+ * record and the info it returns are the protocol's (ctl.h).
  */
 #ifndef MIG_GUEST_H
 #define MIG_GUEST_H
@@ -15,50 +16,7 @@
 #include <sys/types.h>
 
 #include "core/state.h"
-
-/* Longest peer address a guest records, NUL included. */
-#define MIG_GUEST_PEER_MAX 256u
-
-/*
- * The migration a guest belongs to, kept by the guest itself so that it
- * outlives any engine: the state lives in the guests, not in the engines.
- * The phase only moves forward, by what the guest sees happen to it:
- */
-enum mig_guest_phase {
-	MIG_GUEST_UNBOUND,   /* in no migration: the rest of the record is empty */
-	MIG_GUEST_MIGRATING, /* BIND: an engine migrates it; before switchover */
-	MIG_GUEST_SWITCHED,  /* source: its state was saved for the destination,
-			      * it never runs here again (CONT is refused);
-			      * destination: its state is loaded */
-	MIG_GUEST_COMPLETED, /* every page is on the destination */
-	MIG_GUEST__PHASES
-};
-
-struct mig_guest_record {
-	enum mig_guest_phase phase;
-	uint8_t uuid[16];
-	enum mig_side side;
-	enum mig_state state;        /* the engine's last, as it told us */
-	char peer[MIG_GUEST_PEER_MAX]; /* source: destination URI; dest: listen URI */
-};
-
-/* "unbound", "migrating", "switched", "completed"; NULL out of range. */
-const char *mig_guest_phase_name(enum mig_guest_phase p);
-
-struct mig_guest_info {
-	pid_t pid;
-	uint64_t ram_bytes;
-	uint64_t ram_base;  /* RAM's address inside the guest process: the
-			     * destination of UFFDIO_COPY */
-	bool incoming;      /* RAM registered for missing faults, pages due */
-	bool running;       /* vCPUs running (not stopped) */
-	bool attached;      /* some engine holds the claim */
-	bool tracking;      /* dirty tracking armed (DIRTY_START) */
-	char workload[64];  /* "ab", "idle", ... ("" while incoming, not loaded) */
-	unsigned vcpus;
-	uint64_t progress;  /* page writes by vCPUs so far: moves while running */
-	struct mig_guest_record rec;
-};
+#include "guest/ctl.h"
 
 struct mig_guest;
 

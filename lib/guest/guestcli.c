@@ -6,9 +6,9 @@
 #include <string.h>
 
 #include "base/exitcodes.h"
+#include "guest/ctl.h"
 #include "guest/guest.h"
 #include "guest/guestcli.h"
-#include "guest/guestd.h"
 #include "base/log.h"
 #include "base/util.h"
 

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * mig-guest, the guest-memory process: see guestd.h.
+ * mig-guest, the guest-memory process: see guestd.h, and ctl.h for the
+ * protocol it serves.
  *
  * Threads: one control thread (the caller of mig_guestd_run) serves every
  * client with poll(); N vCPU threads run the workload. The control thread
@@ -16,7 +17,6 @@
  * process that creates it; the engine reads it through /proc/PID/pagemap
  * (dirty.h) and never needs the fd.
  */
-#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -37,11 +37,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/digest.h"
-#include "guest/guestd.h"
+#include "base/bytes.h"
 #include "base/log.h"
-#include "core/uffd.h"
 #include "base/util.h"
+#include "core/digest.h"
+#include "core/uffd.h"
+#include "guest/ctl.h"
+#include "guest/guestd.h"
 #include "guest/workload.h"
 
 /* Concurrent control connections: an engine plus a handful of mig-guest
@@ -100,218 +102,6 @@ struct guestd {
 	sigset_t oldmask;
 	bool masked;
 };
-
-/* --- wire helpers (shared with guest.c) ----------------------------------- */
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	v = htole16(v);
-	memcpy(p, &v, 2);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	v = htole32(v);
-	memcpy(p, &v, 4);
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	v = htole64(v);
-	memcpy(p, &v, 8);
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-	uint16_t v;
-
-	memcpy(&v, p, 2);
-	return le16toh(v);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return le32toh(v);
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, 8);
-	return le64toh(v);
-}
-
-void mig_ctl_hdr_pack(uint8_t *b, const struct mig_ctl_hdr *h)
-{
-	put32(b, h->magic);
-	put16(b + 4, h->version);
-	put16(b + 6, h->op);
-	put32(b + 8, h->seq);
-	put32(b + 12, (uint32_t)h->status);
-	put32(b + 16, h->len);
-}
-
-int mig_ctl_hdr_unpack(const uint8_t *b, size_t len, struct mig_ctl_hdr *h)
-{
-	if (len < MIG_CTL_HDR_BYTES)
-		return -EPROTO;
-	h->magic = get32(b);
-	h->version = get16(b + 4);
-	h->op = get16(b + 6);
-	h->seq = get32(b + 8);
-	h->status = (int32_t)get32(b + 12);
-	h->len = get32(b + 16);
-	if (h->magic != MIG_CTL_MAGIC || h->version != MIG_CTL_VERSION ||
-	    h->len != len - MIG_CTL_HDR_BYTES)
-		return -EPROTO;
-	return 0;
-}
-
-void mig_ctl_info_pack(uint8_t *b, const struct mig_guest_info *in)
-{
-	uint32_t flags = (in->incoming ? MIG_CTL_F_INCOMING : 0) |
-			 (in->running ? MIG_CTL_F_RUNNING : 0) |
-			 (in->attached ? MIG_CTL_F_ATTACHED : 0) |
-			 (in->tracking ? MIG_CTL_F_TRACKING : 0);
-
-	put32(b, (uint32_t)in->pid);
-	put32(b + 4, flags);
-	put32(b + 8, in->vcpus);
-	put64(b + 12, in->ram_bytes);
-	put64(b + 20, in->ram_base);
-	put64(b + 28, in->progress);
-	memset(b + 36, 0, sizeof(in->workload));
-	memcpy(b + 36, in->workload, strnlen(in->workload, sizeof(in->workload) - 1));
-	memcpy(b + 100, in->rec.uuid, 16);
-	b[116] = (uint8_t)in->rec.side;
-	b[117] = (uint8_t)in->rec.phase;
-	b[118] = (uint8_t)in->rec.state;
-	b[119] = 0;
-	memset(b + 120, 0, MIG_GUEST_PEER_MAX);
-	memcpy(b + 120, in->rec.peer, strnlen(in->rec.peer, MIG_GUEST_PEER_MAX - 1));
-}
-
-static const char *const phase_names[MIG_GUEST__PHASES] = {
-	[MIG_GUEST_UNBOUND] = "unbound",
-	[MIG_GUEST_MIGRATING] = "migrating",
-	[MIG_GUEST_SWITCHED] = "switched",
-	[MIG_GUEST_COMPLETED] = "completed",
-};
-
-const char *mig_guest_phase_name(enum mig_guest_phase p)
-{
-	return (unsigned)p < MIG_GUEST__PHASES ? phase_names[p] : NULL;
-}
-
-/* The record's fields after the first byte at b: uuid, side, peer. */
-static int record_unpack(const uint8_t *b, struct mig_guest_record *rec)
-{
-	memcpy(rec->uuid, b, 16);
-	if (b[16] > MIG_SIDE_DEST)
-		return -EPROTO;
-	rec->side = (enum mig_side)b[16];
-	memcpy(rec->peer, b + 20, MIG_GUEST_PEER_MAX - 1);
-	rec->peer[MIG_GUEST_PEER_MAX - 1] = '\0';
-	return 0;
-}
-
-void mig_ctl_bind_pack(uint8_t *b, const struct mig_guest_record *rec)
-{
-	memcpy(b, rec->uuid, 16);
-	memset(b + 16, 0, 4 + MIG_GUEST_PEER_MAX);
-	b[16] = (uint8_t)rec->side;
-	memcpy(b + 20, rec->peer, strnlen(rec->peer, MIG_GUEST_PEER_MAX - 1));
-}
-
-int mig_ctl_bind_unpack(const uint8_t *b, size_t len, struct mig_guest_record *rec)
-{
-	memset(rec, 0, sizeof(*rec));
-	if (len != MIG_CTL_BIND_BYTES)
-		return -EPROTO;
-	return record_unpack(b, rec);
-}
-
-int mig_ctl_info_unpack(const uint8_t *b, size_t len, struct mig_guest_info *in)
-{
-	uint32_t flags;
-
-	if (len != MIG_CTL_INFO_BYTES)
-		return -EPROTO;
-	memset(in, 0, sizeof(*in));
-	in->pid = (pid_t)get32(b);
-	flags = get32(b + 4);
-	in->incoming = flags & MIG_CTL_F_INCOMING;
-	in->running = flags & MIG_CTL_F_RUNNING;
-	in->attached = flags & MIG_CTL_F_ATTACHED;
-	in->tracking = flags & MIG_CTL_F_TRACKING;
-	in->vcpus = get32(b + 8);
-	in->ram_bytes = get64(b + 12);
-	in->ram_base = get64(b + 20);
-	in->progress = get64(b + 28);
-	/* NUL-terminate whatever came: never trust the peer's padding */
-	memcpy(in->workload, b + 36, sizeof(in->workload) - 1);
-	in->workload[sizeof(in->workload) - 1] = '\0';
-	if (record_unpack(b + 100, &in->rec) < 0 || b[117] >= MIG_GUEST__PHASES ||
-	    b[118] >= MIG_STATE__COUNT)
-		return -EPROTO;
-	in->rec.phase = (enum mig_guest_phase)b[117];
-	in->rec.state = (enum mig_state)b[118];
-	return 0;
-}
-
-int mig_ctl_blob_fd(const uint8_t *blob, size_t len)
-{
-	int fd = memfd_create("mig-state", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	int r;
-
-	if (fd < 0)
-		return -errno;
-	r = mig_write_full(fd, blob, len);
-	/* sealed: the receiver reads exactly what we wrote, nothing later */
-	if (r == 0 && fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW |
-			    F_SEAL_WRITE | F_SEAL_SEAL) < 0)
-		r = -errno;
-	if (r < 0) {
-		close(fd);
-		return r;
-	}
-	return fd;
-}
-
-int mig_ctl_blob_read(int fd, size_t len, uint8_t **out)
-{
-	struct stat st;
-	uint8_t *b;
-	size_t got = 0;
-
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	/* only a regular file (memfd) of at least len bytes: never a pipe or
-	 * socket a hostile peer could leave us blocked on */
-	if (!S_ISREG(st.st_mode) || !len || len > MIG_WORKLOAD_MAX_STATE_BYTES ||
-	    (uint64_t)st.st_size < len)
-		return -EBADMSG;
-	b = malloc(len);
-	if (!b)
-		return -ENOMEM;
-	while (got < len) {
-		ssize_t n = pread(fd, b + got, len - got, (off_t)got);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			free(b);
-			return n < 0 ? -errno : -EBADMSG;
-		}
-		got += (size_t)n;
-	}
-	*out = b;
-	return 0;
-}
 
 /* --- vCPUs ------------------------------------------------------------------ */
 
@@ -650,22 +440,10 @@ static void reply_fds(struct guestd *gd, int ci, uint16_t op, uint32_t seq,
 		      int status, const void *pl, size_t plen, const int *fds,
 		      int nfds)
 {
-	uint8_t buf[MIG_CTL_MSG_MAX];
-	struct mig_ctl_hdr h = {
-		.magic = MIG_CTL_MAGIC, .version = MIG_CTL_VERSION, .op = op,
-		.seq = seq, .status = status, .len = (uint32_t)plen,
-	};
-	int r;
-
-	if (plen > sizeof(buf) - MIG_CTL_HDR_BYTES)
-		plen = h.len = 0; /* never: payloads are fixed and small */
-	mig_ctl_hdr_pack(buf, &h);
-	if (plen)
-		memcpy(buf + MIG_CTL_HDR_BYTES, pl, plen);
 	/* non-blocking: a client that does not read its replies is dropped
 	 * rather than allowed to stall the control thread */
-	r = mig_send_with_fds(gd->cl[ci].fd, buf, MIG_CTL_HDR_BYTES + plen,
-			      fds, nfds);
+	int r = mig_ctl_send(gd->cl[ci].fd, op, seq, status, pl, plen, fds, nfds);
+
 	if (r < 0) {
 		mig_dbg("guest", "reply to pid %d: %s", (int)gd->cl[ci].pid,
 			strerror(-r));
@@ -731,7 +509,7 @@ static void do_attach(struct guestd *gd, int ci, const struct mig_ctl_hdr *h)
 
 	drop_dead_holder(gd);
 	if (gd->holder >= 0 && gd->holder != ci) {
-		put32(pl, (uint32_t)gd->cl[gd->holder].pid);
+		mig_put_le32(pl, (uint32_t)gd->cl[gd->holder].pid);
 		reply(gd, ci, h, -EBUSY, pl, sizeof(pl));
 		return;
 	}
@@ -765,7 +543,7 @@ static void do_get_fds(struct guestd *gd, int ci, const struct mig_ctl_hdr *h)
 		reply(gd, ci, h, r, NULL, 0);
 		return;
 	}
-	put32(pl, (uint32_t)nfds);
+	mig_put_le32(pl, (uint32_t)nfds);
 	/* the kernel duplicates them: we keep our own references */
 	reply_fds(gd, ci, h->op, h->seq, 0, pl, sizeof(pl), fds, nfds);
 }
@@ -902,7 +680,7 @@ static void do_save_state(struct guestd *gd, int ci, const struct mig_ctl_hdr *h
 		reply(gd, ci, h, r, NULL, 0);
 		return;
 	}
-	put32(pl, (uint32_t)len);
+	mig_put_le32(pl, (uint32_t)len);
 	reply_fds(gd, ci, h->op, h->seq, 0, pl, sizeof(pl), &fd, 1);
 	close(fd);
 }
@@ -918,10 +696,10 @@ static int load_state(struct guestd *gd, const uint8_t *pl, size_t plen,
 
 	if (plen != 4 || nfds != 1)
 		return -EINVAL;
-	r = mig_ctl_blob_read(fds[0], get32(pl), &blob);
+	r = mig_ctl_blob_read(fds[0], mig_get_le32(pl), &blob);
 	if (r < 0)
 		return r;
-	r = mig_workload_state_decode(blob, get32(pl), gd->ram_bytes, &st);
+	r = mig_workload_state_decode(blob, mig_get_le32(pl), gd->ram_bytes, &st);
 	free(blob);
 	if (r < 0)
 		return r;
@@ -1116,12 +894,12 @@ static void do_set_state(struct guestd *gd, int ci, const struct mig_ctl_hdr *h,
 {
 	int e = need_claim(gd, ci);
 
-	if (e == 0 && (h->len != 4 || get32(pl) >= MIG_STATE__COUNT))
+	if (e == 0 && (h->len != 4 || mig_get_le32(pl) >= MIG_STATE__COUNT))
 		e = -EINVAL;
 	if (e == 0 && gd->rec.phase == MIG_GUEST_UNBOUND)
 		e = -ESRCH;
 	if (e == 0) {
-		gd->rec.state = (enum mig_state)get32(pl);
+		gd->rec.state = (enum mig_state)mig_get_le32(pl);
 		/* the engine saw the destination hold every page */
 		if (gd->rec.state == MIG_STATE_COMPLETED &&
 		    gd->rec.phase == MIG_GUEST_SWITCHED)
@@ -1323,7 +1101,7 @@ static int poke_check(struct guestd *gd, int ci, uint64_t page)
 static void do_poke(struct guestd *gd, int ci, const struct mig_ctl_hdr *h,
 		    const uint8_t *pl)
 {
-	uint64_t page = h->len == 8 ? get64(pl) : UINT64_MAX;
+	uint64_t page = h->len == 8 ? mig_get_le64(pl) : UINT64_MAX;
 	int r = h->len == 8 ? poke_check(gd, ci, page) : -EINVAL;
 
 	if (r < 0) {
@@ -1371,7 +1149,7 @@ static void answer_pending(struct guestd *gd)
 
 			dr = digest_ram(gd, &dv);
 			digested = true;
-			put64(dpl, dv);
+			mig_put_le64(dpl, dv);
 			mig_info("guest", "digest %016" PRIx64 " (%.1f ms)", dv,
 				 (mig_now_ns() - t0) / 1e6);
 		}
@@ -1445,25 +1223,22 @@ static void dispatch(struct guestd *gd, int ci, const struct mig_ctl_hdr *h,
 /* One message from a client: anything malformed gets an error reply. */
 static void client_read(struct guestd *gd, int ci)
 {
-	uint8_t buf[MIG_CTL_MSG_MAX];
-	int fds[2], nfds = MIG_ARRAY_SIZE(fds);
-	struct mig_ctl_hdr h = { .op = 0 };
-	ssize_t n = mig_recv_with_fds(gd->cl[ci].fd, buf, sizeof(buf), fds, &nfds);
+	struct mig_ctl_msg m;
+	ssize_t n = mig_ctl_recv(gd->cl[ci].fd, &m, MIG_CTL_MAX_FDS);
 
 	if (n == -EAGAIN)
 		return;
-	if (n <= 0 && n != -EMSGSIZE) {
+	if (n == 0 || (n < 0 && n != -EMSGSIZE && n != -EPROTO)) {
 		client_close(gd, ci);
 		return;
 	}
-	if (n > 0 && mig_ctl_hdr_unpack(buf, (size_t)n, &h) == 0 && h.status == 0)
-		dispatch(gd, ci, &h, buf + MIG_CTL_HDR_BYTES, fds, nfds);
+	if (n > 0 && m.h.status == 0)
+		dispatch(gd, ci, &m.h, mig_ctl_payload(&m), m.fds, m.nfds);
 	else if (gd->cl[ci].fd >= 0)
 		/* echo a seq if there was a header to take it from */
-		reply_fds(gd, ci, 0, n >= 12 ? get32(buf + 8) : 0,
-			  n == -EMSGSIZE ? -EMSGSIZE : -EPROTO, NULL, 0, NULL, 0);
-	for (int i = 0; i < nfds; i++)
-		close(fds[i]);
+		reply_fds(gd, ci, 0, m.h.seq, n == -EMSGSIZE ? -EMSGSIZE : -EPROTO,
+			  NULL, 0, NULL, 0);
+	mig_ctl_msg_close_fds(&m);
 }
 
 static void client_accept(struct guestd *gd)
