@@ -49,7 +49,8 @@ static void more(FILE *out)
 {
 	fprintf(out, "Workload SPEC: ab | idle | dirty[:rate=R,pattern=P,hot=PCT], where R\n"
 		"is MiB/s (or bytes/s with a K/M/G suffix; 0: no limit), P one of\n"
-		"uniform, random, hot, seq, and PCT the hot set in %% of RAM (10).\n"
+		"uniform, random, hot, seq, split (even vCPUs on their hot PCT,\n"
+		"odd ones on all their slice), and PCT the hot set in %% (10).\n"
 		"At most %u vCPUs.\n"
 		"Workloads: %s\n", MIG_WORKLOAD_MAX_VCPUS, mig_workload_names());
 }
