@@ -29,7 +29,7 @@ static const struct mig_cli_opt commons[MIG_CLI__COUNT] = {
 	[MIG_CLI_LINGER] = { "linger", MIG_CLI_KEY(MIG_CLI_LINGER), "SECS",
 			     "keep the status bus up SECS after the end" },
 	[MIG_CLI_SUMMARY] = { "summary", MIG_CLI_KEY(MIG_CLI_SUMMARY), NULL,
-			      "print a summary line when it ends" },
+			      "print a summary line however it ends" },
 	[MIG_CLI_NOTIFY] = { "notify", MIG_CLI_KEY(MIG_CLI_NOTIFY), "URL",
 			     "POST every event as JSON to URL (http(s)://)" },
 	[MIG_CLI_LINK_TIMEOUT] = { "link-timeout", MIG_CLI_KEY(MIG_CLI_LINK_TIMEOUT),
