@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# Run the test suites (all, or those named: unit bats man headers) and end
-# with one line "N passed, N failed, N skipped" summing them; exit 1 on any
-# failure. Used by `make check` and .ci/run.
+# Run the test suites (all, or those named: selftest unit bats man headers)
+# and end with one line "N passed, N failed, N skipped" summing them; exit 1
+# on any failure. Used by `make check` and .ci/run. selftest checks this
+# script's own counting of bats output on tests/fixtures.
 set -u
 cd "$(dirname "$0")/.."
 
 passed=0 failed=0 skipped=0
 suites=("$@")
-[ ${#suites[@]} -gt 0 ] || suites=(unit headers man bats)
+[ ${#suites[@]} -gt 0 ] || suites=(selftest unit headers man bats)
 
 count() { passed=$((passed + $1)); failed=$((failed + $2)); skipped=$((skipped + ${3:-0})); }
 
@@ -56,22 +57,73 @@ run_man() {
 	count "$p" "$f"
 }
 
-run_bats() {
-	local line p=0 f=0 s=0 rc=0
-	export BATS_TEST_TIMEOUT=${BATS_TEST_TIMEOUT:-180}
+# tally WHAT: count bats TAP output on stdin, echoing it unless QUIET is
+# set; sets TP TF TS and prints "WHAT: N passed, N failed, N skipped", the
+# reasons of the skips and a line for tests declared ("1..N") but never
+# run, which count as failed (a setup_file that dies runs none of its
+# file's tests; bats reports one failure for them all).
+tally() {
+	local what=$1 line plan=0 ran rc=0
+	local -a reasons=()
+	TP=0 TF=0 TS=0
 	while IFS= read -r line; do
-		printf '%s\n' "$line"
 		case "$line" in
-		"ok "*"# skip"*) s=$((s + 1)) ;;
-		"ok "*) p=$((p + 1)) ;;
-		"not ok "*) f=$((f + 1)) ;;
+		"bats-exit "*) ;;
+		*) [ -n "${QUIET:-}" ] || printf '%s\n' "$line" ;;
+		esac
+		case "$line" in
+		1..*) plan=$((plan + ${line#1..})) ;;
+		"ok "*" # skip"*)
+			TS=$((TS + 1))
+			reasons+=("${line#* # skip}") ;;
+		"ok "*) TP=$((TP + 1)) ;;
+		"not ok "*) TF=$((TF + 1)) ;;
 		"bats-exit "*) rc=${line#bats-exit } ;;
 		esac
-	done < <(bats --tap tests/bats 2>&1; echo "bats-exit $?")
+	done
+	ran=$((TP + TF + TS))
+	if [ "$ran" -lt "$plan" ]; then
+		echo "$what: $plan tests declared, $((plan - ran)) of them never reported: counted as failed"
+		TF=$((TF + plan - ran))
+	fi
 	# bats itself failing (syntax error, no tests found) is a failure too
-	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
-	echo "bats: $p passed, $f failed, $s skipped"
-	count "$p" "$f" "$s"
+	if [ "$rc" -ne 0 ] && [ "$TF" -eq 0 ]; then TF=1; fi
+	echo "$what: $TP passed, $TF failed, $TS skipped"
+	local r
+	for r in "${reasons[@]}"; do echo "$what: skipped:${r:- (no reason given)}"; done
+}
+
+# bats_tap ARGS...: bats --tap ARGS, then its exit status as "bats-exit N".
+bats_tap() { bats --tap "$@" 2>&1; echo "bats-exit $?"; }
+
+run_bats() {
+	export BATS_TEST_TIMEOUT=${BATS_TEST_TIMEOUT:-180}
+	tally bats < <(bats_tap tests/bats)
+	count "$TP" "$TF" "$TS"
+}
+
+# selftest: tally on the fixtures must give exactly what they hold.
+run_selftest() {
+	local p=0 f=0 got fx out
+	out=$(mktemp)
+	selftest_case() {
+		fx=$1
+		QUIET=1 tally fixture < <(bats_tap "tests/fixtures/$fx") >"$out"
+		got="$TP $TF $TS|$(tr '\n' '|' <"$out")"
+		if [[ $got == "$2"* ]] && [[ $got == *"$3"* ]]; then
+			p=$((p + 1))
+		else
+			echo "selftest: $fx: got '$got', expected '$2' and '$3'"; f=$((f + 1))
+		fi
+	}
+	if ! command -v bats >/dev/null; then
+		echo "selftest: bats missing (make deps)"; count 0 1; return
+	fi
+	selftest_case setup-file-dies.bats "0 3 0|" "3 tests declared, 2 of them never reported: counted as failed"
+	selftest_case tally.bats "1 1 1|" "skipped: the fixture's reason"
+	rm -f "$out"
+	echo "selftest: $p passed, $f failed"
+	count "$p" "$f"
 }
 
 for s in "${suites[@]}"; do
@@ -80,6 +132,7 @@ for s in "${suites[@]}"; do
 	headers) run_headers ;;
 	man) run_man ;;
 	bats) run_bats ;;
+	selftest) run_selftest ;;
 	*) echo "run-all: unknown suite '$s'" >&2; exit 64 ;;
 	esac
 done
