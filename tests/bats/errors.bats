@@ -5,21 +5,9 @@
 
 load ../helpers/common
 
+# Most tests here start no incoming guest; those that do say so.
 setup() { mig_setup; }
 teardown() { mig_teardown; }
-
-# Nothing of this test's is running but the listed daemons.
-assert_only_running() {
-	local pid ok
-	for pid in $(pgrep -f "$T/"); do
-		ok=0
-		for want in "$@"; do [ "$pid" = "$want" ] && ok=1; done
-		if [ "$ok" -eq 0 ]; then
-			echo "# stray process: $(ps -o pid=,args= -p "$pid")" >&2
-			return 1
-		fi
-	done
-}
 
 @test "unknown options are usage errors (64) in every program" {
 	local p
@@ -36,10 +24,12 @@ assert_only_running() {
 	for size in 12X 0 4097 -1 1.5G 2T ""; do
 		expect 64 mig-guest --ctl "$T/g.ctl" --ram "$size"
 		[ "${#lines[@]}" -le 2 ]
+		[[ "${lines[0]}" == *"--ram: '$size' is not a non-zero multiple of 4K"* ]] ||
+			{ echo "# $size: $output" >&2; false; }
 	done
 	expect 64 mig-send --guest "$T/g.ctl" --to tcp:127.0.0.1:1 --max-bandwidth 10Q
 	[[ "$output" == *"--max-bandwidth"* ]]
-	assert_only_running
+	only_running
 }
 
 @test "bad URIs are refused before anything starts" {
@@ -47,9 +37,11 @@ assert_only_running() {
 		expect 64 mig-recv --listen "$uri"
 		[[ "$output" == *"$uri"* ]] || { echo "# $output" >&2; false; }
 		expect 64 mig-send --guest "$T/g.ctl" --to "$uri"
+		[[ "$output" == *"bad --to '$uri'"* ]] || { echo "# $output" >&2; false; }
 	done
 	expect 64 mig-recover --bus "$T/b.sock" --to "tcp:nohost"
-	assert_only_running
+	[[ "$output" == *"invalid URI 'tcp:nohost'"* ]]
+	only_running
 }
 
 @test "a listen address in use is refused, the running listener unharmed" {
@@ -61,7 +53,7 @@ assert_only_running() {
 	# and the same for the status bus of a name already taken
 	expect 1 mig-recv --name one --listen "tcp:127.0.0.1:$(free_port)"
 	[[ "$output" == *"in use"* ]]
-	assert_only_running "$PID_one"
+	only_running "$PID_one"
 	expect 0 mig-status --bus "$(bus_of one recv)" --wait-for setup --timeout 5
 }
 
@@ -71,7 +63,7 @@ assert_only_running() {
 	expect 69 mig-send --name s --guest "$T/nothing.ctl" --to "tcp:127.0.0.1:$port"
 	[[ "$output" == *"no guest at $T/nothing.ctl"* ]]
 	[ ! -e "$(bus_of s send)" ]
-	assert_only_running "$PID_r"
+	only_running "$PID_r"
 }
 
 @test "no destination: 69, and the guest keeps running untouched" {
@@ -84,6 +76,7 @@ assert_only_running() {
 }
 
 @test "a second mig-send on a guest being migrated is refused; the first completes" {
+	require_uffd
 	guest src 128M
 	local port; port=$(free_port)
 	start r mig-recv --name a --listen "tcp:127.0.0.1:$port" --guest-ctl "$T/dst.ctl"
@@ -96,6 +89,7 @@ assert_only_running() {
 }
 
 @test "a peer whose hello carries another UUID is refused and reported" {
+	require_uffd
 	guest src 128M
 	guest other 16M
 	local port; port=$(free_port)
@@ -115,6 +109,7 @@ assert_only_running() {
 }
 
 @test "a hello that is not mig's is dropped without disturbing the listener" {
+	require_uffd
 	local port; port=$(free_port)
 	start r mig-recv --name a --listen "tcp:127.0.0.1:$port" --guest-ctl "$T/dst.ctl"
 	printf 'GET / HTTP/1.0\r\n\r\nxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' |
@@ -140,13 +135,20 @@ assert_only_running() {
 	[[ "$output" == *"choose another --guest-ctl"* ]]
 	[ ! -e "$T/l.sock" ] # nothing left listening
 	expect 64 mig-recv --attach "$T/g.ctl" --guest-ctl "$T/other.ctl"
+	[[ "$output" == *"--attach and --guest-ctl name different guests"* ]]
 	expect 64 mig-send --guest "$T/g.ctl" --resume --postcopy
+	[[ "$output" == *"--resume takes over a migration past switchover"* ]]
 	expect 64 mig-send --guest "$T/g.ctl"
+	[[ "$output" == *"--guest and --to are required"* ]]
 	expect 1 mig-send --name s --guest "$T/g.ctl" --resume
 	[[ "$output" == *"nothing to resume"* ]]
 	expect 64 mig-guest abandon --ctl "$T/g.ctl" --uuid nope
-	expect 64 mig-guest cont --ctl "$T/g.ctl" --uuid "$(cat /proc/sys/kernel/random/uuid)"
-	expect 1 mig-guest abandon --ctl "$T/g.ctl" --uuid "$(cat /proc/sys/kernel/random/uuid)"
+	[[ "$output" == *"--uuid: 'nope' is not a UUID"* ]]
+	local uuid; uuid=$(cat /proc/sys/kernel/random/uuid)
+	expect 64 mig-guest cont --ctl "$T/g.ctl" --uuid "$uuid"
+	[[ "$output" == *"--uuid is only for 'abandon'"* ]]
+	expect 1 mig-guest abandon --ctl "$T/g.ctl" --uuid "$uuid"
+	[[ "$output" == *"abandon $T/g.ctl: the guest is not in that migration"* ]]
 	run mig-guest info --ctl "$T/g.ctl" --json 3>&-
 	jq -e '.running == true and .migration == null and .attached == false' <<<"$output"
 }
@@ -179,12 +181,14 @@ assert_only_running() {
 	done
 	# a live socket (the guest's) is in use, whoever asks
 	expect 1 mig-send --bus "$T/g.ctl" --guest "$T/g.ctl" --to "unix:$T/nowhere"
+	[[ "$output" == *"the status bus is in use"* ]]
 	expect 1 mig-guest --ctl "$T/g.ctl" --ram 4M
 	[[ "$output" == *"in use"* ]]
 	check_left
 	expect 0 mig-guest info --ctl "$T/g.ctl"
 	# a stale one is taken over, for each kind of socket
 	expect 69 mig-send --bus "$T/p/stale" --guest "$T/g.ctl" --to "unix:$T/nowhere"
+	[[ "$output" == *"cannot connect"* ]] || { echo "# $output" >&2; false; }
 	mkpaths
 	start st mig-guest --ctl "$T/p/stale" --ram 4M
 	expect 0 mig-guest quit --ctl "$T/p/stale"

@@ -17,7 +17,7 @@ teardown() { mig_teardown; }
 
 # Can this machine make network namespaces (and veth pairs)?
 netns_or_skip() {
-	[ "$(id -u)" -eq 0 ] || skip "needs root for network namespaces"
+	require_root "network namespaces"
 	command -v ip >/dev/null || skip "needs iproute2 (ip)"
 	local ns=migprobe$$
 	ip netns add "$ns" 2>/dev/null || skip "cannot create network namespaces (ip netns add failed)"
@@ -25,6 +25,7 @@ netns_or_skip() {
 }
 
 @test "quickstart: a 64M guest migrates over loopback and verifies" {
+	require_uffd
 	run timeout 60 "$EX/quickstart.sh" 64M 3>&-
 	echo "$output" | sed 's/^/# /' >&2
 	[ "$status" -eq 0 ]
@@ -33,6 +34,7 @@ netns_or_skip() {
 
 @test "netns-two-hosts: a cut veth pauses both sides, recovery completes, the guest verifies" {
 	netns_or_skip
+	require_uffd
 	run timeout 180 "$EX/netns-two-hosts.sh" --size 256M 3>&-
 	if [ "$status" -eq 77 ]; then skip "${output##*skipped: }"; fi
 	echo "$output" | sed 's/^/# /' >&2
@@ -59,47 +61,26 @@ netns_or_skip() {
 	local dir
 	dir=$(sed -n 's/.*MIG_RUNTIME_DIR=\(\/tmp\/mig-netns\.[^/]*\)\/src.*/\1/p' <<<"$output")
 	[ -n "$dir" ] && [ ! -e "$dir" ]
-	! pgrep -f "$dir/"
+	[ -z "$(our_procs "$dir")" ]
 }
 
 @test "netns-two-hosts: --help, and a bad size is a usage error" {
 	expect 0 "$EX/netns-two-hosts.sh" --help
 	[[ "$output" == *"--keep"* ]]
 	expect 64 "$EX/netns-two-hosts.sh" --size lots
+	[[ "$output" == *"bad SIZE 'lots'"* ]]
 }
 
-# A TCP proxy in front of the destination, killed and restarted by PID
-# (socat forks a child per connection: those go first, parent held still).
+# A TCP proxy in front of the destination, killed and restarted by pid.
 proxy_start() {
-	bg px socat "tcp-listen:$VIA,reuseaddr,fork" "tcp:127.0.0.1:$PORT"
-	for _ in $(seq 100); do
-		python3 -c "import socket; socket.create_connection(('127.0.0.1', $VIA), 0.2)" 2>/dev/null && return 0
-		sleep 0.05
-	done
-	echo "# the proxy never listened on $VIA" >&2
-	return 1
-}
-proxy_kill() {
-	kill -STOP "$PID_px"
-	pkill -KILL -P "$PID_px" || true
-	kill -KILL "$PID_px"
-	wait "$PID_px" 2>/dev/null || true
-}
-
-# wait_log NAME REGEX [SECS]: until the log of NAME matches (bounded).
-wait_log() {
-	local i
-	for i in $(seq $((${3:-20} * 10))); do
-		grep -q -E "$2" "$T/$1.log" && return 0
-		sleep 0.1
-	done
-	echo "# $1.log never matched /$2/" >&2
-	return 1
+	socat_proxy px "tcp-listen:$VIA" "tcp:127.0.0.1:$PORT"
+	wait_port "$VIA"
 }
 
 # Postcopy lasts long enough to be cut: the pump is held to 4M/s, and page
 # requests through socat (no TCP_NODELAY there) take milliseconds each.
 @test "manager: recovers a migration whose proxy was killed, by itself, and it completes" {
+	require_uffd
 	PORT=$(free_port) VIA=$(free_port)
 	SRC_BUS=$(bus_of m send) DST_BUS=$(bus_of m recv)
 	guest src 64M --workload ab
@@ -110,8 +91,10 @@ wait_log() {
 	bg mgr "$EX/manager.sh" --bus "$SRC_BUS" --to "tcp:127.0.0.1:$VIA" \
 		--listen "tcp:127.0.0.1:$PORT" --dst-bus "$DST_BUS" --max-backoff 2
 	expect 0 mig-status --bus "$SRC_BUS" --wait-for postcopy-active --timeout 15
-	sleep 0.3
-	proxy_kill
+	# the guest's state has arrived (a cut while SWITCHOVER is in flight
+	# fails the destination: another matter)
+	state "$DST_BUS" postcopy-active
+	proxy_kill px
 	expect 0 mig-status --bus "$SRC_BUS" --wait-for postcopy-paused --timeout 15
 	# the manager tries by itself, and fails while the path is down
 	wait_log mgr 'source: mig-recover --to .*still paused' 30
@@ -137,7 +120,9 @@ wait_log() {
 	PORT=$(free_port)
 	SRC_BUS=$(bus_of m send)
 	expect 64 "$EX/manager.sh" --bus "$SRC_BUS"
+	[[ "$output" == *"--to URI is required"* ]]
 	expect 69 "$EX/manager.sh" --bus "$SRC_BUS" --to "tcp:127.0.0.1:$PORT" --wait-bus 1
+	[[ "$output" == *"no migration at --bus $SRC_BUS"* ]]
 	# a destination that is not there: the migration fails before switchover
 	guest src 16M --workload ab
 	bg send mig-send --postcopy --name m --guest "$T/src.ctl" --to "tcp:127.0.0.1:$PORT" --linger 5
@@ -162,6 +147,7 @@ unit_cmd() {
 }
 
 @test "systemd units and the manager: engines killed mid-migration are restarted by the same command line, and it completes" {
+	require_uffd
 	grep -q '^Restart=on-failure$' "$EX/systemd/mig-send@.service"
 	grep -q '^Restart=on-failure$' "$EX/systemd/mig-recv@.service"
 	grep -q '^KillMode=process$' "$EX/systemd/mig-recv@.service"
@@ -184,13 +170,14 @@ unit_cmd() {
 	bg mgr "$EX/manager.sh" --bus "$SRC_BUS" --to "unix:$T/dst.sock" \
 		--listen "unix:$T/dst.sock" --dst-bus "$DST_BUS" --max-backoff 1
 	expect 0 mig-status --bus "$SRC_BUS" --wait-for postcopy-active --timeout 15
-	kill -KILL "$PID_recv"; wait "$PID_recv" 2>/dev/null || true
+	kill9 recv
 	start recv2 "${recv[@]}" # the unit's restart
 	wait_log mgr 'source: mig-recover --to .*running again' 30
-	kill -KILL "$PID_send"; wait "$PID_send" 2>/dev/null || true
+	kill9 send
 	start send2 "${send[@]}"
 	expect 0 mig-status --bus "$SRC_BUS" --wait-for postcopy-active --timeout 15
-	qmp "$SRC_BUS" '{"execute":"migrate-set-parameters","arguments":{"max-bandwidth":0}}'
+	# (a migration that has just completed has no bus left to be told)
+	set_bandwidth "$SRC_BUS" 0 || [ ! -S "$SRC_BUS" ]
 	wait_exit send2 60
 	[ "$status" -eq 0 ]
 	wait_exit recv2 60

@@ -7,7 +7,10 @@
 
 load ../helpers/common
 
-setup() { mig_setup; }
+setup() {
+	mig_setup
+	require_uffd
+}
 teardown() { mig_teardown; }
 
 @test "an incoming guest whose vCPUs fault exits on QUIT and on SIGTERM, every round" {

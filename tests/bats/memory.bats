@@ -8,6 +8,7 @@ load ../helpers/common
 
 setup() {
 	mig_setup
+	require_uffd
 	# In a SANITIZE=1 build, AddressSanitizer's quarantine keeps freed
 	# memory (up to 256 MiB) to catch its use: here that would be memory
 	# held per cycle by the sanitizer, not by the engines.
@@ -16,30 +17,6 @@ setup() {
 	DST_BUS=$(bus_of m recv)
 }
 teardown() { mig_teardown; }
-
-# The destination's guest gets its RAM through userfaultfd: probe with just
-# that, an incoming guest, and skip (with its reason) where it is refused.
-uffd_or_skip() {
-	local pid rc=0
-	mig-guest --ctl "$T/probe.ctl" --ram 4M --incoming --ready-fd 3 \
-		3>"$T/probe.ready" >"$T/probe.log" 2>&1 &
-	pid=$!
-	echo "$pid probe" >>"$T/pids"
-	for _ in $(seq 100); do
-		[ -s "$T/probe.ready" ] && break
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.05
-	done
-	if [ -s "$T/probe.ready" ]; then
-		kill -TERM "$pid"
-		wait "$pid" 2>/dev/null || true
-		return 0
-	fi
-	kill -KILL "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || rc=$?
-	[ "$rc" -eq 69 ] || { echo "# probe guest failed (exit $rc):" >&2; cat "$T/probe.log" >&2; return 1; }
-	skip "userfaultfd is not usable here (/dev/userfaultfd or the syscall): $(tail -n 1 "$T/probe.log")"
-}
 
 # own KIND CYCLE: an engine's own memory in kB after that cycle: VmRSS less
 # RssShmem. The source maps the guest's RAM to send it, so its VmRSS also
@@ -51,7 +28,6 @@ own() {
 }
 
 @test "500 pause/recover cycles: each engine's memory after cycle 500 is within 1 MiB of that after cycle 50" {
-	uffd_or_skip
 	# idle: nothing faults, so pages move only through the pump; at 1 MB/s
 	# about a quarter of the guest moves in 500 cycles: it cannot complete
 	# meanwhile
@@ -81,8 +57,7 @@ own() {
 	done
 	[ "$grew" -eq 0 ]
 	# then the migration completes and the guest is whole
-	qmp "$SRC_BUS" '{"execute":"migrate-set-parameters","arguments":{"max-bandwidth":0},"id":1}'
-	echo "$output" | grep '"id":1' | jq -e '.return == {}'
+	set_bandwidth "$SRC_BUS" 0
 	wait_exit send 60
 	[ "$status" -eq 0 ]
 	wait_exit recv 30

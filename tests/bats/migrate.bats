@@ -5,11 +5,14 @@
 
 load ../helpers/common
 
-setup() { mig_setup; }
+setup() {
+	mig_setup
+	require_uffd
+}
 teardown() { mig_teardown; }
 
 # migrate NAME FROM_CTL TO_CTL URI [mig-send args]: one whole migration with
-# both sides' event streams recorded in $T/NAME.{send,recv}.events.
+# both sides' event streams recorded by watchers NAME-ws and NAME-wr.
 migrate() {
 	local name=$1 from=$2 to=$3 uri=$4; shift 4
 	start "$name-recv" mig-recv --name "$name" --listen "$uri" --guest-ctl "$to"
@@ -22,53 +25,38 @@ migrate() {
 	[ "$status" -eq 0 ]
 	wait_exit "$name-ws" 20
 	wait_exit "$name-wr" 20
-	jq -r 'select(.event == "MIGRATION") | .data.status' "$T/$name-ws.log" |
-		tr '\n' ' ' >"$T/$name.send.events"
-	jq -r 'select(.event == "MIGRATION") | .data.status' "$T/$name-wr.log" |
-		tr '\n' ' ' >"$T/$name.recv.events"
 }
 
-assert_events() {
-	local got
-	got=$(sed 's/ $//' "$1")
-	if [ "$got" != "$2" ]; then
-		echo "# events in $1: '$got', expected '$2'" >&2
-		return 1
-	fi
-}
-
+# assert_runs_and_verifies CTL: the migrated guest runs on, and is whole.
 assert_runs_and_verifies() {
-	local ctl=$1 p1 p2
-	p1=$(guest_progress "$ctl")
-	sleep 0.3
-	p2=$(guest_progress "$ctl")
-	[ "$p2" -gt "$p1" ] || { echo "# guest at $ctl is not running ($p1 -> $p2)" >&2; return 1; }
-	expect 0 mig-guest verify --ctl "$ctl"
-	[[ "$output" == *"invariant holds"* ]]
+	guest_runs "$1"
+	verifies "$1"
 }
 
 @test "a 256 MiB ab guest migrates over tcp: with exactly the expected events" {
 	guest src 256M --workload ab
-	sleep 0.3
+	guest_wrote "$T/src.ctl" 65536
 	migrate m1 "$T/src.ctl" "$T/dst.ctl" "tcp:127.0.0.1:$(free_port)" --max-bandwidth 512M
-	assert_events "$T/m1.send.events" "setup active postcopy-active completed"
-	assert_events "$T/m1.recv.events" "setup active postcopy-active completed"
+	events_match m1-ws "setup active postcopy-active completed"
+	events_match m1-wr "setup active postcopy-active completed"
 	assert_runs_and_verifies "$T/dst.ctl"
 	# the source guest handed its life over and exited
 	expect 69 mig-guest info --ctl "$T/src.ctl"
+	[[ "$output" == *"no guest at $T/src.ctl"* ]]
 }
 
 @test "a 256 MiB ab guest migrates over unix: and back again (ping-pong)" {
 	guest src 256M --workload ab
-	sleep 0.3
+	guest_wrote "$T/src.ctl" 65536
 	migrate there "$T/src.ctl" "$T/dst.ctl" "unix:$T/m.sock"
-	assert_events "$T/there.send.events" "setup active postcopy-active completed"
-	assert_events "$T/there.recv.events" "setup active postcopy-active completed"
+	events_match there-ws "setup active postcopy-active completed"
+	events_match there-wr "setup active postcopy-active completed"
 	assert_runs_and_verifies "$T/dst.ctl"
 	migrate back "$T/dst.ctl" "$T/src2.ctl" "unix:$T/m2.sock"
-	assert_events "$T/back.send.events" "setup active postcopy-active completed"
+	events_match back-ws "setup active postcopy-active completed"
 	assert_runs_and_verifies "$T/src2.ctl"
 	expect 69 mig-guest info --ctl "$T/dst.ctl"
+	[[ "$output" == *"no guest at $T/dst.ctl"* ]]
 }
 
 @test "an idle guest's pages all arrive intact, zero pages included" {
@@ -80,7 +68,7 @@ assert_runs_and_verifies() {
 
 @test "query-migrate reports status, sizes, pages and requests during postcopy" {
 	guest src 128M --workload ab
-	sleep 0.3
+	guest_wrote "$T/src.ctl" 32768
 	local port; port=$(free_port)
 	start q-recv mig-recv --name q --listen "tcp:127.0.0.1:$port" --guest-ctl "$T/dst.ctl"
 	start q-send mig-send --postcopy --name q --guest "$T/src.ctl" --to "tcp:127.0.0.1:$port" --max-bandwidth 32M

@@ -8,6 +8,7 @@ load ../helpers/common
 
 setup() {
 	mig_setup
+	require_uffd
 	PORT=$(free_port)
 	SRC_BUS=$(bus_of p send)
 	DST_BUS=$(bus_of p recv)
@@ -33,9 +34,8 @@ run_migration() {
 	[ "$status" -eq 0 ]
 }
 
-events() {
-	jq -r 'select(.event == "MIGRATION") | .data.status' "$T/$1.log" | tr '\n' ' ' | sed 's/ $//'
-}
+# sent_more_than BUS BYTES: the source has sent more than BYTES.
+sent_more_than() { [ "$(mig-status --bus "$1" --json 3>&- | jq '.ram.transferred')" -gt "$2" ]; }
 
 # The digest of the stopped destination guest equals the source's at
 # switchover; then the guest is started and its own invariant checked.
@@ -52,8 +52,8 @@ strict_check() {
 @test "an idle guest completes by precopy alone: no postcopy state appears" {
 	guest src 128M --workload idle
 	run_migration
-	[ "$(events ws)" = "setup active device completed" ]
-	[ "$(events wr)" = "setup active completed" ]
+	[ "$(log_events ws)" = "setup active device completed" ]
+	[ "$(log_events wr)" = "setup active completed" ]
 	grep -q '"event":"MIGRATION_PASS"' "$T/ws.log"
 	strict_check
 }
@@ -61,17 +61,17 @@ strict_check() {
 @test "a dirty guest faster than the link switches to postcopy and completes" {
 	guest src 128M --workload dirty:rate=200M,pattern=uniform --vcpus 1
 	run_migration --max-bandwidth 64M
-	[[ "$(events ws)" == "setup active postcopy-active completed" ]] ||
-		{ echo "# source events: $(events ws)" >&2; false; }
+	[[ "$(log_events ws)" == "setup active postcopy-active completed" ]] ||
+		{ echo "# source events: $(log_events ws)" >&2; false; }
 	[ "$(jq -r 'select(.event == "MIGRATION_PASS") | .data.pass' "$T/ws.log" | wc -l)" -ge 2 ]
 	strict_check
 }
 
 @test "ab verifies after precopy and postcopy (--postcopy-after 2)" {
 	guest src 256M --workload ab
-	sleep 0.3
+	guest_wrote "$T/src.ctl" 65536
 	run_migration --postcopy-after 2 --downtime-limit 0
-	[ "$(events ws)" = "setup active postcopy-active completed" ]
+	[ "$(log_events ws)" = "setup active postcopy-active completed" ]
 	[ "$(jq -r 'select(.event == "MIGRATION_PASS") | .data.pass' "$T/ws.log" | tr '\n' ' ')" = "1 2 " ]
 	strict_check
 	[[ "$output" == *"invariant holds"* ]]
@@ -80,10 +80,7 @@ strict_check() {
 @test "a page dirtied after it was sent, and not sent again, is fetched fresh" {
 	guest src 64M --workload dirty:rate=400M,pattern=seq
 	# every page written once, then the vCPUs held: nothing else changes
-	for _ in $(seq 100); do
-		[ "$(guest_progress "$T/src.ctl")" -ge 16384 ] && break
-		sleep 0.1
-	done
+	guest_wrote "$T/src.ctl" 16384
 	expect 0 mig-guest stop --ctl "$T/src.ctl"
 	start recv mig-recv --name p --listen "tcp:127.0.0.1:$PORT" --guest-ctl "$T/dst.ctl" \
 		--paused-start
@@ -91,10 +88,7 @@ strict_check() {
 		--digest --summary -v --precopy-only --max-bandwidth 8M
 	# page 0 goes first; well past it, write it again, then switch before
 	# the pass could come back to it
-	for _ in $(seq 100); do
-		[ "$(mig-status --bus "$SRC_BUS" --json 3>&- | jq '.ram.transferred')" -gt 8000000 ] && break
-		sleep 0.1
-	done
+	wait_for 30 "8 MB sent" sent_more_than "$SRC_BUS" 8000000
 	expect 0 mig-guest poke --ctl "$T/src.ctl" --page 0
 	qmp "$SRC_BUS" '{"execute":"migrate-start-postcopy","id":1}'
 	echo "$output" | grep '"id":1' | jq -e '.return == {}'
@@ -113,16 +107,19 @@ strict_check() {
 	start send mig-send --name p --guest "$T/src.ctl" --to "tcp:127.0.0.1:$PORT" \
 		--precopy-only --max-bandwidth 16M
 	expect 0 mig-status --bus "$SRC_BUS" --wait-for active --timeout 10
+	local dpid; dpid=$(guest_pid "$DST_BUS")
 	qmp "$SRC_BUS" '{"execute":"migrate-cancel","id":2}'
 	echo "$output" | grep '"id":2' | jq -e '.return == {}'
 	wait_exit send 30
 	[ "$status" -eq 1 ]
 	wait_exit recv 30
 	[ "$status" -eq 1 ]
+	grep -q 'link lost before switchover' "$T/recv.log"
 	run mig-guest info --ctl "$T/src.ctl" --json 3>&-
 	echo "$output" | jq -e '.running == true and .attached == false'
 	expect 0 mig-guest verify --ctl "$T/src.ctl"
 	# the destination's guest is gone with it
 	expect 69 mig-guest info --ctl "$T/dst.ctl"
-	[ -z "$(pgrep -f "$T/dst.ctl")" ]
+	[[ "$output" == *"no guest at $T/dst.ctl"* ]]
+	wait_dead "$dpid"
 }

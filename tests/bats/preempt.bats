@@ -14,6 +14,7 @@ BATS_TEST_TIMEOUT=${BATS_TEST_TIMEOUT:-180}
 
 setup() {
 	mig_setup
+	require_uffd
 	DPORT=$(free_port)
 	SRC_BUS=$(bus_of m send)
 	DST_BUS=$(bus_of m recv)
@@ -35,65 +36,14 @@ stop_proxy() {
 	[ "$status" -eq 0 ] || { echo "# proxy $1 exited with $status" >&2; return 1; }
 }
 
-# none_running PATTERN: within 5 s, no process's command line has PATTERN.
-none_running() {
-	for _ in $(seq 50); do pgrep -f "$1" >/dev/null || return 0; sleep 0.1; done
-	echo "# still running:" >&2
-	pgrep -af "$1" | sed 's/^/#   /' >&2
-	return 1
-}
-
-pid_of() { awk -v n="$1" '$2 == n { p = $1 } END { print p }' "$T/pids"; }
-
 # connections NAME: how many connections proxy NAME has accepted so far.
 connections() { grep -c '^proxy: connection [0-9]* accepted$' "$T/$1.log" || true; }
 
-# events_of_log NAME: the statuses a `mig-status --watch --json` saw.
-events_of_log() {
-	jq -r 'select(.event == "MIGRATION") | .data.status' "$T/$1.log" | tr '\n' ' ' | sed 's/ $//'
-}
-
-events_match() {
-	local got; got=$(events_of_log "$1")
-	if ! [[ "$got" =~ ^$2$ ]]; then
-		echo "# $1 saw: '$got'; expected /$2/" >&2
-		return 1
-	fi
-}
-
-# The source's pump limit, changed live on its bus (0: unlimited).
-set_bandwidth() {
-	qmp "$1" "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"max-bandwidth\":$2},\"id\":1}"
-	echo "$output" | grep '"id":1' | jq -e 'has("return")' >/dev/null ||
-		{ echo "# migrate-set-parameters: $output" >&2; return 1; }
-}
-
-guest_runs() {
-	local ctl=$1 p1 p2
-	run mig-guest info --ctl "$ctl" --json 3>&-
-	[ "$status" -eq 0 ] && echo "$output" | jq -e '.running == true' >/dev/null ||
-		{ echo "# guest at $ctl: $output" >&2; return 1; }
-	p1=$(guest_progress "$ctl")
-	sleep 0.3
-	p2=$(guest_progress "$ctl")
-	[ "$p2" -gt "$p1" ] || { echo "# guest at $ctl is not running ($p1 -> $p2)" >&2; return 1; }
-}
-
-verifies() {
-	expect 0 mig-guest verify --ctl "$1"
-	[[ "$output" == *"invariant holds"* ]]
-}
-
-finish_and_verify() {
-	wait_exit send 120
-	[ "$status" -eq 0 ]
-	wait_exit recv 60
-	[ "$status" -eq 0 ]
-	verifies "$T/dst.ctl"
-}
-
-@test "the bus answers promptly while the preempt connect is pending" {
-	local port i t0 t1 times=() out st
+# Answering, not speed: every query gets its answer while the preempt
+# connection is still held, which it is until the test releases it (or for
+# 20 s, which would show as "released" in the proxy's log before the end).
+@test "the bus answers while the preempt connect is pending" {
+	local port i out st
 	port=$(free_port)
 	guest src 128M --workload ab
 	start recv mig-recv --name m --listen "tcp:127.0.0.1:$DPORT" --guest-ctl "$T/dst.ctl"
@@ -106,20 +56,16 @@ finish_and_verify() {
 	bg ws mig-status --bus "$SRC_BUS" --watch --json
 	# main channel up, preempt pending: the engine waits for it in `active`
 	state "$SRC_BUS" active 10
-	for i in $(seq 20); do
-		t0=$(date +%s%N)
-		out=$(timeout 2 mig-status --bus "$SRC_BUS" --json 3>&-) ||
+	wait_log px '^proxy: connection 2 held'
+	for i in $(seq 5); do
+		out=$(timeout 10 mig-status --bus "$SRC_BUS" --json 3>&-) ||
 			{ echo "# query $i failed (status $?): $out" >&2; false; }
-		t1=$(date +%s%N)
-		times+=("$(((t1 - t0) / 1000000))")
 		st=$(echo "$out" | jq -r .status)
 		[ "$st" = active ] || { echo "# query $i: state '$st', not active" >&2; false; }
 	done
 	# ...and all of that while the preempt connection was still held
-	grep -q '^proxy: connection 2 held' "$T/px.log"
 	! grep -q '^proxy: connection 2 released' "$T/px.log" ||
-		{ echo "# the hold ended before the queries did: ${times[*]} ms" >&2; false; }
-	echo "# query-migrate while the preempt connect was pending (ms): ${times[*]}" >&3
+		{ echo "# the hold ended before the queries did" >&2; false; }
 	kill -USR1 "$(pid_of px)"
 	finish_and_verify
 	wait_exit ws 10
@@ -128,11 +74,10 @@ finish_and_verify() {
 }
 
 @test "preempt channel impossible at postcopy start: failed, source guest still running and verifies" {
-	local port recv_pid
+	local port
 	port=$(free_port)
 	guest src 128M --workload ab
 	start recv mig-recv --name m --listen "tcp:127.0.0.1:$DPORT" --guest-ctl "$T/dst.ctl"
-	recv_pid=$(pid_of recv)
 	# the main connection is held 1 s (the watcher attaches meanwhile: the
 	# failure that follows is quick), the preempt one is refused
 	proxy px "$port" --hold 1:1 --refuse-from 2
@@ -140,6 +85,7 @@ finish_and_verify() {
 	bg ws mig-status --bus "$SRC_BUS" --watch --json
 	wait_exit send 30
 	[ "$status" -eq 1 ]
+	grep -q 'error: engine: preempt channel' "$T/send.log"
 	wait_exit ws 10
 	# it never reached postcopy: the guest never left
 	events_match ws "setup active failed"
@@ -149,12 +95,12 @@ finish_and_verify() {
 	# the destination was told: it ends, and so does the guest it spawned
 	wait_exit recv 20
 	[ "$status" -ne 0 ]
-	if kill -0 "$recv_pid" 2>/dev/null; then false; fi
-	none_running "$T/dst.ctl"
-	# nothing of the test is left but what it started itself
+	# nothing of the test is left but what it started itself: the
+	# destination's guest is gone too
+	wait_only_running 5 "$PID_src" "$PID_px"
 	stop_proxy px
 	expect 0 mig-guest quit --ctl "$T/src.ctl"
-	none_running "$T/"
+	wait_only_running 5
 }
 
 @test "preempt channel impossible at recovery: recover-setup -> paused; a later recovery completes" {
@@ -192,7 +138,7 @@ finish_and_verify() {
 	# the destination saw a recovery's main channel, then the source gave
 	# up: it must fall back to postcopy-paused, not stay in postcopy-recover
 	state "$DST_BUS" postcopy-paused 15
-	state "$SRC_BUS" postcopy-paused 1
+	state "$SRC_BUS" postcopy-paused
 	stop_proxy px2
 
 	p3=$(free_port)

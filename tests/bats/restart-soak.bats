@@ -9,19 +9,13 @@
 
 load ../helpers/common
 
-setup() { mig_setup; }
+setup() {
+	mig_setup
+	require_uffd
+}
 teardown() { mig_teardown; }
 
 KILLS=${MIG_SOAK_KILLS:-20}
-
-# kill9 NAME: kill -9 and wait for it to be gone, as a supervisor does
-# before it restarts a service (its sockets close only then).
-kill9() {
-	local pid
-	pid=$(eval echo "\$PID_$1")
-	kill -KILL "$pid" 2>/dev/null || return 1
-	wait "$pid" 2>/dev/null || true
-}
 
 # restart NAME CMD...: like start, but a restart racing with the end of the
 # migration may find nothing left to take over: that is fine, and says so.
@@ -40,13 +34,10 @@ restart() {
 	start send0 mig-send --postcopy --digest --name soak --guest "$T/g.ctl" --to "$uri" \
 		--link-timeout 2 --max-bandwidth 2M
 	# the digest of all RAM at switchover, from the first engine
-	for _ in $(seq 100); do
-		want=$(mig-status --bus "$src" --json 3>&- | jq -r '."ram-digest" // empty')
-		[ -n "$want" ] && break
-		sleep 0.1
-	done
-	[ -n "$want" ]
-	# what an operator's cron does on each host, every 0.2 s here
+	wait_for 20 "the source's ram-digest" has_digest "$src"
+	want=$(mig-status --bus "$src" --json 3>&- | jq -r '."ram-digest"')
+	# what an operator's cron does on each host, every 0.2 s here: the
+	# period is the cron's, not a wait for anything (any period works)
 	cron="$BATS_TEST_DIRNAME/../../examples/cron-recover.sh"
 	bg cron bash -c 'while :; do
 		"$1" --bus "$2" --listen "$4" --timeout 0.2
@@ -55,6 +46,8 @@ restart() {
 	done' _ "$cron" "$dst" "$src" "$uri"
 	local recv=recv0 send=send0
 	while [ "$kills" -lt "$KILLS" ]; do
+		# the kill's random moment is the thing under test: whatever
+		# phase it lands in, on any machine, the migration must complete
 		sleep "0.$(( (RANDOM % 60) + 5 ))"
 		n=$((n + 1))
 		if [ $((RANDOM % 2)) -eq 0 ]; then
@@ -72,7 +65,7 @@ restart() {
 	done
 	echo "# $kills engine kills" >&3
 	[ "$kills" -ge "$KILLS" ]
-	qmp "$src" '{"execute":"migrate-set-parameters","arguments":{"max-bandwidth":0},"id":1}'
+	set_bandwidth "$src" 0
 	wait_exit "$send" 120
 	[ "$status" -eq 0 ]
 	wait_exit "$recv" 60

@@ -8,7 +8,11 @@
 
 load ../helpers/common
 
-setup() { mig_setup; }
+# The usage test needs no migration; every other one runs some.
+setup() {
+	mig_setup
+	[[ $BATS_TEST_DESCRIPTION == usage:* ]] || require_uffd
+}
 teardown() { mig_teardown; }
 
 # migration NAME SIZE WORKLOAD [mig-send args]: a guest NAME-g, both engines
@@ -51,10 +55,8 @@ for l in open(sys.argv[1]):
     assert isinstance(json.loads(l), dict), l' "$1"
 }
 
-migrate_cancel() {
-	printf '{"execute":"qmp_capabilities"}\n{"execute":"migrate-cancel"}\n' |
-		timeout 10 socat - UNIX-CONNECT:"$1" 3>&-
-}
+# passes_done NAME: the source of NAME has made a dirty sync.
+passes_done() { [ "$(mig-status "$1" --side source --json 3>&- | jq '.ram["dirty-sync-count"] // 0')" -ge 1 ]; }
 
 @test "usage: an unknown state is 64; --watch with --wait-for is 64" {
 	expect 64 mig-status --wait-for postcopy-bogus
@@ -62,6 +64,7 @@ migrate_cancel() {
 	expect 64 mig-status --wait-for completed,nope --timeout 1
 	[[ "$output" == *"'nope'"* ]]
 	expect 64 mig-status --watch --wait-for completed
+	[[ "$output" == *"--watch and --wait-for do not go together"* ]]
 	# nothing here at all: 69, naming the directory
 	expect 69 mig-status
 	[[ "$output" == *"no migration on this host"*"$MIG_RUNTIME_DIR"* ]]
@@ -87,13 +90,7 @@ migrate_cancel() {
 	# is cancelled
 	migration c 32M ab --precopy-only --max-bandwidth 64M
 	expect 0 mig-status c --side source --wait-for active --timeout 20
-	local i n=0
-	for i in $(seq 100); do
-		n=$(mig-status c --side source --json 3>&- | jq '.ram["dirty-sync-count"] // 0')
-		[ "$n" -ge 1 ] && break
-		sleep 0.1
-	done
-	[ "$n" -ge 1 ]
+	wait_for 10 "a first precopy pass" passes_done c
 	run mig-status c --side source 3>&-
 	[ "$status" -eq 0 ]
 	has_label precopy
@@ -101,7 +98,8 @@ migrate_cancel() {
 	has_label state
 	grep -qE '^state: +active$' <<<"$output"
 	bg waiter mig-status c --side source --wait-for postcopy-active,completed
-	migrate_cancel "$(bus_of c send)"
+	qmp "$(bus_of c send)" '{"execute":"migrate-cancel","id":"c"}'
+	grep '"id":"c"' <<<"$output" | jq -e '.return == {}'
 	wait_exit waiter 30
 	[ "$status" -eq 1 ]
 	grep -q "migration ended: cancelled" "$T/waiter.log"
@@ -245,6 +243,7 @@ EOF
 	expect 64 mig-status --watch
 	[[ "$output" == *"2 migrations run on this host (db, vm1): name one"* ]]
 	expect 64 mig-status --wait-for completed
+	[[ "$output" == *"2 migrations run on this host (db, vm1): name one"* ]]
 	# named: as ever
 	expect 0 mig-status vm1 --side source
 	grep -qE '^name: +vm1$' <<<"$output"
