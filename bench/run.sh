@@ -10,9 +10,11 @@
 # (guest size, default 1G), MIG_BENCH_POLL_S (bus poll interval, 0.1),
 # MIG_BENCH_RECOVERIES (timed recoveries in `recovery`, default 7).
 #
-# Every process this script starts, and the guests mig-recv spawns in their
-# own session, name the private temporary directory $T on their command
-# line: that is how they are all found and ended on exit, even on failure.
+# Starting programs, waiting for states and exits, and finding processes is
+# tests/helpers/common.bash's, as in the tests: every process this script
+# starts, and the guests mig-recv spawns in their own session, inherit
+# MIG_RUNTIME_DIR=$T/run: that is how they are all found and ended on exit,
+# even on failure (our_procs).
 #
 # Adding a scenario: write scenario_NAME that leaves a JSON object in
 # "$R/ROW.json" and appends ROW to "$R/order" (record_migration does both
@@ -26,10 +28,10 @@ MIG_BENCH_DIR=${MIG_BENCH_DIR:-$here/../build/bench}
 RAM=${MIG_BENCH_RAM:-1G}
 POLL_S=${MIG_BENCH_POLL_S:-0.1}
 MIGRATION_TIMEOUT_S=120   # a 1 GiB loopback migration takes seconds
-READY_TIMEOUT_S=20
 RESULTS=$MIG_BENCH_DIR/results.jsonl
 
 SCENARIOS=(postcopy_preempt postcopy_nopreempt random_preempt random_nopreempt
+	   notify_refused notify_hang
 	   recovery restart precopy_1g_10m precopy_1g_100m precopy_1g_400m precopy_4g_100m)
 RECOVERIES=${MIG_BENCH_RECOVERIES:-7}   # timed recoveries in `recovery`
 RECOVERY_BANDWIDTH=64M    # keeps the migration going through all of them
@@ -41,6 +43,9 @@ T=$(mktemp -d /tmp/mig-bench.XXXXXX)
 R=$T/results                 # one JSON object per scenario
 export MIG_RUNTIME_DIR=$T/run
 mkdir -p "$MIG_RUNTIME_DIR" "$R"
+: >"$T/pids"
+# shellcheck source=../tests/helpers/common.bash
+. "$here/../tests/helpers/common.bash"
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 # where errexit stops us (not commands whose failure is handled)
@@ -48,41 +53,32 @@ trap 'rc=$?; [[ $- == *e* ]] && log "line $LINENO: \"$BASH_COMMAND\" failed (sta
 
 # --- processes -------------------------------------------------------------
 
-# Every process started by or for us: all their command lines name our
-# directory (the guest mig-recv spawns lives in its own session, so only
-# this finds it). Matching on $T, not on recorded pids, is immune to reuse.
-our_pids() {
-	pgrep -f "$T/" || true
-}
-
 # stop_all: TERM everything of ours, wait (bounded), then KILL.
 stop_all() {
-	local pids i
-	pids=$(our_pids)
+	local pids
+	pids=$(our_procs)
 	[ -n "$pids" ] || return 0
 	# shellcheck disable=SC2086 # one pid per word
 	kill -TERM $pids 2>/dev/null || true
-	for i in $(seq 50); do
-		pids=$(our_pids)
-		[ -z "$pids" ] && return 0
-		sleep 0.1
-	done
-	log "still running 5 s after SIGTERM, killing: $(pgrep -af "$T/" | tr '\n' ';')"
+	wait_for 5 "" no_procs && return 0
+	pids=$(our_procs)
+	log "still running 5 s after SIGTERM, killing: $(ps -o pid=,args= -p "${pids//$'\n'/,}" | tr '\n' ';')"
 	# shellcheck disable=SC2086
 	kill -KILL $pids 2>/dev/null || true
 }
 
 SCENARIO_PID=
 cleanup() {
-	local rc=$?
+	local rc=$? left
 	trap - ERR EXIT INT TERM
 	set +e
 	# the scenario's shell first, so it starts nothing more
 	[ -n "$SCENARIO_PID" ] && kill -TERM "$SCENARIO_PID" 2>/dev/null
 	stop_all
 	wait 2>/dev/null
-	if pgrep -f "$T/" >/dev/null; then
-		log "left behind: $(pgrep -af "$T/")"
+	left=$(our_procs)
+	if [ -n "$left" ]; then
+		log "left behind: $(ps -o pid=,args= -p "${left//$'\n'/,}" | tr '\n' ';')"
 		rc=1
 	fi
 	rm -rf "$T"
@@ -92,73 +88,25 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# start NAME DIR CMD...: run CMD in the background with --ready-fd 3 on a
-# FIFO and wait, bounded, for its readiness newline. Output to DIR/NAME.out,
-# DIR/NAME.log. Sets PID_NAME.
-start() {
-	local name=$1 dir=$2 fifo pid
-	shift 2
-	fifo=$dir/$name.ready
-	mkfifo "$fifo"
-	"$@" --ready-fd 3 3>"$fifo" >"$dir/$name.out" 2>"$dir/$name.log" &
-	pid=$!
-	printf -v "PID_$name" %s "$pid"
-	# the read end opens once the child has opened the write end (or died)
-	if ! read -r -t "$READY_TIMEOUT_S" _ <"$fifo"; then
-		log "$name did not become ready:"
-		sed 's/^/  /' "$dir/$name.log" >&2
-		return 1
-	fi
-	rm -f "$fifo"
-}
-
-# wait_exit VAR PID TIMEOUT: wait, bounded, for a child of this shell; its
-# exit status goes to VAR (not printed: $(...) runs in a subshell, which
-# cannot wait for its parent's children).
-wait_exit() {
-	local var=$1 pid=$2 timeout=$3 i=0 rc=0
-	while kill -0 "$pid" 2>/dev/null; do
-		i=$((i + 1))
-		if [ "$i" -gt $((timeout * 10)) ]; then
-			log "pid $pid still running after ${timeout}s"
-			return 1
-		fi
-		sleep 0.1
-	done
-	wait "$pid" || rc=$?
-	printf -v "$var" %s "$rc"
-}
-
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-# guest_populate CTL: the guest runs ~1 s and until the workload has written
-# every page once (bounded), so the migration moves real data, not holes.
+# guest_populate CTL: the guest runs ~1 s and until the workload has made
+# as many page writes as it has pages (bounded), so the migration moves
+# real data, not holes.
 guest_populate() {
-	local ctl=$1 pages progress i
+	local ctl=$1 pages
 	sleep 1 # settle
-	for i in $(seq 300); do
-		read -r pages progress < <(mig-guest info --ctl "$ctl" --json |
-			jq -r '"\(."ram-bytes" / 4096) \(.progress)"') || true
-		[ "${progress:-0}" -ge "${pages:-1}" ] && return 0
-		sleep 0.1
-	done
-	log "guest at $ctl did not write all its pages in 30 s ($progress of $pages)"
-	return 1
+	pages=$(guest_json "$ctl" '."ram-bytes" / 4096')
+	guest_wrote "$ctl" "$pages" 30 2>/dev/null ||
+		{ log "guest at $ctl did not write all its pages in 30 s"; return 1; }
 }
 
 # guest_stop CTL: ask a guest we cannot wait(2) for to quit, and make sure
 # it is gone (its pid from info --json).
 guest_stop() {
-	local ctl=$1 pid i
-	pid=$(mig-guest info --ctl "$ctl" --json 2>/dev/null | jq -r .pid) || return 0
+	local ctl=$1 pid
+	pid=$(guest_json "$ctl" .pid 2>/dev/null) || return 0
+	[[ $pid =~ ^[0-9]+$ ]] || return 0
 	mig-guest quit --ctl "$ctl" >/dev/null 2>&1 || kill -TERM "$pid" 2>/dev/null || true
-	for i in $(seq 50); do
-		kill -0 "$pid" 2>/dev/null || return 0
-		sleep 0.1
-	done
-	kill -KILL "$pid" 2>/dev/null || true
+	wait_dead "$pid" 5 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
 }
 
 # poll_bus BUS OUT PID...: while any PID runs, save the bus's query-migrate
@@ -183,12 +131,17 @@ poll_bus() {
 
 # --- parsing -----------------------------------------------------------------
 
-# summary_field FILE BEFORE [AFTER]: the number between the regexes BEFORE
-# and AFTER in an engine's --summary line ("mig-send: source completed in
-# 0.288 s: ...", see mig_engine_summary()), or null when it is not there.
+# summary_line LOG: an engine's --summary line ("mig-send: source
+# completed in 0.288 s: ...", see mig_engine_summary()) in its log.
+summary_line() {
+	grep -E '^mig-(send|recv): (source|destination) [a-z-]+ in [0-9.]+ s:' "$1" | tail -n 1 || true
+}
+
+# summary_field LOG BEFORE [AFTER]: the number between the regexes BEFORE
+# and AFTER in that line, or null when it is not there.
 summary_field() {
 	local v
-	v=$(sed -nE "s#.*$2 ([0-9.]+)${3:-}.*#\\1#p" "$1" | head -n1)
+	v=$(summary_line "$1" | sed -nE "s#.*$2 ([0-9.]+)${3:-}.*#\\1#p" | head -n1)
 	echo "${v:-null}"
 }
 
@@ -241,21 +194,27 @@ ref_uffd() {
 # TCP with postcopy; the destination bus is polled for its statistics, the
 # migrated guest verified. Leaves $R/NAME.json.
 migrate_postcopy() {
-	local name=$1 d=$T/$1 port rc_send rc_recv vrc=0 vmsg
+	local name=$1 d=$T/$1 port rc_send rc_recv vrc=0 vmsg t0 t1
+	local LOGS=$d
 	shift
 	mkdir -p "$d"
 	port=$(free_port)
 	log "$name: $RAM ${WORKLOAD:-ab} guest, mig-send $*"
 
-	start guest "$d" mig-guest --ctl "$d/A" --ram "$RAM" --workload "${WORKLOAD:-ab}" --vcpus 1
+	start guest mig-guest --ctl "$d/A" --ram "$RAM" --workload "${WORKLOAD:-ab}" --vcpus 1
 	guest_populate "$d/A"
-	start recv "$d" mig-recv --name "$name" --listen "tcp:127.0.0.1:$port" \
+	start recv mig-recv --name "$name" --listen "tcp:127.0.0.1:$port" \
 		--guest-ctl "$d/B" --summary
-	start send "$d" mig-send --name "$name" --guest "$d/A" \
+	t0=$EPOCHREALTIME
+	start send mig-send --name "$name" --guest "$d/A" \
 		--to "tcp:127.0.0.1:$port" --summary "$@"
 	poll_bus "$MIG_RUNTIME_DIR/$name.recv.sock" "$d/recv.json" "$PID_send" "$PID_recv"
-	wait_exit rc_send "$PID_send" 10
-	wait_exit rc_recv "$PID_recv" 10
+	wait_exit send 10
+	rc_send=$status
+	t1=$EPOCHREALTIME
+	wait_exit recv 10
+	rc_recv=$status
+	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", b - a }' >"$d/wall_s"
 
 	if [ -S "$d/B" ]; then
 		vmsg=$(timeout 60 mig-guest verify --ctl "$d/B" 2>&1) || vrc=$?
@@ -265,12 +224,12 @@ migrate_postcopy() {
 	log "$name: verify: ${vmsg//$'\n'/ } (status $vrc)"
 	guest_stop "$d/B"
 	kill -TERM "$PID_guest" 2>/dev/null || true
-	wait_exit _ "$PID_guest" 10 || true
+	wait_exit guest 10 || true
 
 	record_migration "$name" "$d" "$rc_send" "$rc_recv" "$vrc" "$vmsg" "$*"
 	if [ "$rc_send" -ne 0 ] || [ "$rc_recv" -ne 0 ] || [ "$vrc" -ne 0 ]; then
 		log "$name: mig-send $rc_send, mig-recv $rc_recv, verify $vrc; logs:"
-		tail -n 20 "$d"/*.log "$d"/*.out >&2 || true
+		tail -n 20 "$d"/*.log >&2 || true
 		return 1
 	fi
 }
@@ -278,7 +237,7 @@ migrate_postcopy() {
 # record_migration NAME DIR RC_SEND RC_RECV RC_VERIFY VERIFY_MSG SEND_ARGS:
 # final figures from the --summary lines, the rest from the last bus answer.
 record_migration() {
-	local name=$1 d=$2 s=$2/send.out r=$2/recv.out j=$2/recv.json
+	local name=$1 d=$2 s=$2/send.log r=$2/recv.log j=$2/recv.json
 	local mbps p50 p99
 	[ -s "$j" ] || echo '{}' >"$j"
 	mbps=$(summary_field "$s" ',' ' MB/s')
@@ -288,6 +247,7 @@ record_migration() {
 		--argjson rc_send "$3" --argjson rc_recv "$4" --argjson rc_verify "$5" \
 		--arg verify "$6" \
 		--argjson total_s "$(summary_field "$s" '[a-z-]+ in')" \
+		--argjson wall_s "$(cat "$d/wall_s" 2>/dev/null || echo null)" \
 		--argjson downtime_ms "$(summary_field "$s" 'downtime')" \
 		--argjson mb_per_s "$mbps" \
 		--argjson mb_ratio_tcp "$(ratio "$mbps" "$(awk -v b="$REF_tcp_bytes_per_s" 'BEGIN { print b / 1e6 }')")" \
@@ -298,12 +258,12 @@ record_migration() {
 		--argjson p99_ratio_rtt4k "$(ratio "$p99" "$REF_rtt4k_p50_us")" \
 		--argjson blocked_ms "$(summary_field "$r" 'vCPUs blocked')" \
 		--slurpfile q "$j" \
-		--arg send_summary "$(cat "$s")" --arg recv_summary "$(cat "$r")" \
+		--arg send_summary "$(summary_line "$s")" --arg recv_summary "$(summary_line "$r")" \
 		'{scenario: $scenario, send_args: $args, ram: $ram,
 		  rc_send: $rc_send, rc_recv: $rc_recv,
 		  verify: (if $rc_verify == 0 then "pass" else "FAIL" end),
 		  verify_msg: $verify,
-		  total_s: $total_s, downtime_ms: $downtime_ms,
+		  total_s: $total_s, wall_s: $wall_s, downtime_ms: $downtime_ms,
 		  mb_per_s: $mb_per_s, mb_ratio_tcp: $mb_ratio_tcp,
 		  mb_ratio_copy: $mb_ratio_copy,
 		  requests: $requests,
@@ -331,42 +291,61 @@ scenario_random_nopreempt() {
 	WORKLOAD=dirty:pattern=random migrate_postcopy random-nopreempt --postcopy --no-preempt
 }
 
+# notify_*: what a dead webhook endpoint costs the migration and mig-send's
+# exit (the tests only show that it fails neither): postcopy-preempt again,
+# mig-send notifying an endpoint that refuses every connection, or one that
+# accepts and never answers (tests/helpers/webhook.py --mode hang).
+scenario_notify_refused() {
+	migrate_postcopy notify-refused --postcopy --notify "http://127.0.0.1:$(free_port)/send"
+}
+scenario_notify_hang() {
+	local port d=$T/notify-hang
+	local LOGS=$d
+	mkdir -p "$d"
+	port=$(free_port)
+	start hook python3 "$here/../tests/helpers/webhook.py" "$port" "$d/hook.jsonl" --mode hang
+	migrate_postcopy notify-hang --postcopy --notify "http://127.0.0.1:$port/send"
+	kill -TERM "$PID_hook"
+	wait_exit hook 10 || true
+}
+
 # migrate_precopy NAME RAM RATE: a dirty guest writing RATE of random pages
 # a second, migrated with the default policy (precopy; stop-and-copy if the
 # rest fits 300 ms, else postcopy once passes stop converging). The engines
 # linger so the final query-migrate (passes, bytes) can be read.
 migrate_precopy() {
 	local name=$1 ram=$2 rate=$3 d=$T/$1 port src q hist rc_send rc_recv vrc=0 vmsg
+	local LOGS=$d
 	mkdir -p "$d"
 	port=$(free_port)
 	src=$MIG_RUNTIME_DIR/$name.send.sock
 	log "$name: $ram dirty guest at $rate/s, precopy (default policy)"
-	start guest "$d" mig-guest --ctl "$d/A" --ram "$ram" \
+	start guest mig-guest --ctl "$d/A" --ram "$ram" \
 		--workload "dirty:rate=$rate,pattern=uniform" --vcpus 1
 	# a slow writer cannot fill its RAM in the populate window: it then
 	# migrates partly written, as such a guest would
 	guest_populate "$d/A" || log "$name: migrating a partly written guest"
-	start recv "$d" mig-recv --name "$name" --listen "tcp:127.0.0.1:$port" \
+	start recv mig-recv --name "$name" --listen "tcp:127.0.0.1:$port" \
 		--guest-ctl "$d/B" --summary --linger 60
-	start send "$d" mig-send --name "$name" --guest "$d/A" \
+	start send mig-send --name "$name" --guest "$d/A" \
 		--to "tcp:127.0.0.1:$port" --summary --linger 60
-	mig-status --bus "$src" --wait-for completed,failed,cancelled \
-		--timeout "$MIGRATION_TIMEOUT_S" >/dev/null 2>&1 || true
+	state "$src" completed,failed,cancelled "$MIGRATION_TIMEOUT_S" 2>/dev/null || true
 	q=$(mig-status --bus "$src" --json 2>/dev/null || echo '{}')
-	hist=$(timeout 5 mig-status --bus "$src" --watch --json 2>/dev/null |
-		jq -r 'select(.event == "MIGRATION") | .data.status' | tr '\n' ' ' || true)
+	hist=$(history "$src" || true)
 	kill -TERM "$PID_send" "$PID_recv" 2>/dev/null || true
-	wait_exit rc_send "$PID_send" 10
-	wait_exit rc_recv "$PID_recv" 10
+	wait_exit send 10
+	rc_send=$status
+	wait_exit recv 10
+	rc_recv=$status
 	vmsg=$(timeout 60 mig-guest verify --ctl "$d/B" 2>&1) || vrc=$?
 	log "$name: verify: ${vmsg//$'\n'/ } (status $vrc)"
 	guest_stop "$d/B"
 	kill -TERM "$PID_guest" 2>/dev/null || true
-	wait_exit _ "$PID_guest" 10 || true
+	wait_exit guest 10 || true
 	jq -n --arg scenario "$name" --arg ram "$ram" --arg rate "$rate" \
 		--arg states "$hist" --argjson q "$q" --argjson rc_send "$rc_send" \
 		--arg verify "$([ "$vrc" -eq 0 ] && echo pass || echo FAIL)" \
-		--arg send_summary "$(cat "$d/send.out")" \
+		--arg send_summary "$(summary_line "$d/send.log")" \
 		'{scenario: $scenario, precopy: true, ram: $ram, dirty_rate: $rate,
 		  rc_send: $rc_send, verify: $verify, states: $states,
 		  postcopy: ($states | test("postcopy")),
@@ -404,6 +383,7 @@ median() {
 scenario_recovery() {
 	local name=recovery d=$T/recovery dport pport src_bus dst_bus i rc t0 t1
 	local rc_send rc_recv vrc=0 vmsg ms=$T/recovery/ms
+	local LOGS=$d
 	mkdir -p "$d"
 	: >"$ms"
 	dport=$(free_port)
@@ -412,22 +392,20 @@ scenario_recovery() {
 	dst_bus=$MIG_RUNTIME_DIR/$name.recv.sock
 	log "$name: $RAM ab guest, postcopy at $RECOVERY_BANDWIDTH/s through a proxy, $RECOVERIES recoveries"
 
-	start guest "$d" mig-guest --ctl "$d/A" --ram "$RAM" --workload ab --vcpus 1
+	start guest mig-guest --ctl "$d/A" --ram "$RAM" --workload ab --vcpus 1
 	guest_populate "$d/A"
-	start recv "$d" mig-recv --name "$name" --listen "tcp:127.0.0.1:$dport" \
+	start recv mig-recv --name "$name" --listen "tcp:127.0.0.1:$dport" \
 		--guest-ctl "$d/B" --summary
-	# run through a link in $T, so that stop_all finds it by its command line
-	ln -s "$here/../tests/helpers/proxy.py" "$d/proxy.py"
-	start proxy "$d" python3 "$d/proxy.py" "tcp:127.0.0.1:$pport" "tcp:127.0.0.1:$dport"
-	start send "$d" mig-send --name "$name" --guest "$d/A" --to "tcp:127.0.0.1:$pport" \
+	start proxy python3 "$here/../tests/helpers/proxy.py" "tcp:127.0.0.1:$pport" "tcp:127.0.0.1:$dport"
+	start send mig-send --name "$name" --guest "$d/A" --to "tcp:127.0.0.1:$pport" \
 		--postcopy --max-bandwidth "$RECOVERY_BANDWIDTH" --summary
-	mig-status --bus "$src_bus" --wait-for postcopy-active --timeout 20 >/dev/null
+	state "$src_bus" postcopy-active 20
 
 	for i in $(seq "$RECOVERIES"); do
 		sleep 0.3 # let it run between pauses
 		mig-pause --bus "$src_bus" --timeout 5
-		mig-status --bus "$src_bus" --wait-for postcopy-paused --timeout 10 >/dev/null
-		mig-status --bus "$dst_bus" --wait-for postcopy-paused --timeout 10 >/dev/null
+		state "$src_bus" postcopy-paused 10
+		state "$dst_bus" postcopy-paused 10
 		rc=0
 		mig-recover --bus "$dst_bus" --listen "tcp:127.0.0.1:$dport" --timeout 0.2 \
 			2>>"$d/recover-listen.log" || rc=$?
@@ -449,11 +427,11 @@ scenario_recovery() {
 	done
 
 	# the rest at full speed
-	printf '%s\n' '{"execute":"qmp_capabilities"}' \
-		'{"execute":"migrate-set-parameters","arguments":{"max-bandwidth":0}}' |
-		timeout 5 socat -t 1 - "UNIX-CONNECT:$src_bus" >/dev/null
-	wait_exit rc_send "$PID_send" "$MIGRATION_TIMEOUT_S"
-	wait_exit rc_recv "$PID_recv" 10
+	set_bandwidth "$src_bus" 0
+	wait_exit send "$MIGRATION_TIMEOUT_S"
+	rc_send=$status
+	wait_exit recv 10
+	rc_recv=$status
 	if [ -S "$d/B" ]; then
 		vmsg=$(timeout 60 mig-guest verify --ctl "$d/B" 2>&1) || vrc=$?
 	else
@@ -462,8 +440,8 @@ scenario_recovery() {
 	log "$name: verify: ${vmsg//$'\n'/ } (status $vrc)"
 	guest_stop "$d/B"
 	kill -TERM "$PID_guest" "$PID_proxy" 2>/dev/null || true
-	wait_exit _ "$PID_guest" 10 || true
-	wait_exit _ "$PID_proxy" 10 || true
+	wait_exit guest 10 || true
+	wait_exit proxy 10 || true
 
 	local med rtt_ms
 	med=$(median "$ms")
@@ -474,7 +452,7 @@ scenario_recovery() {
 		--argjson ms "$(jq -s . "$ms")" --argjson median "$med" \
 		--argjson rtt16_p50_us "$REF_rtt16_p50_us" \
 		--argjson ratio "$(ratio "$med" "$rtt_ms")" \
-		--arg send_summary "$(cat "$d/send.out")" \
+		--arg send_summary "$(summary_line "$d/send.log")" \
 		'{scenario: $scenario, ram: $ram, max_bandwidth: $bw,
 		  rc_send: $rc_send, rc_recv: $rc_recv,
 		  verify: (if $rc_verify == 0 then "pass" else "FAIL" end),
@@ -487,7 +465,7 @@ scenario_recovery() {
 	echo "$name" >>"$R/order"
 	if [ "$rc_send" -ne 0 ] || [ "$rc_recv" -ne 0 ] || [ "$vrc" -ne 0 ]; then
 		log "$name: mig-send $rc_send, mig-recv $rc_recv, verify $vrc; logs:"
-		tail -n 20 "$d"/*.log "$d"/*.out >&2 || true
+		tail -n 20 "$d"/*.log >&2 || true
 		return 1
 	fi
 }
@@ -497,24 +475,22 @@ scenario_recovery() {
 # source (a dead destination also needs the source's mig-recover --to, as
 # cron or a manager runs it: counted in).
 restart_one() {
-	local side=$1 i=$2 d=$T/restart name=restart t0 t1 pid
+	local side=$1 i=$2 d=$T/restart name=restart t0 t1
 	local src_bus=$MIG_RUNTIME_DIR/$name.send.sock dst_bus=$MIG_RUNTIME_DIR/$name.recv.sock
-	pid=$(eval echo "\$PID_$side")
-	kill -KILL "$pid"
-	wait "$pid" 2>/dev/null || true
+	kill9 "$side"
 	if [ "$side" = recv ]; then
-		mig-status --bus "$src_bus" --wait-for postcopy-paused --timeout 10 >/dev/null
+		state "$src_bus" postcopy-paused 10
 		t0=$(date +%s%N)
-		start recv "$d" mig-recv --name "$name" --attach "$d/B" --summary
+		start recv mig-recv --name "$name" --attach "$d/B" --summary
 		mig-recover --bus "$src_bus" --to "tcp:127.0.0.1:$RESTART_PORT" --timeout 20 >/dev/null
 	else
-		mig-status --bus "$dst_bus" --wait-for postcopy-paused --timeout 10 >/dev/null
+		state "$dst_bus" postcopy-paused 10
 		mig-recover --bus "$dst_bus" --listen "tcp:127.0.0.1:$RESTART_PORT" --timeout 0.1 \
 			2>/dev/null || true
 		t0=$(date +%s%N)
-		start send "$d" mig-send --name "$name" --guest "$d/A" --resume \
+		start send mig-send --name "$name" --guest "$d/A" --resume \
 			--max-bandwidth "$RECOVERY_BANDWIDTH" --summary
-		mig-status --bus "$src_bus" --wait-for postcopy-active --timeout 20 >/dev/null
+		state "$src_bus" postcopy-active 20
 	fi
 	t1=$(date +%s%N)
 	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f\n", (b - a) / 1e6 }' >>"$d/$side.ms"
@@ -523,28 +499,28 @@ restart_one() {
 
 scenario_restart() {
 	local name=restart d=$T/restart i rc_send rc_recv vrc=0 vmsg
+	local LOGS=$d
 	mkdir -p "$d"
 	: >"$d/send.ms"
 	: >"$d/recv.ms"
 	RESTART_PORT=$(free_port)
 	log "$name: $RAM ab guest, postcopy at $RECOVERY_BANDWIDTH/s, $RESTARTS engine kills and restarts"
-	start guest "$d" mig-guest --ctl "$d/A" --ram "$RAM" --workload ab --vcpus 1
+	start guest mig-guest --ctl "$d/A" --ram "$RAM" --workload ab --vcpus 1
 	guest_populate "$d/A"
-	start recv "$d" mig-recv --name "$name" --listen "tcp:127.0.0.1:$RESTART_PORT" \
+	start recv mig-recv --name "$name" --listen "tcp:127.0.0.1:$RESTART_PORT" \
 		--guest-ctl "$d/B" --summary
-	start send "$d" mig-send --name "$name" --guest "$d/A" --to "tcp:127.0.0.1:$RESTART_PORT" \
+	start send mig-send --name "$name" --guest "$d/A" --to "tcp:127.0.0.1:$RESTART_PORT" \
 		--postcopy --max-bandwidth "$RECOVERY_BANDWIDTH" --summary
-	mig-status --bus "$MIG_RUNTIME_DIR/$name.send.sock" --wait-for postcopy-active \
-		--timeout 20 >/dev/null
+	state "$MIG_RUNTIME_DIR/$name.send.sock" postcopy-active 20
 	for i in $(seq "$RESTARTS"); do
 		sleep 0.3
 		if [ $((i % 2)) -eq 1 ]; then restart_one recv "$i"; else restart_one send "$i"; fi
 	done
-	printf '%s\n' '{"execute":"qmp_capabilities"}' \
-		'{"execute":"migrate-set-parameters","arguments":{"max-bandwidth":0}}' |
-		timeout 5 socat -t 1 - "UNIX-CONNECT:$MIG_RUNTIME_DIR/$name.send.sock" >/dev/null
-	wait_exit rc_send "$PID_send" "$MIGRATION_TIMEOUT_S"
-	wait_exit rc_recv "$PID_recv" 10
+	set_bandwidth "$MIG_RUNTIME_DIR/$name.send.sock" 0
+	wait_exit send "$MIGRATION_TIMEOUT_S"
+	rc_send=$status
+	wait_exit recv 10
+	rc_recv=$status
 	vmsg=$(timeout 60 mig-guest verify --ctl "$d/B" 2>&1) || vrc=$?
 	log "$name: verify: ${vmsg//$'\n'/ } (status $vrc)"
 	guest_stop "$d/B"
@@ -600,6 +576,14 @@ report() {
 	echo
 	echo "xTCP, xCOPY: throughput / loopback TCP, / UFFDIO_COPY first pass;"
 	echo "pNNxRTT: page-request latency / idle 4 KiB round-trip p50"
+	if grep -q '^notify-' "$R/order"; then
+		printf '\nDead webhook endpoints (mig-send --notify), against no webhook: total_s / mig-send start to exit (s)\n'
+		for name in postcopy-preempt notify-refused notify-hang; do
+			f=$R/$name.json
+			[ -s "$f" ] || continue
+			jq -r '"  \(.scenario): \(.total_s // "-") / \(.wall_s // "-")"' "$f"
+		done
+	fi
 	while read -r name; do
 		f=$R/$name.json
 		jq -e 'has("recover_ms")' "$f" >/dev/null || continue
