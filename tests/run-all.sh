@@ -59,8 +59,8 @@ run_man() {
 
 # tally WHAT: count bats TAP output on stdin, echoing it unless QUIET is
 # set; sets TP TF TS and prints "WHAT: N passed, N failed, N skipped", the
-# reasons of the skips and a line for tests declared ("1..N") but never
-# run, which count as failed (a setup_file that dies runs none of its
+# reasons of the skips (each once, with a count) and a line for tests
+# declared ("1..N") but never run, which count as failed (a setup_file that dies runs none of its
 # file's tests; bats reports one failure for them all).
 tally() {
 	local what=$1 line plan=0 ran rc=0
@@ -89,8 +89,9 @@ tally() {
 	# bats itself failing (syntax error, no tests found) is a failure too
 	if [ "$rc" -ne 0 ] && [ "$TF" -eq 0 ]; then TF=1; fi
 	echo "$what: $TP passed, $TF failed, $TS skipped"
-	local r
-	for r in "${reasons[@]}"; do echo "$what: skipped:${r:- (no reason given)}"; done
+	# each reason once, with how many tests it skipped
+	[ ${#reasons[@]} -eq 0 ] || printf '%s\n' "${reasons[@]}" | sort | uniq -c |
+		while read -r n r; do echo "$what: $n skipped: ${r:-(no reason given)}"; done
 }
 
 # bats_tap ARGS...: bats --tap ARGS, then its exit status as "bats-exit N".
@@ -120,7 +121,7 @@ run_selftest() {
 		echo "selftest: bats missing (make deps)"; count 0 1; return
 	fi
 	selftest_case setup-file-dies.bats "0 3 0|" "3 tests declared, 2 of them never reported: counted as failed"
-	selftest_case tally.bats "1 1 1|" "skipped: the fixture's reason"
+	selftest_case tally.bats "1 1 1|" "1 skipped: the fixture's reason"
 	rm -f "$out"
 	echo "selftest: $p passed, $f failed"
 	count "$p" "$f"
