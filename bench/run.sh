@@ -499,6 +499,7 @@ restart_one() {
 
 scenario_restart() {
 	local name=restart d=$T/restart i rc_send rc_recv vrc=0 vmsg
+	# shellcheck disable=SC2034 # start reads it, here and in restart_one
 	local LOGS=$d
 	mkdir -p "$d"
 	: >"$d/send.ms"

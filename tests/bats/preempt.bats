@@ -78,11 +78,14 @@ connections() { grep -c '^proxy: connection [0-9]* accepted$' "$T/$1.log" || tru
 	port=$(free_port)
 	guest src 128M --workload ab
 	start recv mig-recv --name m --listen "tcp:127.0.0.1:$DPORT" --guest-ctl "$T/dst.ctl"
-	# the main connection is held 1 s (the watcher attaches meanwhile: the
-	# failure that follows is quick), the preempt one is refused
-	proxy px "$port" --hold 1:1 --refuse-from 2
+	# the main connection is held until the watcher has attached (the
+	# failure that follows is quick, and takes the bus with it), the
+	# preempt one is refused
+	proxy px "$port" --hold 1:20 --refuse-from 2
 	start send mig-send --name m --guest "$T/src.ctl" --to "tcp:127.0.0.1:$port" --postcopy
 	bg ws mig-status --bus "$SRC_BUS" --watch --json
+	wait_log ws '"status":"setup"'
+	kill -USR1 "$(pid_of px)"
 	wait_exit send 30
 	[ "$status" -eq 1 ]
 	grep -q 'error: engine: preempt channel' "$T/send.log"

@@ -179,7 +179,7 @@ finish() {
 	start recv mig-recv --name m --listen "$DST" --guest-ctl "$T/dst.ctl" --link-timeout 2
 	start send mig-send --precopy-only --name m --guest "$T/src.ctl" --to "$DST" --link-timeout 2 --max-bandwidth 20M
 	state "$SRC_BUS" active
-	[ -S "$T/dst.ctl" ]
+	wait_socket "$T/dst.ctl"
 	local dpid; dpid=$(guest_pid "$DST_BUS")
 	kill9 recv
 	wait_exit send 20

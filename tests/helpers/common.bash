@@ -23,6 +23,7 @@ mig_setup() {
 # test, the guests the engines spawn in their own session included. The
 # environment, not the command line: a process cannot match by naming a
 # path, and the scanner itself is run without the variable.
+# shellcheck disable=SC2120 # DIR: examples.bats
 our_procs() {
 	env -u MIG_RUNTIME_DIR python3 - "${1:-$T}" <<'EOF'
 import os, sys
@@ -63,11 +64,12 @@ mig_teardown() {
 	while read -r pid name; do
 		kill -TERM "$pid" 2>/dev/null
 	done <"$T/pids"
-	# shellcheck disable=SC2086 # one pid per word
 	left=$(our_procs)
+	# shellcheck disable=SC2086 # one pid per word
 	[ -z "$left" ] || kill -TERM $left 2>/dev/null
 	wait_for 2 "" no_procs
 	left=$(our_procs)
+	# shellcheck disable=SC2086
 	[ -z "$left" ] || kill -KILL $left 2>/dev/null
 	while read -r pid name; do
 		kill -KILL "$pid" 2>/dev/null
