@@ -147,8 +147,19 @@ demo: deps all
 	@MIG_BIN=$(CURDIR)/$(B)/bin examples/quickstart.sh
 
 # The whole test run: every suite, then one "N passed, N failed" line.
+# SANITIZE=thread: the unit tests and the migration, recovery and signal
+# suites under ThreadSanitizer; any report it writes fails the run.
+TSAN_BATS := tests/bats/migrate.bats tests/bats/recover.bats tests/bats/signals.bats
 check: deps all $(UNIT_BINS)
+ifeq ($(SANITIZE),thread)
+	@rm -rf $(B)/tsan-logs && mkdir -p $(B)/tsan-logs
+	@TSAN_OPTIONS="log_path=$(CURDIR)/$(B)/tsan-logs/report second_deadlock_stack=1" \
+		MIG_TSAN_LOGS=$(CURDIR)/$(B)/tsan-logs MIG_BATS_FILES="$(TSAN_BATS)" \
+		MIG_BIN=$(CURDIR)/$(B)/bin MIG_UNIT_DIR=$(CURDIR)/$(B)/tests \
+		tests/run-all.sh unit bats tsan
+else
 	@MIG_BIN=$(CURDIR)/$(B)/bin MIG_UNIT_DIR=$(CURDIR)/$(B)/tests tests/run-all.sh
+endif
 
 unit: all $(UNIT_BINS)
 	@MIG_UNIT_DIR=$(CURDIR)/$(B)/tests tests/run-all.sh unit

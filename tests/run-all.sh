@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# Run the test suites (all, or those named: selftest unit bats man headers)
+# Run the test suites (all, or those named: selftest unit bats man headers
+# tsan)
 # and end with one line "N passed, N failed, N skipped" summing them; exit 1
 # on any failure. Used by `make check` and .ci/run. selftest checks this
 # script's own counting of bats output on tests/fixtures.
@@ -99,7 +100,9 @@ bats_tap() { bats --tap "$@" 2>&1; echo "bats-exit $?"; }
 
 run_bats() {
 	export BATS_TEST_TIMEOUT=${BATS_TEST_TIMEOUT:-180}
-	tally bats < <(bats_tap tests/bats)
+	# MIG_BATS_FILES: a subset (make check SANITIZE=thread runs a few)
+	# shellcheck disable=SC2086
+	tally bats < <(bats_tap ${MIG_BATS_FILES:-tests/bats})
 	count "$TP" "$TF" "$TS"
 }
 
@@ -127,6 +130,20 @@ run_selftest() {
 	count "$p" "$f"
 }
 
+# tsan: every ThreadSanitizer report the programs and unit tests wrote
+# under $MIG_TSAN_LOGS (TSAN_OPTIONS log_path) is a failure; a run with
+# none is one pass.
+run_tsan() {
+	local dir=${MIG_TSAN_LOGS:?MIG_TSAN_LOGS: where TSAN_OPTIONS log_path writes} n
+	n=$(cat "$dir"/* 2>/dev/null | grep -c '^WARNING: ThreadSanitizer')
+	if [ "$n" -eq 0 ]; then
+		echo "tsan: no report"; count 1 0; return
+	fi
+	cat "$dir"/* | grep '^SUMMARY: ThreadSanitizer' | sort | uniq -c | sed 's/^/tsan: /'
+	echo "tsan: $n reports, in $dir"
+	count 0 "$n"
+}
+
 for s in "${suites[@]}"; do
 	case "$s" in
 	unit) run_unit ;;
@@ -134,6 +151,7 @@ for s in "${suites[@]}"; do
 	man) run_man ;;
 	bats) run_bats ;;
 	selftest) run_selftest ;;
+	tsan) run_tsan ;;
 	*) echo "run-all: unknown suite '$s'" >&2; exit 64 ;;
 	esac
 done

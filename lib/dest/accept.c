@@ -134,8 +134,10 @@ static void accept_main(struct dst *d, int fd, const struct mig_hello *h)
 	memcpy(d->e.uuid, h->uuid, 16);
 	mig_uuid_format(d->e.uuid, d->e.uuid_str);
 	mig_engine_set_chan(&d->e, MIG_CHAN_MAIN, fd);
-	if (dst_hello_ack(d, fd, MIG_ROLE_MAIN) < 0 || start_session(d, fd) < 0)
+	if (dst_hello_ack(d, fd, MIG_ROLE_MAIN) < 0)
 		mig_engine_post(&d->e, MIG_EV_LINK_DOWN);
+	else if (start_session(d, fd) < 0)
+		dst_end_early(d, MIG_STATE_FAILED); /* its error said why */
 }
 
 static void on_hello(struct dst *d, struct pending *p)

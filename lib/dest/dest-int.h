@@ -80,10 +80,11 @@ struct dst {
 	bool source_told;           /* the source was sent our COMPLETE */
 	uint64_t linger_until_ns;   /* stay until then for it to act on it */
 	atomic_bool main_closed;    /* the source closed the main channel */
-	/* every page is here and COMPLETE goes out: from now on the source
-	 * closing (even resetting) a channel is the orderly end, not a
-	 * broken link, though our state may not read completed yet */
-	atomic_bool all_here;
+	/* the end is agreed: every page is here and COMPLETE goes out, or
+	 * the source sent CANCEL. From now on the source closing (even
+	 * resetting) a channel is the orderly end, not a broken link, though
+	 * our state may not say so yet. */
+	atomic_bool ending;
 	int fault_efd;
 
 	int uffd_err;               /* -EPERM: the incoming guest may not use

@@ -284,7 +284,7 @@ static void complete(struct dst *d)
 	/* COMPLETE first: every page is here, so nothing faults any more, and
 	 * releasing the uffd (a walk of all guest RAM) need not count as
 	 * downtime on the source */
-	atomic_store(&d->all_here, true);
+	atomic_store(&d->ending, true);
 	d->source_told = dst_rp_send(d, MIG_MSG_COMPLETE, NULL, 0) == 0;
 	dst_stop_fault(d);
 	r = mig_guest_incoming_done(d->guest);

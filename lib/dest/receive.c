@@ -188,6 +188,7 @@ static int handle_msg(struct dst *d, enum mig_chan_slot c, uint32_t type,
 		mig_engine_post(&d->e, MIG_EV_RESUMED);
 		return 0;
 	case MIG_MSG_CANCEL:
+		atomic_store(&d->ending, true);
 		mig_engine_post(&d->e, MIG_EV_CANCEL);
 		return 1;
 	default:
@@ -227,7 +228,7 @@ static void *rx_main(void *arg)
 	}
 	if (c == MIG_CHAN_MAIN)
 		atomic_store(&d->main_closed, true);
-	if (r < 0 && !atomic_load(&d->stop_rx) && !atomic_load(&d->all_here)) {
+	if (r < 0 && !atomic_load(&d->stop_rx) && !atomic_load(&d->ending)) {
 		mig_warn("link", "%s channel: %s", c ? "preempt" : "main",
 			 strerror(-r));
 		mig_engine_post(&d->e, MIG_EV_LINK_DOWN);

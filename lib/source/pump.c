@@ -223,8 +223,11 @@ static int precopy_news(struct src *s, uint64_t t0_ns)
 {
 	unsigned ev = mig_engine_wait(&s->e, 0);
 
-	if (ev & (MIG_EV_CANCEL | MIG_EV_SIGNAL))
+	if (ev & (MIG_EV_CANCEL | MIG_EV_SIGNAL)) {
+		mig_warn("engine", "cancelling (%s): the guest runs on here",
+			 ev & MIG_EV_SIGNAL ? "terminated by signal" : "migrate-cancel");
 		return -ECANCELED;
+	}
 	if ((ev & MIG_EV_SWITCH) ||
 	    mig_precopy_deadline(&s->policy, (mig_now_ns() - t0_ns) / 1000000))
 		return 1;

@@ -34,6 +34,7 @@ engines() {
 		kill -"$sig" "$PID_send"
 		wait_exit send 20
 		[ "$status" -eq 1 ]
+		grep -q 'cancelling (terminated by signal): the guest runs on here' "$T/send.log"
 		wait_exit recv 20
 		[ "$status" -eq 1 ]
 		[ "$(json "$SRC" .running)" = true ]

@@ -64,7 +64,7 @@ passes_done() { [ "$(mig-status "$1" --side source --json 3>&- | jq '.ram["dirty
 	expect 64 mig-status --wait-for completed,nope --timeout 1
 	[[ "$output" == *"'nope'"* ]]
 	expect 64 mig-status --watch --wait-for completed
-	[[ "$output" == *"--watch and --wait-for do not go together"* ]]
+	[[ "$output" == *"--watch and --wait-for exclude each other"* ]]
 	# nothing here at all: 69, naming the directory
 	expect 69 mig-status
 	[[ "$output" == *"no migration on this host"*"$MIG_RUNTIME_DIR"* ]]
