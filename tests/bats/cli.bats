@@ -15,17 +15,6 @@ setup() {
 }
 teardown() { mig_teardown; }
 
-# TODO(lead): move to common.bash
-# usage_error PROG ARGS...: exit 64, one line naming the problem, then
-# "Try 'PROG --help'."; $output holds both lines.
-usage_error() {
-	local p=$1
-	expect 64 "$@"
-	[ "${#lines[@]}" -eq 2 ] || { echo "# $p: not two lines: $output" >&2; return 1; }
-	[[ ${lines[0]} == "$p: "* ]] || { echo "# $p: no '$p: ' prefix: $output" >&2; return 1; }
-	[ "${lines[1]}" = "Try '$p --help'." ] || { echo "# $p: no Try line: $output" >&2; return 1; }
-}
-
 # The "-x, --long" pairs of a program's option table, "x long" per line.
 short_pairs() {
 	"$MIG_BIN/$1" --help | sed -nE 's/^ +-([A-Za-z]), +--([a-z][a-z-]*).*/\1 \2/p'

@@ -14,26 +14,6 @@ teardown() { mig_teardown; }
 SRC_BUS() { bus_of m send; }
 DST_BUS() { bus_of m recv; }
 
-# TODO(lead): move to common.bash
-# says TEXT: the last command's output ($output) names what was wrong.
-says() {
-	[[ $output == *"$1"* ]] || {
-		echo "# expected '$1' in:" >&2
-		sed 's/^/#   /' <<<"$output" >&2
-		return 1
-	}
-}
-
-# TODO(lead): move to common.bash
-# log_says NAME TEXT: the same for a daemon's log.
-log_says() {
-	grep -qF -- "$2" "$T/$1.log" || {
-		echo "# expected '$2' in $1.log" >&2
-		return 1
-	}
-}
-
-# TODO(lead): move to common.bash
 # wait_following PID: (bounded) until PID blocks in poll() with no deadline:
 # a tool that has read the history and waits for live events (x86_64
 # syscall numbers: poll 7 with the int timeout -1, ppoll 271 with a NULL
@@ -50,51 +30,6 @@ wait_following() {
 	done
 	echo "# pid $1 never waited for events" >&2
 	return 1
-}
-
-# TODO(lead): move to common.bash
-# fakebus NAME STATE MODE: a status bus at $T/NAME.sock whose migration is
-# in STATE. MODE gone: it closes as soon as it has accepted a command
-# (migrate-pause, migrate-recover, migrate), as an engine that dies then;
-# silent: it accepts and never sends an event.
-fakebus() {
-	local name=$1 state=$2 mode=$3
-	cat >"$T/fakebus.py" <<'EOF'
-import json, os, socket, sys
-path, state, mode, _, ready = sys.argv[1:6]
-s = socket.socket(socket.AF_UNIX)
-s.bind(path)
-s.listen(4)
-os.write(int(ready), b"\n")
-os.close(int(ready))
-c, _ = s.accept()
-def send(o):
-    c.sendall(json.dumps(o).encode() + b"\n")
-send({"QMP": {"version": {}, "capabilities": []}})
-ev = {"event": "MIGRATION", "data": {"status": state},
-      "timestamp": {"seconds": 1, "microseconds": 0}}
-# requests are JSON values one after another, not lines
-dec, buf = json.JSONDecoder(), ""
-while True:
-    data = c.recv(65536)
-    if not data:
-        sys.exit(0)
-    buf += data.decode()
-    while buf.strip():
-        try:
-            req, end = dec.raw_decode(buf.lstrip())
-        except ValueError:
-            break
-        buf = buf.lstrip()[end:]
-        cmd = req.get("execute")
-        ret = [ev] if cmd == "x-query-events" else \
-            {"status": state} if cmd == "query-migrate" else {}
-        send({"return": ret, "id": req.get("id")})
-        if mode == "gone" and cmd in ("migrate-pause", "migrate-recover", "migrate"):
-            c.close()
-            sys.exit(0)
-EOF
-	start "$name" python3 "$T/fakebus.py" "$T/$name.sock" "$state" "$mode"
 }
 
 # A postcopy migration "m" on loopback, slow enough to pause: the buses are

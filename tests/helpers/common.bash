@@ -405,3 +405,41 @@ proxy_freeze() {
 	# shellcheck disable=SC2046
 	kill -STOP $(pgrep -P "$pid") 2>/dev/null || true
 }
+
+# --- messages and stand-ins -------------------------------------------------
+
+# says TEXT: the last command's output ($output) names what was wrong.
+says() {
+	[[ $output == *"$1"* ]] || {
+		echo "# expected '$1' in:" >&2
+		sed 's/^/#   /' <<<"$output" >&2
+		return 1
+	}
+}
+
+# log_says NAME TEXT: the same for a daemon's log.
+log_says() {
+	grep -qF -- "$2" "$T/$1.log" || {
+		echo "# expected '$2' in $1.log" >&2
+		return 1
+	}
+}
+
+# usage_error PROG ARGS...: exit 64, one line naming the problem, then
+# "Try 'PROG --help'."; $output holds both lines.
+usage_error() {
+	local p=$1
+	expect 64 "$@"
+	[ "${#lines[@]}" -eq 2 ] || { echo "# $p: not two lines: $output" >&2; return 1; }
+	[[ ${lines[0]} == "$p: "* ]] || { echo "# $p: no '$p: ' prefix: $output" >&2; return 1; }
+	[ "${lines[1]}" = "Try '$p --help'." ] || { echo "# $p: no Try line: $output" >&2; return 1; }
+}
+
+# fakebus NAME STATE MODE: a status bus at $T/NAME.sock whose migration is
+# in STATE. MODE gone: it closes as soon as it has accepted a command
+# (migrate-pause, migrate-recover, migrate), as an engine that dies then;
+# silent: it accepts and never sends an event.
+fakebus() {
+	local name=$1 state=$2 mode=$3
+	start "$name" python3 "$BATS_TEST_DIRNAME/../helpers/fakebus.py" "$T/$name.sock" "$state" "$mode"
+}

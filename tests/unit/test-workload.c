@@ -695,6 +695,10 @@ static void test_dirty_runs(void **s)
 	assert_int_equal(mig_workload_verify(w, msg, sizeof(msg)), -EBADMSG);
 	assert_non_null(strstr(msg, "page 17:"));
 	ram[17 * MIG_PAGE_SIZE + 1000] ^= 4;
+	/* both written, whether or not vCPU 1 got to them: a page never
+	 * written is zero, and a zero page copied onto another says nothing */
+	assert_int_equal(mig_workload_poke(w, 40), 0);
+	assert_int_equal(mig_workload_poke(w, 41), 0);
 	memcpy(ram + 40 * MIG_PAGE_SIZE, ram + 41 * MIG_PAGE_SIZE, MIG_PAGE_SIZE);
 	assert_int_equal(mig_workload_verify(w, msg, sizeof(msg)), -EBADMSG);
 	assert_non_null(strstr(msg, "page 40:"));
