@@ -130,6 +130,21 @@ int mig_deadline_left_ms(uint64_t deadline_ns)
 			    (uint64_t)INT_MAX);
 }
 
+int mig_poll_until(int fd, short events, uint64_t deadline_ns)
+{
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = events };
+		int r = poll(&p, 1, mig_deadline_left_ms(deadline_ns));
+
+		if (r > 0)
+			return 0;
+		if (r == 0)
+			return -ETIMEDOUT;
+		if (errno != EINTR)
+			return -errno;
+	}
+}
+
 int mig_read_full(int fd, void *buf, size_t len)
 {
 	char *p = buf;

@@ -38,6 +38,9 @@ uint64_t mig_deadline_ns(int64_t ms);
  * (a wait that ended just short of the deadline would spin), 0 once it has
  * passed, -1 for MIG_DEADLINE_NONE. */
 int mig_deadline_left_ms(uint64_t deadline_ns);
+/* Wait until fd has one of events or the deadline passes, EINTR retried:
+ * 0, -ETIMEDOUT or -errno. */
+int mig_poll_until(int fd, short events, uint64_t deadline_ns);
 
 /* Read/write exactly len bytes, retrying on EINTR and short transfers.
  * Returns 0, -errno, or -ECONNRESET when the peer closed mid-way (for reads,

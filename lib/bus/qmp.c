@@ -36,22 +36,6 @@ struct mig_qmp {
 	int64_t next_id;
 };
 
-static int wait_fd(int fd, short events, uint64_t deadline)
-{
-	for (;;) {
-		struct pollfd p = { .fd = fd, .events = events };
-		int r = poll(&p, 1, mig_deadline_left_ms(deadline));
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -errno;
-		if (r == 0)
-			return -ETIMEDOUT;
-		return 0;
-	}
-}
-
 static int qmp_fill(struct mig_qmp *q, uint64_t deadline)
 {
 	ssize_t n;
@@ -66,7 +50,7 @@ static int qmp_fill(struct mig_qmp *q, uint64_t deadline)
 		q->in = p;
 		q->in_cap = cap;
 	}
-	r = wait_fd(q->fd, POLLIN, deadline);
+	r = mig_poll_until(q->fd, POLLIN, deadline);
 	if (r < 0)
 		return r;
 	n = recv(q->fd, q->in + q->in_len, q->in_cap - q->in_len, MSG_DONTWAIT);
@@ -124,7 +108,7 @@ static int qmp_write(struct mig_qmp *q, const char *text, uint64_t deadline)
 			return -ECONNRESET;
 		if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
 			return -errno;
-		r = wait_fd(q->fd, POLLOUT, deadline);
+		r = mig_poll_until(q->fd, POLLOUT, deadline);
 		if (r < 0)
 			return r;
 	}

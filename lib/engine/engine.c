@@ -274,6 +274,7 @@ unsigned mig_engine_take(struct mig_engine *e)
 	}
 	while (e->sfd >= 0 && read(e->sfd, &si, sizeof(si)) == sizeof(si)) {
 		mig_dbg("engine", "%s received", strsignal((int)si.ssi_signo));
+		e->signalled = true;
 		ev |= MIG_EV_SIGNAL;
 	}
 	pthread_mutex_lock(&e->lock);
@@ -377,7 +378,7 @@ void mig_engine_linger(struct mig_engine *e, int ms)
 	uint64_t end = mig_deadline_ns(ms);
 	int left;
 
-	while ((left = mig_deadline_left_ms(end)) > 0)
+	while (!e->signalled && (left = mig_deadline_left_ms(end)) > 0)
 		if (mig_engine_wait(e, left) & MIG_EV_SIGNAL)
 			break;
 }

@@ -81,6 +81,7 @@ struct mig_engine {
 
 	int efd;                 /* eventfd: wakes the control loop */
 	int sfd;                 /* signalfd: SIGTERM, SIGINT for the loop */
+	bool signalled;          /* one was read: no --linger after the end */
 	pthread_mutex_t lock;    /* pending, error, chan_fd */
 	unsigned pending;
 	char error[256];
@@ -144,7 +145,8 @@ int mig_engine_get_chan(struct mig_engine *e, enum mig_chan_slot slot);
 void mig_engine_kick_all(struct mig_engine *e);
 
 /* After the end, keep the bus up for late readers (final query-migrate,
- * the event history) for ms, or until SIGTERM/SIGINT. */
+ * the event history) for ms, or until SIGTERM/SIGINT; not at all when a
+ * signal ended the migration: whoever sent it wants the engine gone. */
 void mig_engine_linger(struct mig_engine *e, int ms);
 
 /* One human line: outcome, time, bytes, throughput, downtime, requests. */

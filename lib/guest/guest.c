@@ -36,39 +36,20 @@ struct mig_guest {
 	int timeout_ms; /* per reply; < 0 waits as long as the guest lives */
 };
 
-static int remaining_ms(uint64_t deadline_ns)
-{
-	uint64_t now = mig_now_ns();
-
-	if (!deadline_ns)
-		return -1;
-	return now >= deadline_ns ? 0 : (int)((deadline_ns - now + 999999) / 1000000);
-}
-
-static uint64_t deadline(int timeout_ms)
-{
-	return timeout_ms < 0 ? 0 : mig_now_ns() + (uint64_t)timeout_ms * 1000000u;
-}
-
 /* The reply to request g->seq, into m: skips stale ones (to a request that
  * timed out earlier). 0 (the guest's status is in m->h), or -errno
  * (-ETIMEDOUT, -ECONNRESET, -EPROTO) with no fds kept. */
 static int recv_reply(struct mig_guest *g, uint16_t op, struct mig_ctl_msg *m,
 		      int max_fds)
 {
-	uint64_t end = deadline(g->timeout_ms);
+	uint64_t end = mig_deadline_ns(g->timeout_ms);
 
 	for (;;) {
-		struct pollfd p = { .fd = g->fd, .events = POLLIN };
 		ssize_t n;
-		int r = poll(&p, 1, remaining_ms(end));
+		int r = mig_poll_until(g->fd, POLLIN, end);
 
-		if (r < 0 && errno == EINTR)
-			continue;
 		if (r < 0)
-			return -errno;
-		if (r == 0)
-			return -ETIMEDOUT;
+			return r;
 		n = mig_ctl_recv(g->fd, m, max_fds);
 		if (n == 0)
 			return -ECONNRESET;
@@ -122,7 +103,7 @@ static int call_simple(struct mig_guest *g, uint16_t op)
 static int connect_path(const char *path, int timeout_ms)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	uint64_t end = deadline(timeout_ms);
+	uint64_t end = mig_deadline_ns(timeout_ms);
 	int fd, r;
 
 	if (strlen(path) >= sizeof(sa.sun_path))
@@ -133,7 +114,7 @@ static int connect_path(const char *path, int timeout_ms)
 		return -errno;
 	/* non-blocking: a full backlog is EAGAIN, retried until the deadline */
 	while ((r = connect(fd, (struct sockaddr *)&sa, sizeof(sa))) < 0 &&
-	       (errno == EAGAIN || errno == EINTR) && remaining_ms(end) != 0)
+	       (errno == EAGAIN || errno == EINTR) && mig_deadline_left_ms(end) != 0)
 		poll(NULL, 0, CONNECT_RETRY_MS);
 	if (r < 0) {
 		r = errno == EAGAIN ? -ETIMEDOUT : errno == EPROTOTYPE ? -EPROTO : -errno;
@@ -396,27 +377,22 @@ static void child_exec(const struct spawn_argv *a, int ready_fd)
  * when the child exited first (exit 69: userfaultfd not permitted). */
 static int wait_ready(int rfd, pid_t pid, int timeout_ms)
 {
-	struct pollfd p = { .fd = rfd, .events = POLLIN };
-	uint64_t end = deadline(timeout_ms);
 	char c;
-	int r, st;
+	int r = mig_poll_until(rfd, POLLIN, mig_deadline_ns(timeout_ms)), st;
 
-	do
-		r = poll(&p, 1, remaining_ms(end));
-	while (r < 0 && errno == EINTR);
-	if (r > 0 && read(rfd, &c, 1) == 1)
+	if (r == 0 && read(rfd, &c, 1) == 1)
 		return 0;
-	if (r == 0)
+	if (r == -ETIMEDOUT)
 		mig_err("guest", "mig-guest pid %d not ready after %d ms: killing it",
 			(int)pid, timeout_ms);
 	else if (r < 0)
-		mig_err("guest", "waiting for mig-guest: %s", strerror(errno));
-	if (r <= 0)
+		mig_err("guest", "waiting for mig-guest: %s", strerror(-r));
+	if (r < 0)
 		kill(pid, SIGKILL);
 	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
 		;
-	if (r <= 0)
-		return r == 0 ? -ETIMEDOUT : -ECHILD;
+	if (r < 0)
+		return r == -ETIMEDOUT ? -ETIMEDOUT : -ECHILD;
 	if (WIFEXITED(st) && WEXITSTATUS(st) == MIG_EXIT_UNAVAILABLE)
 		return -EPERM;
 	if (WIFEXITED(st) && WEXITSTATUS(st) == MIG_EXIT_USAGE)
