@@ -103,3 +103,13 @@ engines() {
 		echo "# round $round: $status" >&3
 	done
 }
+
+@test "a migration a signal ended does not linger: the engine is gone, its bus too" {
+	engines 256M --postcopy --max-bandwidth 20M --linger 600
+	state "$SRC_BUS" postcopy-active
+	kill -TERM "$PID_send"
+	# --linger 600 would hold it ten minutes
+	wait_exit send 60
+	[ "$status" -eq 75 ]
+	[ ! -e "$SRC_BUS" ]
+}
