@@ -94,16 +94,10 @@ int main(int argc, char **argv)
 	r = mig_cli_bus_path(&a, "recv", bus, sizeof(bus));
 	if (r)
 		return r;
-	o.name = a.name;
-	o.bus_path = a.bus;
-	o.summary = a.summary;
-	o.notify_url = a.notify_url;
-	o.linger_ms = a.linger_ms;
-	o.link_timeout_ms = a.link_timeout_ms;
-	o.ready_fd = a.ready_fd;
+	o.common = a;
 	r = mig_dest_run(&o, &final);
 	if (r == -EADDRINUSE)
 		mig_cli_error("address in use: %s (or the status bus %s)", o.listen,
-			      o.bus_path);
+			      o.common.bus);
 	return r < 0 ? mig_exit_of_errno(r) : mig_client_exit_of_state(final);
 }

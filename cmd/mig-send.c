@@ -150,13 +150,7 @@ int main(int argc, char **argv)
 	r = mig_cli_bus_path(&a, "send", bus, sizeof(bus));
 	if (r)
 		return r;
-	o.name = a.name;
-	o.bus_path = a.bus;
-	o.summary = a.summary;
-	o.notify_url = a.notify_url;
-	o.linger_ms = a.linger_ms;
-	o.link_timeout_ms = a.link_timeout_ms;
-	o.ready_fd = a.ready_fd;
+	o.common = a;
 	r = mig_source_run(&o, &final);
 	if (r == -EADDRINUSE)
 		mig_cli_error("the status bus is in use: another migration with "

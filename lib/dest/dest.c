@@ -34,13 +34,8 @@ static int dst_open(struct dst *d, const struct mig_dest_opts *o)
 		d->pend[i].fd = -1;
 	pthread_mutex_init(&d->rp_lock, NULL);
 	pthread_mutex_init(&d->blob_lock, NULL);
-	r = mig_engine_init(&d->e, MIG_SIDE_DEST, o->name, o->bus_path,
-			    &dst_ops, d);
+	r = mig_engine_init(&d->e, MIG_SIDE_DEST, &o->common, &dst_ops, d);
 	if (r < 0)
-		return r;
-	if (o->link_timeout_ms > 0)
-		d->e.link_timeout_ms = o->link_timeout_ms;
-	if (o->notify_url && (r = mig_engine_notify(&d->e, o->notify_url)) < 0)
 		return r;
 	d->fault_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	return d->fault_efd < 0 ? -errno : 0;
@@ -192,7 +187,7 @@ static int default_guest_ctl(struct dst *d, const struct mig_dest_opts *o)
 	}
 	r = mig_runtime_dir(dir, sizeof(dir), true);
 	if (r == 0 && snprintf(d->guest_ctl, sizeof(d->guest_ctl), "%s/%s.guest.sock",
-			       dir, o->name) >= (int)sizeof(d->guest_ctl))
+			       dir, o->common.name) >= (int)sizeof(d->guest_ctl))
 		r = -ENAMETOOLONG;
 	return r;
 }
@@ -397,14 +392,13 @@ int mig_dest_run(const struct mig_dest_opts *o, enum mig_state *final)
 		d->e.t_start_ns = mig_now_ns();
 		mig_engine_move(&d->e, MIG_STATE_SETUP);
 	}
-	ready_fd = o->ready_fd;
+	ready_fd = o->common.ready_fd;
 	mig_ready_notify(&ready_fd);
 	loop(d);
 	*final = mig_engine_state(&d->e);
 	if (!d->e.t_end_ns)
 		d->e.t_end_ns = mig_now_ns();
-	mig_engine_report(&d->e, o->summary);
-	mig_engine_linger(&d->e, o->linger_ms);
+	mig_engine_end(&d->e, &o->common);
 	r = d->uffd_err;
 out:
 	dst_close(d);

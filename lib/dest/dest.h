@@ -11,22 +11,19 @@
 
 #include <stdbool.h>
 
+#include "base/cli.h"
 #include "core/state.h"
 
 struct mig_dest_opts {
-	const char *name;       /* migration name (bus socket), "default" */
-	const char *bus_path;   /* overrides the name's bus path */
+	/* --name, --bus, --link-timeout, --notify, --summary, --linger,
+	 * --ready-fd: as the command line gave them (bus resolved) */
+	struct mig_cli_args common;
 	const char *listen;     /* URI to listen on; with a guest to take
 				 * over, NULL: the one it recorded */
 	const char *guest_ctl;  /* control socket of the guest we spawn, or of
 				 * the one past switchover we take over */
 	bool attach;            /* only take over the guest at guest_ctl */
-	int link_timeout_ms;    /* silence after which a link is broken */
 	bool paused_start;      /* keep the guest stopped after switchover */
-	bool summary;            /* print a summary line on stdout at the end */
-	const char *notify_url;  /* POST every event here, or NULL */
-	int linger_ms;           /* keep the bus up this long after the end */
-	int ready_fd;           /* newline once listening, or -1 */
 };
 
 /* Run one incoming migration to its end. A guest past switchover already

@@ -17,7 +17,7 @@
 #include "engine/notify.h"
 #include "base/util.h"
 
-int mig_engine_notify(struct mig_engine *e, const char *url)
+static int engine_notify(struct mig_engine *e, const char *url)
 {
 	e->notify = mig_notify_new(url);
 	return e->notify ? 0 : -errno;
@@ -167,17 +167,20 @@ static int block_signals(void)
 	return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 }
 
-int mig_engine_init(struct mig_engine *e, enum mig_side side, const char *name,
-		    const char *bus_path, const struct mig_engine_ops *ops,
-		    void *ctx)
+int mig_engine_init(struct mig_engine *e, enum mig_side side,
+		    const struct mig_cli_args *c,
+		    const struct mig_engine_ops *ops, void *ctx)
 {
+	const char *bus_path = c->bus;
+
 	memset(e, 0, sizeof(*e));
 	e->efd = e->sfd = -1;
 	e->side = side;
 	e->ops = ops;
 	e->ctx = ctx;
-	e->link_timeout_ms = MIG_LINK_TIMEOUT_MS_DEFAULT;
-	snprintf(e->name, sizeof(e->name), "%s", name);
+	e->link_timeout_ms = c->link_timeout_ms > 0 ? c->link_timeout_ms :
+			     MIG_LINK_TIMEOUT_MS_DEFAULT;
+	snprintf(e->name, sizeof(e->name), "%s", c->name);
 	snprintf(e->bus_path, sizeof(e->bus_path), "%s", bus_path);
 	for (int i = 0; i < MIG_CHAN__COUNT; i++)
 		e->chan_fd[i] = -1;
@@ -198,7 +201,9 @@ int mig_engine_init(struct mig_engine *e, enum mig_side side, const char *name,
 	else if (!e->bus && errno != EADDRINUSE)
 		mig_err("bus", "cannot serve the status bus at %s: %s", bus_path,
 			strerror(errno));
-	return e->bus ? 0 : -errno;
+	if (!e->bus)
+		return -errno;
+	return c->notify_url ? engine_notify(e, c->notify_url) : 0;
 }
 
 void mig_engine_fini(struct mig_engine *e)
@@ -335,7 +340,8 @@ void mig_engine_kick_all(struct mig_engine *e)
 	pthread_mutex_unlock(&e->lock);
 }
 
-void mig_engine_summary(struct mig_engine *e, FILE *out)
+/* One human line: outcome, time, bytes, throughput, downtime, requests. */
+static void summary(struct mig_engine *e, FILE *out)
 {
 	struct mig_latency_summary ls = { 0 };
 	uint64_t end = e->t_end_ns ? e->t_end_ns : mig_now_ns();
@@ -364,16 +370,16 @@ void mig_engine_summary(struct mig_engine *e, FILE *out)
 	fprintf(out, "\n");
 }
 
-void mig_engine_report(struct mig_engine *e, bool asked)
+static void report(struct mig_engine *e, bool asked)
 {
 	if (asked || (mig_engine_state(e) == MIG_STATE_COMPLETED &&
 		      isatty(STDOUT_FILENO))) {
-		mig_engine_summary(e, stdout);
+		summary(e, stdout);
 		fflush(stdout);
 	}
 }
 
-void mig_engine_linger(struct mig_engine *e, int ms)
+static void linger(struct mig_engine *e, int ms)
 {
 	uint64_t end = mig_deadline_ns(ms);
 	int left;
@@ -381,4 +387,10 @@ void mig_engine_linger(struct mig_engine *e, int ms)
 	while (!e->signalled && (left = mig_deadline_left_ms(end)) > 0)
 		if (mig_engine_wait(e, left) & MIG_EV_SIGNAL)
 			break;
+}
+
+void mig_engine_end(struct mig_engine *e, const struct mig_cli_args *c)
+{
+	report(e, c->summary);
+	linger(e, c->linger_ms);
 }

@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "base/cli.h"
 #include "bus/bus.h"
 #include "guest/guest.h"
 #include "base/latency.h"
@@ -100,16 +101,16 @@ struct mig_engine {
 	atomic_bool has_digest;   /* set once digest holds the value */
 };
 
-/* Open the bus at bus_path and put the machine in `none`. 0 or -errno
- * (-EADDRINUSE: another engine serves that bus). Blocks SIGTERM and SIGINT
- * in the calling thread first, so every thread started from here on
- * inherits the mask and the signals reach only the control loop, through
- * e->sfd: call it before any thread starts. SIGPIPE is ignored. */
-int mig_engine_init(struct mig_engine *e, enum mig_side side, const char *name,
-		    const char *bus_path, const struct mig_engine_ops *ops,
-		    void *ctx);
-/* Also POST every event to url (--notify). 0 or -errno (-EINVAL). */
-int mig_engine_notify(struct mig_engine *e, const char *url);
+/* Open the bus (c->bus) and put the machine in `none`, with what the
+ * engines' command lines share: --link-timeout, --notify. 0 or -errno
+ * (-EADDRINUSE: another engine serves that bus; -EINVAL: a bad --notify
+ * URL). Blocks SIGTERM and SIGINT in the calling thread first, so every
+ * thread started from here on inherits the mask and the signals reach only
+ * the control loop, through e->sfd: call it before any thread starts.
+ * SIGPIPE is ignored. */
+int mig_engine_init(struct mig_engine *e, enum mig_side side,
+		    const struct mig_cli_args *c,
+		    const struct mig_engine_ops *ops, void *ctx);
 /* Emit an event on the bus and to the webhook (takes data). */
 void mig_engine_emit(struct mig_engine *e, const char *event,
 		     struct mig_json *data);
@@ -144,16 +145,12 @@ int mig_engine_get_chan(struct mig_engine *e, enum mig_chan_slot slot);
 /* Shut down every registered channel: blocked threads return at once. */
 void mig_engine_kick_all(struct mig_engine *e);
 
-/* After the end, keep the bus up for late readers (final query-migrate,
- * the event history) for ms, or until SIGTERM/SIGINT; not at all when a
- * signal ended the migration: whoever sent it wants the engine gone. */
-void mig_engine_linger(struct mig_engine *e, int ms);
-
-/* One human line: outcome, time, bytes, throughput, downtime, requests. */
-void mig_engine_summary(struct mig_engine *e, FILE *out);
-/* The summary on stdout when asked (--summary), and by default after a
- * completed migration when stdout is a terminal: a person at a shell wants
- * the outcome, a script reads the exit status and query-migrate. */
-void mig_engine_report(struct mig_engine *e, bool asked);
+/* After the end: the summary on stdout when asked (--summary), and by
+ * default after a completed migration when stdout is a terminal (a person
+ * at a shell wants the outcome; a script reads the exit status); then the
+ * bus kept up for late readers (--linger) for c->linger_ms, or until
+ * SIGTERM/SIGINT, and not at all when a signal ended the migration:
+ * whoever sent it wants the engine gone. */
+void mig_engine_end(struct mig_engine *e, const struct mig_cli_args *c);
 
 #endif

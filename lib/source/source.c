@@ -323,17 +323,12 @@ int mig_source_run(const struct mig_source_opts *o, enum mig_state *final)
 
 	if (!s)
 		return -ENOMEM;
-	r = mig_engine_init(&s->e, MIG_SIDE_SOURCE, o->name, o->bus_path,
-			    &src_ops, s);
+	r = mig_engine_init(&s->e, MIG_SIDE_SOURCE, &o->common, &src_ops, s);
 	if (r == 0)
 		r = set_uuid(s);
 	if (r < 0)
 		goto out;
-	if (o->link_timeout_ms > 0)
-		s->e.link_timeout_ms = o->link_timeout_ms;
-	if (o->notify_url && (r = mig_engine_notify(&s->e, o->notify_url)) < 0)
-		goto out;
-	ready_fd = o->ready_fd;
+	ready_fd = o->common.ready_fd;
 	mig_ready_notify(&ready_fd);
 	s->e.t_start_ns = mig_now_ns();
 	r = attach_guest(s);
@@ -349,8 +344,7 @@ int mig_source_run(const struct mig_source_opts *o, enum mig_state *final)
 	*final = s->done_before ? MIG_STATE_COMPLETED : mig_engine_state(&s->e);
 	if (!s->e.t_end_ns)
 		s->e.t_end_ns = mig_now_ns();
-	mig_engine_report(&s->e, o->summary);
-	mig_engine_linger(&s->e, o->linger_ms);
+	mig_engine_end(&s->e, &o->common);
 out:
 	mig_engine_fini(&s->e);
 	src_free(s);

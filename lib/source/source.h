@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/cli.h"
 #include "source/precopy.h"
 #include "core/state.h"
 
@@ -19,8 +20,9 @@
 #define MIG_DOWNTIME_LIMIT_MS_DEFAULT 300
 
 struct mig_source_opts {
-	const char *name;        /* migration name (bus socket), "default" */
-	const char *bus_path;    /* overrides the name's bus path */
+	/* --name, --bus, --link-timeout, --notify, --summary, --linger,
+	 * --ready-fd: as the command line gave them (bus resolved) */
+	struct mig_cli_args common;
 	const char *guest_ctl;   /* the running guest's control socket */
 	const char *to;          /* destination URI; with a guest past
 				  * switchover, NULL: the one it recorded */
@@ -30,14 +32,9 @@ struct mig_source_opts {
 	uint64_t max_bandwidth;  /* bytes/s for the background pump, 0 = none */
 	bool preempt;            /* requested pages on their own channel */
 	bool compress;           /* LZ4 page runs */
-	int link_timeout_ms;     /* silence after which a link is broken */
 	struct mig_precopy_policy policy; /* when to end precopy, and how */
 	uint64_t downtime_limit_ms;       /* stop-and-copy budget */
 	bool digest;             /* digest of all RAM at switchover */
-	bool summary;            /* print a summary line on stdout at the end */
-	const char *notify_url;  /* POST every event here, or NULL */
-	int linger_ms;           /* keep the bus up this long after the end */
-	int ready_fd;            /* newline once the bus listens, or -1 */
 };
 
 /* Run one migration to its end. A guest whose record says it was handed
