@@ -57,22 +57,12 @@ struct table {
 	size_t n;
 };
 
-static void verror(const char *fmt, va_list ap)
-{
-	char line[1024];
-
-	if (mig_log_level() < MIG_LOG_ERR)
-		return;
-	vsnprintf(line, sizeof(line), fmt, ap);
-	fprintf(stderr, "%s: %s\n", mig_log_prog(), line);
-}
-
 void mig_cli_error(const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	verror(fmt, ap);
+	mig_log_vsay(fmt, ap);
 	va_end(ap);
 }
 
@@ -81,9 +71,9 @@ int mig_cli_usage(const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	verror(fmt, ap);
+	mig_log_vsay(fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "Try '%s --help'.\n", mig_log_prog());
+	mig_log_hint("Try '%s --help'.", mig_log_prog());
 	return MIG_EXIT_USAGE;
 }
 
@@ -354,9 +344,9 @@ static void close_stdout(void)
 	if (!failed || err == EPIPE)
 		return;
 	if (err)
-		fprintf(stderr, "%s: write error: %s\n", mig_log_prog(), strerror(err));
+		mig_log_say("write error: %s", strerror(err));
 	else
-		fprintf(stderr, "%s: write error\n", mig_log_prog());
+		mig_log_say("write error");
 	_exit(MIG_EXIT_FAIL);
 }
 

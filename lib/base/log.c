@@ -58,6 +58,54 @@ bool mig_log_enabled(int level, const char *module)
 	return strstr(log_debug_mods, key) != NULL;
 }
 
+/* One write(2) per line: lines of several threads never interleave. */
+static void emit(char *line, int n, size_t size)
+{
+	if (n >= (int)size - 1)
+		n = (int)size - 2;
+	line[n++] = '\n';
+	if (write(STDERR_FILENO, line, n) < 0) {
+		/* nowhere left to report it */
+	}
+}
+
+static void __attribute__((format(printf, 2, 0)))
+vsay(bool prefix, const char *fmt, va_list ap)
+{
+	char line[1024];
+	int n = 0;
+
+	if (log_level < MIG_LOG_ERR)
+		return;
+	if (prefix)
+		n = snprintf(line, sizeof(line), "%s: ", log_prog);
+	n += vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+	emit(line, n, sizeof(line));
+}
+
+void mig_log_vsay(const char *fmt, va_list ap)
+{
+	vsay(true, fmt, ap);
+}
+
+void mig_log_say(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsay(true, fmt, ap);
+	va_end(ap);
+}
+
+void mig_log_hint(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsay(false, fmt, ap);
+	va_end(ap);
+}
+
 void mig_log(int level, const char *module, const char *fmt, ...)
 {
 	char line[1024];
@@ -79,10 +127,5 @@ void mig_log(int level, const char *module, const char *fmt, ...)
 	if (n < (int)sizeof(line))
 		n += vsnprintf(line + n, sizeof(line) - n, fmt, ap);
 	va_end(ap);
-	if (n >= (int)sizeof(line) - 1)
-		n = sizeof(line) - 2;
-	line[n++] = '\n';
-	if (write(STDERR_FILENO, line, n) < 0) {
-		/* nowhere left to report it */
-	}
+	emit(line, n, sizeof(line));
 }

@@ -1,12 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Logging for people: "prog: level: module: message" on stderr. Machines read
- * the status bus instead. -v/-q move the level; MIG_DEBUG=mod1,mod2 (or "all")
- * turns on debug output for single modules without rebuilding.
+ * Everything a program writes on stderr, in two shapes only. Diagnostics:
+ * "prog: level: module: message". A command's own verdict to whoever ran
+ * it (a usage error, a tool's one-line failure), as coreutils word theirs:
+ * "prog: message", perhaps followed by a hint line ("Try 'prog --help'.").
+ * Machines read the status bus instead. -v/-q move the level; MIG_DEBUG=
+ * mod1,mod2 (or "all") turns on debug output for single modules.
  */
 #ifndef MIG_LOG_H
 #define MIG_LOG_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 
 enum mig_log_level {
@@ -26,6 +30,11 @@ bool mig_log_enabled(int level, const char *module);
 
 void mig_log(int level, const char *module, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/* "prog: message" (and a bare hint line), shown unless -q silenced errors. */
+void mig_log_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void mig_log_vsay(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
+void mig_log_hint(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #define mig_err(mod, ...) mig_log(MIG_LOG_ERR, mod, __VA_ARGS__)
 #define mig_warn(mod, ...) mig_log(MIG_LOG_WARN, mod, __VA_ARGS__)

@@ -192,7 +192,7 @@ void dst_add_pending(struct dst *d, int lfd, bool recovery)
 			continue;
 		mig_set_nonblock(fd, true);
 		d->pend[i] = (struct pending){ .fd = fd, .recovery = recovery,
-			.deadline_ns = mig_now_ns() + HELLO_TIMEOUT_MS * 1000000ull };
+			.deadline_ns = mig_deadline_ns(HELLO_TIMEOUT_MS) };
 		return;
 	}
 	mig_warn("chan", "too many connections waiting for their hello");

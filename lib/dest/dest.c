@@ -293,8 +293,7 @@ static void complete(struct dst *d)
 	 * closed first, a page it still sends could fail on a broken pipe and
 	 * pause it before it read our COMPLETE, with nobody left to recover
 	 * with. Bounded, in case it never does. */
-	d->linger_until_ns = mig_now_ns() +
-			     (uint64_t)d->e.link_timeout_ms * 1000000ull;
+	d->linger_until_ns = mig_deadline_ns(d->e.link_timeout_ms);
 	d->e.t_end_ns = mig_now_ns();
 	mig_engine_move(&d->e, MIG_STATE_COMPLETED);
 }

@@ -79,7 +79,7 @@ void dst_tell_complete(struct dst *d, int fd)
 	    mig_wire_send(fd, MIG_MSG_COMPLETE, NULL, 0) == 0) {
 		mig_info("engine", "told the reconnected source we are complete");
 		d->source_told = true;
-		d->linger_until_ns = mig_now_ns() + COMPLETE_LINGER_MS * 1000000ull;
+		d->linger_until_ns = mig_deadline_ns(COMPLETE_LINGER_MS);
 		atomic_store(&d->main_closed, false); /* wait the linger out */
 		mig_engine_signal(&d->e);
 	}

@@ -275,24 +275,19 @@ int mig_client_current(struct mig_qmp *q, enum mig_state *st)
 	return mig_client_query_state(q, st);
 }
 
-static int64_t now_ms(void)
-{
-	return (int64_t)(mig_now_ns() / 1000000);
-}
-
 int mig_client_follow(struct mig_qmp *q, mig_client_state_fn fn, void *ctx,
 		      int64_t timeout_ms)
 {
-	int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+	uint64_t deadline = mig_deadline_ns(timeout_ms);
 
 	for (;;) {
-		int64_t left = deadline < 0 ? -1 : MIG_MAX(deadline - now_ms(), 0);
+		int left = mig_deadline_left_ms(deadline);
 		struct mig_json *ev = NULL;
 		enum mig_state st;
 		bool stop = false;
 		int r;
 
-		r = mig_qmp_next_event(q, &ev, (int)MIG_MIN(left, INT32_MAX));
+		r = mig_qmp_next_event(q, &ev, left);
 		if (r < 0)
 			return r;
 		if (mig_client_event_state(ev, &st))
