@@ -172,6 +172,9 @@ nobody_without_uffd() {
 		skip "vm.unprivileged_userfaultfd is not 0"
 	! setpriv --reuid=65534 --regid=65534 --clear-groups test -r /dev/userfaultfd -a \
 		-w /dev/userfaultfd 2>/dev/null || skip "nobody may open /dev/userfaultfd"
+	# mig-recv runs mig-guest from its own directory: nobody must reach it
+	setpriv --reuid=65534 --regid=65534 --clear-groups test -x "$MIG_BIN/mig-guest" ||
+		skip "nobody cannot run the programs in $MIG_BIN (a directory above is closed)"
 	chmod 711 "$T"
 	mkdir "$T/nobody"
 	chown 65534:65534 "$T/nobody"
