@@ -35,6 +35,7 @@ wait_following() {
 # A postcopy migration "m" on loopback, slow enough to pause: the buses are
 # kept 30 s after the end so that a tool can still ask.
 migration() {
+	require_uffd
 	guest src 128M --workload ab
 	start recv mig-recv --name m --listen "unix:$T/d.sock" --guest-ctl "$T/dst.ctl" --linger 30
 	start send mig-send --postcopy --name m --guest "$T/src.ctl" --to "unix:$T/d.sock" \

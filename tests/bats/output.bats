@@ -8,6 +8,7 @@ load ../helpers/common
 
 setup() {
 	mig_setup
+	require_uffd
 	SRC_BUS=$(bus_of m send)
 	DST="unix:$T/dst.sock"
 }

@@ -7,7 +7,11 @@
 
 load ../helpers/common
 
-setup() { mig_setup; names ""; }
+setup() {
+	mig_setup
+	require_uffd
+	names ""
+}
 teardown() { mig_teardown; }
 
 json() { mig-guest info --ctl "$1" --json 3>&- | jq -r "$2"; }
