@@ -85,16 +85,6 @@ static uint64_t quantile_locked(struct mig_latency *l, double q)
 	return l->max;
 }
 
-uint64_t mig_latency_quantile(struct mig_latency *l, double q)
-{
-	uint64_t v;
-
-	pthread_mutex_lock(&l->lock);
-	v = quantile_locked(l, q);
-	pthread_mutex_unlock(&l->lock);
-	return v;
-}
-
 void mig_latency_summary(struct mig_latency *l, struct mig_latency_summary *s)
 {
 	pthread_mutex_lock(&l->lock);

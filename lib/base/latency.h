@@ -21,7 +21,5 @@ struct mig_latency *mig_latency_new(void);
 void mig_latency_free(struct mig_latency *l);
 void mig_latency_add(struct mig_latency *l, uint64_t ns);
 void mig_latency_summary(struct mig_latency *l, struct mig_latency_summary *s);
-/* The value at quantile q (0..1) of samples, for tools measuring their own. */
-uint64_t mig_latency_quantile(struct mig_latency *l, double q);
 
 #endif

@@ -111,7 +111,7 @@ static int connect_interruptible(struct src *s, const struct mig_uri *u)
 	return fd;
 }
 
-void src_close_chans(struct src *s)
+static void close_chans(struct src *s)
 {
 	for (int c = 0; c < MIG_CHAN__COUNT; c++) {
 		int fd = mig_engine_get_chan(&s->e, c);
@@ -143,13 +143,13 @@ int src_open_chans(struct src *s, const struct mig_uri *u, bool resume)
 		if (r != -EPROTO)
 			mig_engine_error(&s->e, "hello with %s failed: %s", name,
 					 strerror(-r));
-		src_close_chans(s);
+		close_chans(s);
 		return r;
 	}
 	if (atomic_load(&s->preempt)) {
 		r = src_preempt_start(s, u, resume);
 		if (r < 0)
-			src_close_chans(s);
+			close_chans(s);
 	}
 	return r;
 }
@@ -182,7 +182,7 @@ void src_stop_workers(struct src *s)
 	if (s->pre_on)
 		src_preempt_finish(s);
 	s->pump_on = s->rp_on = false;
-	src_close_chans(s);
+	close_chans(s);
 }
 
 void src_heartbeat(struct src *s)

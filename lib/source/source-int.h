@@ -111,7 +111,6 @@ void src_join_digest(struct src *s);
 void src_link_down(struct src *s, const char *what, int err);
 int src_say_hello(struct src *s, int fd, uint32_t role, uint32_t flags);
 int src_open_chans(struct src *s, const struct mig_uri *u, bool resume);
-void src_close_chans(struct src *s);
 int src_start_workers(struct src *s);
 void src_stop_workers(struct src *s);
 void src_heartbeat(struct src *s);
