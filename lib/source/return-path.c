@@ -65,7 +65,9 @@ void *src_rp_main(void *arg)
 	return NULL;
 }
 
-int src_recv_complete(struct src *s)
+/* The next message on the return path that is not PING (nor `also`):
+ * 0 when it is `want`, -EBADMSG when another, or -errno. */
+static int recv_expect(struct src *s, uint32_t want, uint32_t also)
 {
 	uint8_t buf[16];
 	uint32_t type, len;
@@ -73,10 +75,15 @@ int src_recv_complete(struct src *s)
 
 	do
 		r = mig_wire_recv(fd, &type, buf, sizeof(buf), &len);
-	while (r == 0 && (type == MIG_MSG_PING || type == MIG_MSG_RESUME_ACK));
-	if (r == 0 && type != MIG_MSG_COMPLETE)
+	while (r == 0 && (type == MIG_MSG_PING || type == also));
+	if (r == 0 && type != want)
 		r = -EBADMSG;
 	return r;
+}
+
+int src_recv_complete(struct src *s)
+{
+	return recv_expect(s, MIG_MSG_COMPLETE, MIG_MSG_RESUME_ACK);
 }
 
 /* Recovery handshake: the destination's bitmap of present pages. */
@@ -119,14 +126,5 @@ int src_recv_bitmap(struct src *s, struct mig_bitmap *have, bool *complete)
 
 int src_recv_resume_ack(struct src *s)
 {
-	uint8_t buf[16];
-	uint32_t type, len;
-	int fd = mig_engine_get_chan(&s->e, MIG_CHAN_MAIN), r;
-
-	do
-		r = mig_wire_recv(fd, &type, buf, sizeof(buf), &len);
-	while (r == 0 && type == MIG_MSG_PING);
-	if (r == 0 && type != MIG_MSG_RESUME_ACK)
-		r = -EBADMSG;
-	return r;
+	return recv_expect(s, MIG_MSG_RESUME_ACK, MIG_MSG_PING);
 }
