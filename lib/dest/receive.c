@@ -159,7 +159,8 @@ static void take_blob(struct dst *d, const uint8_t *buf, uint32_t len)
 	mig_engine_post(&d->e, MIG_EV_SWITCH);
 }
 
-/* One message from a source channel. Only main carries commands. */
+/* One message from a source channel. Only main carries commands, but
+ * CANCEL, which comes on every channel before the source closes it. */
 static int handle_msg(struct dst *d, enum mig_chan_slot c, uint32_t type,
 		      const uint8_t *buf, uint32_t len, uint8_t *scratch)
 {
@@ -172,6 +173,11 @@ static int handle_msg(struct dst *d, enum mig_chan_slot c, uint32_t type,
 	}
 	if (type == MIG_MSG_PING)
 		return 0;
+	if (type == MIG_MSG_CANCEL) {
+		atomic_store(&d->ending, true);
+		mig_engine_post(&d->e, MIG_EV_CANCEL);
+		return 1;
+	}
 	if (c != MIG_CHAN_MAIN)
 		return -EBADMSG;
 	switch (type) {
@@ -187,10 +193,6 @@ static int handle_msg(struct dst *d, enum mig_chan_slot c, uint32_t type,
 	case MIG_MSG_RESUME:
 		mig_engine_post(&d->e, MIG_EV_RESUMED);
 		return 0;
-	case MIG_MSG_CANCEL:
-		atomic_store(&d->ending, true);
-		mig_engine_post(&d->e, MIG_EV_CANCEL);
-		return 1;
 	default:
 		return -EBADMSG;
 	}

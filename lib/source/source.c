@@ -78,8 +78,14 @@ static int send_ram_info(struct src *s)
 /* Fail before switchover: the guest is whole here and keeps running. */
 static void fail_early(struct src *s, bool cancelled)
 {
-	if (mig_engine_get_chan(&s->e, MIG_CHAN_MAIN) >= 0)
-		src_send_msg(s, MIG_CHAN_MAIN, MIG_MSG_CANCEL, NULL, 0, NULL, 0);
+	/* CANCEL ahead of the close on every channel: the destination then
+	 * reads it before any end of stream, whichever receiver is first, and
+	 * ends cancelled instead of seeing a broken link (a preempt channel
+	 * that has connected meanwhile is taken first) */
+	src_preempt_poll(s);
+	for (int c = MIG_CHAN__COUNT - 1; c >= 0; c--)
+		if (mig_engine_get_chan(&s->e, c) >= 0)
+			src_send_msg(s, c, MIG_MSG_CANCEL, NULL, 0, NULL, 0);
 	src_stop_workers(s);
 	if (s->dt)
 		mig_guest_dirty_stop(s->guest);
