@@ -3,7 +3,8 @@
  * mig-status --watch: each bus's event history first, then its live
  * events, so a watcher started late still sees the whole migration, in
  * order and each event once; with both sides on one host the two
- * histories are merged by timestamp and the live streams polled together.
+ * histories are merged by timestamp, and the live streams are polled
+ * together, what both have ready at once shown in time order too.
  * On a terminal the wait between events is cut into ticks that redraw a
  * progress line from query-migrate; events still wake it at once.
  */
@@ -347,18 +348,40 @@ static int watch_history(struct watch *wt)
 	return r;
 }
 
-/* Take every event already readable from one bus. */
-static void watch_drain(struct watch *wt, struct watcher *w)
-{
-	struct mig_json *ev;
-	int r;
+/* Every event already readable from both buses (ROUND_MAX at most: true
+ * when there may be more), shown in time order: the two sides' events of
+ * one moment must not come out bus by bus. */
+#define ROUND_MAX 64
 
-	while (!w->done && (r = mig_qmp_next_event(w->q, &ev, 0)) == 0) {
-		watch_event(wt, w, ev);
-		mig_json_free(ev);
+static bool watch_round(struct watch *wt)
+{
+	struct hist_item items[ROUND_MAX];
+	bool closed[2] = { false, false };
+	size_t k = 0;
+
+	for (size_t i = 0; i < wt->n; i++) {
+		struct watcher *w = &wt->ws[i];
+		struct mig_json *ev;
+		int r = 0;
+
+		while (!w->done && k < ROUND_MAX &&
+		       (r = mig_qmp_next_event(w->q, &ev, 0)) == 0) {
+			items[k] = (struct hist_item){ event_us(ev), k, w, ev };
+			k++;
+		}
+		closed[i] = r == -ECONNRESET;
 	}
-	if (!w->done && r == -ECONNRESET)
-		w->done = w->gone = true;
+	qsort(items, k, sizeof(*items), by_time);
+	for (size_t i = 0; i < k; i++) {
+		if (!items[i].w->done)
+			watch_event(wt, items[i].w, items[i].ev);
+		mig_json_free((struct mig_json *)items[i].ev);
+	}
+	/* gone only if it closed before reaching an end of its own */
+	for (size_t i = 0; i < wt->n; i++)
+		if (closed[i] && !wt->ws[i].done)
+			wt->ws[i].done = wt->ws[i].gone = true;
+	return k == ROUND_MAX;
 }
 
 static int watch_live(struct watch *wt)
@@ -370,8 +393,9 @@ static int watch_live(struct watch *wt)
 		size_t np = 0;
 		int wait, tick;
 
+		while (watch_round(wt))
+			;
 		for (size_t i = 0; i < wt->n; i++) {
-			watch_drain(wt, &wt->ws[i]);
 			if (!wt->ws[i].done)
 				p[np++] = (struct pollfd){ .fd = mig_qmp_fd(wt->ws[i].q),
 							   .events = POLLIN };
