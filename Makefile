@@ -61,7 +61,9 @@ LDFLAGS += -pthread $(SANFLAGS)
 
 PROGS    := mig-guest mig-send mig-recv mig-pause mig-recover mig-status
 LIB_SRCS := $(wildcard lib/*/*.c)
-LIB_OBJS := $(LIB_SRCS:lib/%.c=$(B)/lib/%.o)
+# The bus schema is JSON, compiled in as a string (od: coreutils, always there).
+GEN_OBJS := $(B)/gen/schema.o
+LIB_OBJS := $(LIB_SRCS:lib/%.c=$(B)/lib/%.o) $(GEN_OBJS)
 BINS     := $(PROGS:%=$(B)/bin/%)
 UNIT_SRCS := $(wildcard tests/unit/test-*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
@@ -117,6 +119,18 @@ $(B)/lib/%.o: lib/%.c
 
 $(B)/cmd/%.o: cmd/%.c
 	@mkdir -p $(@D)
+	@[ "$(V)" = 1 ] || echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
+
+$(B)/gen/schema.c: lib/engine/schema.json
+	@mkdir -p $(@D)
+	@[ "$(V)" = 1 ] || echo "  GEN     $@"
+	$(Q){ echo '/* generated from $< by make: do not edit */'; \
+	  echo '#include "engine/schema.h"'; echo 'const char mig_schema_json[] = {'; \
+	  od -An -v -tx1 $< | sed 's/\([0-9a-f][0-9a-f]\)/0x\1,/g'; echo '0 };'; } > $@.tmp
+	$(Q)mv $@.tmp $@
+
+$(B)/gen/%.o: $(B)/gen/%.c
 	@[ "$(V)" = 1 ] || echo "  CC      $<"
 	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 

@@ -51,12 +51,14 @@ struct client {
 };
 
 struct qevent;
+struct mig_qapi;
 
 struct mig_bus {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	struct mig_sock_owner own; /* unlink only the socket we bound */
 	int lfd, efd;
 	pthread_t thread;
+	struct mig_qapi *qapi; /* NULL: no schema, nothing checked */
 	mig_bus_cmd_fn fn;
 	void *ctx;
 	pthread_mutex_t lock; /* guards the queue and stop */
@@ -83,6 +85,8 @@ void bus_client_write(struct client *c, const char *text);
 void bus_client_flush(struct client *c);
 /* Read what is there and answer every whole command in it. */
 void bus_client_read(struct mig_bus *b, struct client *c);
+/* VersionInfo, as the greeting and query-version give it. */
+struct mig_json *bus_version(void);
 
 /* ---- history.c ---- */
 
@@ -90,6 +94,20 @@ void bus_history_push(struct history *h, char *text);
 void bus_history_free(struct history *h);
 /* The history as a JSON array of events, for x-query-events. */
 struct mig_json *bus_history_array(const struct history *h);
+
+/* ---- qapi.c: the schema a bus serves and enforces ---- */
+
+/* NULL with errno if text is not {"schema": [...], ...}. */
+struct mig_qapi *bus_qapi_new(const char *text);
+void bus_qapi_free(struct mig_qapi *q);
+/* The SchemaInfo array, as query-qmp-schema returns it. */
+const struct mig_json *bus_qapi_schema(const struct mig_qapi *q);
+/* [{"name": COMMAND}...], as query-commands returns it. */
+struct mig_json *bus_qapi_commands(const struct mig_qapi *q);
+/* 0 if args (NULL: none) fit cmd's arg-type; -ENOENT if the schema has
+ * no such command; -EINVAL with QEMU's one-line message in desc. */
+int bus_qapi_check_args(const struct mig_qapi *q, const char *cmd,
+			const struct mig_json *args, char *desc, size_t desclen);
 
 /* ---- shared by server and client ---- */
 

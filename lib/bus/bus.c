@@ -297,6 +297,7 @@ static void bus_free(struct mig_bus *b)
 		q = next;
 	}
 	bus_history_free(&b->hist);
+	bus_qapi_free(b->qapi);
 	if (b->efd >= 0)
 		close(b->efd);
 	if (b->lfd >= 0)
@@ -322,7 +323,8 @@ static int start_thread(struct mig_bus *b)
 	return r;
 }
 
-struct mig_bus *mig_bus_open(const char *path, mig_bus_cmd_fn fn, void *ctx)
+struct mig_bus *mig_bus_open(const char *path, const char *schema,
+			     mig_bus_cmd_fn fn, void *ctx)
 {
 	struct mig_bus *b = calloc(1, sizeof(*b));
 	int r;
@@ -330,6 +332,10 @@ struct mig_bus *mig_bus_open(const char *path, mig_bus_cmd_fn fn, void *ctx)
 	if (!b)
 		return NULL;
 	b->lfd = b->efd = -1;
+	if (schema && !(b->qapi = bus_qapi_new(schema))) {
+		free(b);
+		return NULL;
+	}
 	b->fn = fn;
 	b->ctx = ctx;
 	b->qtail = &b->qhead;

@@ -45,8 +45,19 @@ typedef int (*mig_bus_cmd_fn)(void *ctx, const char *cmd,
 struct mig_bus;
 
 /* Listen on path (mode 0600; a stale socket is replaced, a live one is
- * -EADDRINUSE) and serve on a thread of its own. NULL with errno. */
-struct mig_bus *mig_bus_open(const char *path, mig_bus_cmd_fn fn, void *ctx);
+ * -EADDRINUSE) and serve on a thread of its own. NULL with errno.
+ *
+ * schema, when not NULL, is the text of {"schema": [SchemaInfo...],
+ * "unsupported": {NAME: REASON...}}: the QAPI introspection the bus serves
+ * (query-qmp-schema, query-commands) and enforces. A command it does not
+ * list is CommandNotFound; arguments are checked against its arg-type
+ * (unknown, missing, wrong type, not in the enum: GenericError with QEMU's
+ * wording, plus REASON for a QEMU name mig refuses) before fn runs. The bus
+ * itself answers qmp_capabilities, query-version, query-commands,
+ * query-qmp-schema and x-query-events when the schema lists them. Without a
+ * schema every command goes to fn unchecked (tests). */
+struct mig_bus *mig_bus_open(const char *path, const char *schema,
+			     mig_bus_cmd_fn fn, void *ctx);
 /* Queue an event for every client (thread-safe, never blocks on clients;
  * takes ownership of data, which may be NULL). Timestamped now. */
 void mig_bus_emit(struct mig_bus *bus, const char *event, struct mig_json *data);

@@ -147,31 +147,94 @@ static struct mig_json *call_handler(struct mig_bus *b, const char *cmd,
 	return reply_err("GenericError", desc);
 }
 
+/* QMP's own members of a request; anything else is refused, as QEMU does. */
+static const char *request_problem(const struct mig_json *req)
+{
+	static char desc[96];
+
+	for (size_t i = 0; i < mig_json_members_len(req); i++) {
+		const char *k = mig_json_key(mig_json_member_at(req, i));
+
+		if (strcmp(k, "execute") && strcmp(k, "arguments") &&
+		    strcmp(k, "id")) {
+			snprintf(desc, sizeof(desc),
+				 "QMP input member '%.40s' is unexpected", k);
+			return desc;
+		}
+	}
+	if (!mig_json_get_str(req, "execute"))
+		return mig_json_get(req, "execute") ?
+		       "QMP input member 'execute' must be a string" :
+		       "QMP input lacks member 'execute'";
+	if (mig_json_get(req, "arguments") &&
+	    !mig_json_is_object(mig_json_get(req, "arguments")))
+		return "QMP input member 'arguments' must be an object";
+	return NULL;
+}
+
+/* Only the capabilities the greeting offers may be enabled: none. */
+static struct mig_json *negotiate(struct client *c, const struct mig_json *args)
+{
+	const struct mig_json *en = mig_json_get(args, "enable");
+	char desc[96];
+
+	if (mig_json_array_len(en)) {
+		snprintf(desc, sizeof(desc), "Capability %.40s not available",
+			 mig_json_str_value(mig_json_array_at(en, 0)));
+		return reply_err("GenericError", desc);
+	}
+	c->negotiated = true;
+	return reply_ok(NULL);
+}
+
+/* What the bus answers itself: QMP's own commands and the history. */
+static struct mig_json *builtin(struct mig_bus *b, const char *cmd)
+{
+	if (!strcmp(cmd, "x-query-events"))
+		return reply_ok(bus_history_array(&b->hist));
+	if (!b->qapi)
+		return NULL;
+	if (!strcmp(cmd, "query-qmp-schema"))
+		return reply_ok(mig_json_dup(bus_qapi_schema(b->qapi)));
+	if (!strcmp(cmd, "query-commands"))
+		return reply_ok(bus_qapi_commands(b->qapi));
+	if (!strcmp(cmd, "query-version"))
+		return reply_ok(bus_version());
+	return NULL;
+}
+
 static struct mig_json *dispatch(struct mig_bus *b, struct client *c,
 				 const struct mig_json *req)
 {
 	const struct mig_json *args = mig_json_get(req, "arguments");
 	const char *cmd = mig_json_get_str(req, "execute");
+	const char *bad;
+	struct mig_json *reply;
+	char desc[256];
+	int r;
 
 	if (!mig_json_is_object(req))
 		return reply_err("GenericError", "QMP input must be a JSON object");
-	if (!cmd)
-		return reply_err("GenericError", "QMP input lacks member 'execute'");
-	if (args && !mig_json_is_object(args))
-		return reply_err("GenericError",
-				 "QMP input member 'arguments' must be an object");
-	if (!c->negotiated) {
-		if (strcmp(cmd, "qmp_capabilities") != 0)
-			return reply_err("CommandNotFound",
-					 "Expecting capabilities negotiation with 'qmp_capabilities'");
-		c->negotiated = true;
-		return reply_ok(NULL);
-	}
-	if (strcmp(cmd, "qmp_capabilities") == 0)
+	if ((bad = request_problem(req)))
+		return reply_err("GenericError", bad);
+	if (!c->negotiated && strcmp(cmd, "qmp_capabilities"))
+		return reply_err("CommandNotFound",
+				 "Expecting capabilities negotiation with 'qmp_capabilities'");
+	if (c->negotiated && !strcmp(cmd, "qmp_capabilities"))
 		return reply_err("CommandNotFound",
 				 "Capabilities negotiation is already complete, command ignored");
-	if (strcmp(cmd, "x-query-events") == 0)
-		return reply_ok(bus_history_array(&b->hist));
+	r = b->qapi ? bus_qapi_check_args(b->qapi, cmd, args, desc, sizeof(desc)) : 0;
+	if (r == -ENOENT) {
+		snprintf(desc, sizeof(desc), "The command %.200s has not been found",
+			 cmd);
+		return reply_err("CommandNotFound", desc);
+	}
+	if (r < 0)
+		return reply_err("GenericError", desc);
+	if (!strcmp(cmd, "qmp_capabilities"))
+		return negotiate(c, args);
+	if ((reply = builtin(b, cmd)))
+		return reply;
 	return call_handler(b, cmd, args);
 }
 
@@ -280,9 +343,33 @@ void bus_client_free(struct client *c)
 	free(c);
 }
 
-static const char greeting[] =
-	"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 1, "
-	"\"major\": 0}, \"package\": \"mig\"}, \"capabilities\": []}}";
+/* mig's own version in QEMU's shape: a manager must not take it for a
+ * QEMU release, and should detect what mig does through query-commands
+ * and query-qmp-schema (see mig-protocol(7)). */
+struct mig_json *bus_version(void)
+{
+	struct mig_json *v = mig_json_new_object(), *t = mig_json_new_object();
+	unsigned major = 0, minor = 0, micro = 0;
+
+	sscanf(MIG_VERSION, "%u.%u.%u", &major, &minor, &micro);
+	mig_json_add_int(t, "major", major);
+	mig_json_add_int(t, "minor", minor);
+	mig_json_add_int(t, "micro", micro);
+	mig_json_add(v, "qemu", t);
+	mig_json_add_str(v, "package", "mig " MIG_VERSION);
+	return v;
+}
+
+static void greet(struct client *c)
+{
+	struct mig_json *g = mig_json_new_object(), *q = mig_json_new_object();
+
+	mig_json_add(q, "version", bus_version());
+	mig_json_add(q, "capabilities", mig_json_new_array());
+	mig_json_add(g, "QMP", q);
+	client_write_json(c, g);
+	mig_json_free(g);
+}
 
 struct client *bus_client_new(int fd)
 {
@@ -291,6 +378,6 @@ struct client *bus_client_new(int fd)
 	if (!c)
 		return NULL;
 	c->fd = fd;
-	bus_client_write(c, greeting);
+	greet(c);
 	return c;
 }

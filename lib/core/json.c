@@ -253,3 +253,61 @@ const char *mig_json_str_value(const struct mig_json *j)
 {
 	return cJSON_IsString(cj(j)) ? cj(j)->valuestring : NULL;
 }
+
+const char *mig_json_kind(const struct mig_json *j)
+{
+	const cJSON *c = cj(j);
+
+	if (!c)
+		return NULL;
+	if (cJSON_IsString(c))
+		return "string";
+	if (cJSON_IsNumber(c) || cJSON_IsRaw(c))
+		return "number";
+	if (cJSON_IsBool(c))
+		return "boolean";
+	if (cJSON_IsNull(c))
+		return "null";
+	return cJSON_IsObject(c) ? "object" : "array";
+}
+
+bool mig_json_is_integer(const struct mig_json *j, int64_t *v)
+{
+	const cJSON *c = cj(j);
+	double d;
+
+	if (raw_int(c, v))
+		return true;
+	if (!cJSON_IsNumber(c))
+		return false;
+	d = c->valuedouble;
+	/* 0.5 is not an integer, and 1e300 is none that int64 holds: QMP
+	 * refuses both rather than round or saturate them */
+	if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0) ||
+	    d != floor(d))
+		return false;
+	*v = (int64_t)d;
+	return true;
+}
+
+size_t mig_json_members_len(const struct mig_json *obj)
+{
+	int n;
+
+	if (!cJSON_IsObject(cj(obj)))
+		return 0;
+	n = cJSON_GetArraySize(cj(obj));
+	return n > 0 ? (size_t)n : 0;
+}
+
+struct mig_json *mig_json_member_at(const struct mig_json *obj, size_t i)
+{
+	if (!cJSON_IsObject(cj(obj)) || i > (size_t)INT32_MAX)
+		return NULL;
+	return mj(cJSON_GetArrayItem(cj(obj), (int)i));
+}
+
+const char *mig_json_key(const struct mig_json *member)
+{
+	return member ? cj(member)->string : NULL;
+}

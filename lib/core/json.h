@@ -46,4 +46,15 @@ size_t mig_json_array_len(const struct mig_json *arr);
 struct mig_json *mig_json_array_at(const struct mig_json *arr, size_t i);
 const char *mig_json_str_value(const struct mig_json *j); /* NULL if not a string */
 
+/* Any value, for code that checks values against a schema: its JSON type
+ * as QAPI's introspection names it ("string", "number", "boolean", "null",
+ * "object", "array"; NULL for NULL), and whether a number is an integer
+ * exactly (integral and within int64). Object members are walked with
+ * mig_json_members_len/at and mig_json_key. */
+const char *mig_json_kind(const struct mig_json *j);
+bool mig_json_is_integer(const struct mig_json *j, int64_t *v);
+size_t mig_json_members_len(const struct mig_json *obj);
+struct mig_json *mig_json_member_at(const struct mig_json *obj, size_t i);
+const char *mig_json_key(const struct mig_json *member);
+
 #endif

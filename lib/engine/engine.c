@@ -15,6 +15,7 @@
 #include "engine/engine.h"
 #include "base/log.h"
 #include "engine/notify.h"
+#include "engine/schema.h"
 #include "base/util.h"
 
 static int engine_notify(struct mig_engine *e, const char *url)
@@ -194,7 +195,7 @@ int mig_engine_init(struct mig_engine *e, enum mig_side side,
 	e->sm = mig_sm_new(side, emit_state, e);
 	if (!e->sm)
 		return -ENOMEM;
-	e->bus = mig_bus_open(bus_path, on_command, e);
+	e->bus = mig_bus_open(bus_path, mig_schema_json, on_command, e);
 	if (!e->bus && errno == EEXIST)
 		mig_err("bus", "%s exists and is not a socket: left alone; "
 			"choose another --bus or --name", bus_path);

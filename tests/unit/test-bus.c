@@ -291,9 +291,9 @@ static void test_bus_round_trip(void **state)
 
 	assert_non_null(mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/b.sock", dir);
-	bus = mig_bus_open(path, echo_handler, NULL);
+	bus = mig_bus_open(path, NULL, echo_handler, NULL);
 	assert_non_null(bus);
-	assert_null(mig_bus_open(path, echo_handler, NULL));
+	assert_null(mig_bus_open(path, NULL, echo_handler, NULL));
 	assert_int_equal(errno, EADDRINUSE);
 	emit_status(bus, "setup");
 	q = mig_qmp_connect(path, 2000);
@@ -344,7 +344,7 @@ static void test_bus_history_bounded(void **state)
 
 	assert_non_null(mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/b.sock", dir);
-	bus = mig_bus_open(path, echo_handler, NULL);
+	bus = mig_bus_open(path, NULL, echo_handler, NULL);
 	assert_non_null(bus);
 	for (unsigned i = 0; i < total; i++) {
 		struct mig_json *d = mig_json_new_object();
