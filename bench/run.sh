@@ -270,7 +270,7 @@ record_migration() {
 		  lat_p50_us: $lat_p50_us, lat_p99_us: $lat_p99_us,
 		  p50_ratio_rtt4k: $p50_ratio_rtt4k, p99_ratio_rtt4k: $p99_ratio_rtt4k,
 		  blocked_ms: $blocked_ms,
-		  last_recv_query: ($q[0] | {status, "total-time", "postcopy-latency",
+		  last_recv_query: ($q[0] | {status, "total-time", "x-postcopy-latency",
 		                           "postcopy-blocktime",
 		                           requests: .ram."postcopy-requests"}),
 		  send_summary: $send_summary, recv_summary: $recv_summary}' \
@@ -350,9 +350,9 @@ migrate_precopy() {
 		  rc_send: $rc_send, verify: $verify, states: $states,
 		  postcopy: ($states | test("postcopy")),
 		  total_s: (($q."total-time" // 0) / 1000),
-		  downtime_ms: (if $q.downtime then ($q.downtime * 10 | round / 10) else null end),
+		  downtime_ms: (if $q."x-downtime-us" then ($q."x-downtime-us" / 100 | round / 10) else null end),
 		  passes: $q.ram."dirty-sync-count",
-		  discarded: $q.ram.discarded,
+		  discarded: $q.ram."x-discarded",
 		  bytes_per_ram_byte: (if $q.ram.total then
 			(($q.ram.transferred / $q.ram.total) * 1000 | round / 1000) else null end),
 		  send_summary: $send_summary}' >"$R/$name.json"

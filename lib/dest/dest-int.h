@@ -91,8 +91,9 @@ struct dst {
 				     * userfaultfd; mig_dest_run's result */
 
 	uint64_t discarded;         /* pages dropped before switchover */
-	bool switched;              /* the guest's state is loaded here */
-	bool running;               /* ...and its vCPUs were started */
+	/* read by the bus thread's query-status too */
+	atomic_bool switched;       /* the guest's state is loaded here */
+	atomic_bool running;        /* ...and its vCPUs were started */
 
 	pthread_mutex_t blob_lock;  /* the switchover blob, rx -> loop */
 	uint8_t *blob;
@@ -125,7 +126,7 @@ void dst_pause(struct dst *d, const char *why);
 void dst_begin_recovery(struct dst *d, int fd);
 void dst_tell_complete(struct dst *d, int fd);
 void dst_on_resumed(struct dst *d);
-int dst_cmd_recover(struct dst *d, const struct mig_json *args, char *desc,
+int dst_cmd_recover(struct dst *d, const char *uri, char *desc,
 		    size_t desclen);
 
 /* supervise.c */

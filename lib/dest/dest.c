@@ -248,6 +248,7 @@ static int do_switchover(struct dst *d)
 	pthread_mutex_unlock(&d->blob_lock);
 	if (!blob)
 		return 0;
+	mig_engine_mark_stopped(&d->e);
 	r = mig_guest_load_state(d->guest, blob, len);
 	free(blob);
 	if (r < 0) {

@@ -122,18 +122,17 @@ void dst_on_resumed(struct dst *d)
 
 /* migrate-recover: arm a listener for the source's recovery. A bus
  * command (bus thread: no blocking here). */
-int dst_cmd_recover(struct dst *d, const struct mig_json *args, char *desc,
+int dst_cmd_recover(struct dst *d, const char *uri, char *desc,
 		    size_t desclen)
 {
-	const char *uri = args ? mig_json_get_str(args, "uri") : NULL;
 	enum mig_state st = mig_engine_state(&d->e);
 	struct mig_uri u;
 	bool listening;
 	int fd;
 
 	if (!uri || mig_uri_parse(uri, &u) < 0) {
-		snprintf(desc, desclen, "migrate-recover: bad or missing 'uri' "
-			 "(tcp:HOST:PORT or unix:PATH)");
+		snprintf(desc, desclen, "Invalid migration address '%.120s': "
+			 "tcp:HOST:PORT or unix:PATH", uri ? uri : "");
 		return -EINVAL;
 	}
 	if (st != MIG_STATE_POSTCOPY_PAUSED && st != MIG_STATE_POSTCOPY_RECOVER) {

@@ -156,7 +156,11 @@ int dst_run_guest(struct dst *d)
 {
 	int r;
 
-	if (d->running || d->o->paused_start)
+	if (d->running)
+		return 0;
+	if (!d->e.t_run_ns)
+		mig_engine_mark_running(&d->e);
+	if (d->o->paused_start)
 		return 0;
 	r = mig_guest_cont(d->guest);
 	if (r < 0)

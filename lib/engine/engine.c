@@ -65,11 +65,47 @@ static void emit_state(void *ctx, enum mig_state from, enum mig_state to)
 	mig_info("state", "%s -> %s", mig_state_name(from), mig_state_name(to));
 }
 
-static double ms(uint64_t ns)
+static int64_t ms(uint64_t ns)
 {
-	return (double)ns / 1e6;
+	return (int64_t)(ns / 1000000);
 }
 
+/* "mbps" and "pages-per-second" are current rates, as QEMU's are: over
+ * the last second or more (since the previous query, if that is longer),
+ * so a paused link reads 0, not the average of what went before. Once the
+ * migration has ended they are the average over the transfer, as QEMU
+ * reports a completed one. Bus thread only. */
+#define RATE_WINDOW_NS 1000000000ull
+
+static void rates(struct mig_engine *e, uint64_t now, uint64_t bytes,
+		  uint64_t pages, double *mbps, int64_t *pps)
+{
+	uint64_t t0 = e->t_pump_start_ns ? e->t_pump_start_ns : e->t_start_ns;
+	struct mig_rate_sample *a = &e->rate[0], *b = &e->rate[1];
+	uint64_t dt, db, dp;
+
+	if (e->t_end_ns) {
+		dt = e->t_end_ns > e->t_start_ns ? e->t_end_ns - e->t_start_ns : 0;
+		db = bytes;
+		dp = pages;
+	} else {
+		if (!b->t_ns)
+			*a = *b = (struct mig_rate_sample){ .t_ns = t0 };
+		if (now - b->t_ns >= RATE_WINDOW_NS) {
+			*a = *b;
+			*b = (struct mig_rate_sample){ now, bytes, pages };
+		}
+		dt = now - a->t_ns;
+		db = bytes - a->bytes;
+		dp = pages - a->pages;
+	}
+	*mbps = dt ? db * 8.0 * 1e3 / (double)dt : 0;
+	*pps = dt ? (int64_t)(dp * 1e9 / (double)dt) : 0;
+}
+
+/* MigrationStats, every mandatory member of QEMU's, then mig's x- ones.
+ * Bytes by phase: precopy up to the guest's stop, downtime until it runs
+ * on the destination, postcopy after. */
 static void add_ram(struct mig_engine *e, struct mig_json *ret, uint64_t now)
 {
 	struct mig_json *ram = mig_json_new_object();
@@ -77,61 +113,74 @@ static void add_ram(struct mig_engine *e, struct mig_json *ret, uint64_t now)
 	uint64_t total = e->ram_bytes, pages = total / MIG_PAGE_SIZE;
 	uint64_t done = e->side == MIG_SIDE_DEST ? e->st.present : normal + zero;
 	uint64_t bytes = e->st.bytes;
-	uint64_t t0 = e->t_pump_start_ns ? e->t_pump_start_ns : e->t_start_ns;
-	uint64_t t1 = e->t_end_ns ? e->t_end_ns : now;
-	double secs = t1 > t0 ? (double)(t1 - t0) / 1e9 : 0;
+	uint64_t stop = e->t_stop_ns ? e->bytes_at_stop : bytes;
+	uint64_t run = e->t_run_ns ? e->bytes_at_run : MIG_MAX(stop, bytes);
+	int64_t pps;
+	double mbps;
 
 	if (done > pages)
 		done = pages;
-	mig_json_add_int(ram, "total", total);
+	rates(e, now, bytes, normal + zero, &mbps, &pps);
 	mig_json_add_int(ram, "transferred", bytes);
 	mig_json_add_int(ram, "remaining", (pages - done) * MIG_PAGE_SIZE);
+	mig_json_add_int(ram, "total", total);
 	mig_json_add_int(ram, "duplicate", zero);
 	mig_json_add_int(ram, "normal", normal);
 	mig_json_add_int(ram, "normal-bytes", normal * MIG_PAGE_SIZE);
-	mig_json_add_int(ram, "page-size", MIG_PAGE_SIZE);
+	mig_json_add_int(ram, "dirty-pages-rate", 0);
+	mig_json_add_double(ram, "mbps", mbps);
+	mig_json_add_int(ram, "dirty-sync-count", 0);
 	mig_json_add_int(ram, "postcopy-requests", e->st.requests);
+	mig_json_add_int(ram, "page-size", MIG_PAGE_SIZE);
+	mig_json_add_int(ram, "multifd-bytes", 0);
+	mig_json_add_int(ram, "pages-per-second", pps);
+	mig_json_add_int(ram, "precopy-bytes", stop);
+	mig_json_add_int(ram, "downtime-bytes", run - stop);
+	mig_json_add_int(ram, "postcopy-bytes", bytes > run ? bytes - run : 0);
+	mig_json_add_int(ram, "dirty-sync-missed-zero-copy", 0);
 	if (e->side == MIG_SIDE_DEST)
-		mig_json_add_int(ram, "pages-present", e->st.present);
-	mig_json_add_double(ram, "mbps", secs > 0 ? bytes * 8.0 / 1e6 / secs : 0);
-	mig_json_add_double(ram, "pages-per-second",
-			    secs > 0 ? (normal + zero) / secs : 0);
+		mig_json_add_int(ram, "x-pages-present", e->st.present);
 	mig_json_add(ret, "ram", ram);
 }
 
+/* MigrationInfo as QEMU fills it (downtime once completed, on the source),
+ * and mig's own members, x- prefixed so they never meet a future QEMU's. */
 static struct mig_json *query(struct mig_engine *e)
 {
 	struct mig_json *ret = mig_json_new_object();
 	uint64_t now = mig_now_ns();
 	uint64_t end = e->t_end_ns ? e->t_end_ns : now;
+	enum mig_state st;
 
 	pthread_mutex_lock(&e->lock);
-	mig_json_add_str(ret, "status", mig_state_name(mig_sm_get(e->sm)));
-	mig_json_add_str(ret, "side", mig_side_name(e->side));
-	mig_json_add_str(ret, "name", e->name);
-	if (e->uuid_str[0])
-		mig_json_add_str(ret, "uuid", e->uuid_str);
+	st = mig_sm_get(e->sm);
+	mig_json_add_str(ret, "status", mig_state_name(st));
 	if (e->error[0])
 		mig_json_add_str(ret, "error-desc", e->error);
 	pthread_mutex_unlock(&e->lock);
 	if (e->t_start_ns) {
-		mig_json_add_int(ret, "total-time", (int64_t)ms(end - e->t_start_ns));
+		mig_json_add_int(ret, "total-time", ms(end - e->t_start_ns));
 		if (e->t_setup_ns)
 			mig_json_add_int(ret, "setup-time",
-					 (int64_t)ms(e->t_setup_ns - e->t_start_ns));
+					 ms(e->t_setup_ns - e->t_start_ns));
 	}
-	mig_json_add_int(ret, "state-time",
-			 (int64_t)ms(now - mig_sm_since_ns(e->sm)));
+	if (e->downtime_ns && st == MIG_STATE_COMPLETED)
+		mig_json_add_int(ret, "downtime", ms(e->downtime_ns + 500000));
+	if (e->ram_bytes)
+		add_ram(e, ret, now);
+	mig_json_add_str(ret, "x-side", mig_side_name(e->side));
+	mig_json_add_str(ret, "x-name", e->name);
+	if (e->uuid_str[0])
+		mig_json_add_str(ret, "x-uuid", e->uuid_str);
+	mig_json_add_int(ret, "x-state-time", ms(now - mig_sm_since_ns(e->sm)));
 	if (e->downtime_ns)
-		mig_json_add_double(ret, "downtime", ms(e->downtime_ns));
+		mig_json_add_int(ret, "x-downtime-us", (int64_t)(e->downtime_ns / 1000));
 	if (e->has_digest) {
 		char hex[17];
 
 		snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)e->digest);
-		mig_json_add_str(ret, "ram-digest", hex);
+		mig_json_add_str(ret, "x-ram-digest", hex);
 	}
-	if (e->ram_bytes)
-		add_ram(e, ret, now);
 	if (e->ops && e->ops->query)
 		e->ops->query(e, ret);
 	return ret;
@@ -146,9 +195,7 @@ static int on_command(void *ctx, const char *cmd, const struct mig_json *args,
 		*ret = query(e);
 		return 0;
 	}
-	if (e->ops && e->ops->command)
-		return e->ops->command(e, cmd, args, ret, desc, desclen);
-	return -ENOENT;
+	return mig_engine_command(e, cmd, args, ret, desc, desclen);
 }
 
 /* A handler would run on whichever thread the kernel picks, possibly
@@ -239,6 +286,18 @@ int mig_engine_move(struct mig_engine *e, enum mig_state to)
 		mig_dbg("guest", "recording state %s: %s", mig_state_name(to),
 			strerror(-g));
 	return 0;
+}
+
+void mig_engine_mark_stopped(struct mig_engine *e)
+{
+	e->bytes_at_stop = e->st.bytes;
+	e->t_stop_ns = mig_now_ns();
+}
+
+void mig_engine_mark_running(struct mig_engine *e)
+{
+	e->bytes_at_run = e->st.bytes;
+	e->t_run_ns = mig_now_ns();
 }
 
 enum mig_state mig_engine_state(struct mig_engine *e)

@@ -56,13 +56,30 @@ struct mig_stats {
 
 struct mig_engine;
 
-/* Side-specific additions to query-migrate and to the command set. */
+/* A point query-migrate's current rates are taken from (bus thread). */
+struct mig_rate_sample {
+	uint64_t t_ns, bytes, pages;
+};
+
+/* What each side adds to the bus commands (lib/engine/commands.c does the
+ * rest). All run on the bus thread: no blocking. */
 struct mig_engine_ops {
+	/* its members of query-migrate */
 	void (*query)(struct mig_engine *e, struct mig_json *ret);
 	/* like mig_bus_cmd_fn; -ENOENT for commands it does not know */
 	int (*command)(struct mig_engine *e, const char *cmd,
 		       const struct mig_json *args, struct mig_json **ret,
 		       char *desc, size_t desclen);
+	/* A capability the side decides: want -1 asks (1 on, 0 off); 0 or 1
+	 * checks a change (apply false) or makes it: 0, or -errno with desc. */
+	int (*cap)(struct mig_engine *e, const char *name, int want, bool apply,
+		   char *desc, size_t desclen);
+	/* migrate-set-parameters' side-specific members, checked, then set */
+	int (*params)(struct mig_engine *e, const struct mig_json *args,
+		      bool apply, char *desc, size_t desclen);
+	void (*query_params)(struct mig_engine *e, struct mig_json *ret);
+	/* query-status: QEMU's RunState of the guest, and whether it runs */
+	const char *(*run_state)(struct mig_engine *e, bool *running);
 };
 
 struct mig_engine {
@@ -88,17 +105,20 @@ struct mig_engine {
 	char error[256];
 	int chan_fd[MIG_CHAN__COUNT];
 
-	int link_timeout_ms;
+	_Atomic int link_timeout_ms; /* x-link-timeout: set live by the bus */
 	/* Written by the control loop, read by the bus thread's query-migrate
 	 * at any moment: atomic, so a query never sees a torn value. */
 	_Atomic uint64_t ram_bytes;
 	_Atomic uint64_t t_start_ns, t_setup_ns, t_end_ns;
 	_Atomic uint64_t t_stop_ns, downtime_ns; /* guest stop -> running on dest */
+	_Atomic uint64_t t_run_ns;     /* the guest runs on the destination */
+	_Atomic uint64_t bytes_at_stop, bytes_at_run; /* st.bytes then */
 	_Atomic uint64_t t_pump_start_ns;
 	struct mig_stats st;
 	struct mig_latency *lat;  /* destination: fault -> page placed */
 	_Atomic uint64_t digest;  /* of all RAM at switchover (--digest) */
 	atomic_bool has_digest;   /* set once digest holds the value */
+	struct mig_rate_sample rate[2]; /* older, newer: query-migrate only */
 };
 
 /* Open the bus (c->bus) and put the machine in `none`, with what the
@@ -121,6 +141,10 @@ void mig_engine_fini(struct mig_engine *e);
  * bound guest (e->bound) the state reached. */
 int mig_engine_move(struct mig_engine *e, enum mig_state to);
 enum mig_state mig_engine_state(struct mig_engine *e);
+/* The guest stops on the source / runs on the destination: the bytes on
+ * the wire split there into precopy, downtime and postcopy bytes. */
+void mig_engine_mark_stopped(struct mig_engine *e);
+void mig_engine_mark_running(struct mig_engine *e);
 
 /* Wake the control loop with event bits (any thread). mig_engine_signal()
  * only wakes it, for news a worker keeps elsewhere. */
@@ -134,6 +158,15 @@ unsigned mig_engine_wait(struct mig_engine *e, int timeout_ms);
 #define MIG_ENGINE_NPOLL 2
 void mig_engine_pollfds(struct mig_engine *e, struct pollfd p[MIG_ENGINE_NPOLL]);
 unsigned mig_engine_take(struct mig_engine *e);
+
+/* The commands both sides answer alike, then ops->command (bus thread). */
+int mig_engine_command(struct mig_engine *e, const char *cmd,
+		       const struct mig_json *args, struct mig_json **ret,
+		       char *desc, size_t desclen);
+/* migrate's or migrate-incoming's address, from "uri" or "channels" (QEMU
+ * takes exactly one), as a URI mig_uri_parse() accepts; -EINVAL with desc. */
+int mig_engine_addr_arg(const char *cmd, const struct mig_json *args,
+			char *uri, size_t len, char *desc, size_t desclen);
 
 /* Record the most recent error for query-migrate (and log it). */
 void mig_engine_error(struct mig_engine *e, const char *fmt, ...)

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
- * The source's bus commands and its part of query-migrate.
+ * The source's bus commands and its part of query-migrate (the shared
+ * ones are lib/engine/commands.c).
  */
 #include <errno.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -28,28 +30,25 @@ static int cmd_pause(struct src *s, char *desc, size_t desclen)
 	return 0;
 }
 
+/* migrate: on a running migration only QEMU's resume of a paused one. */
 static int cmd_migrate(struct src *s, const struct mig_json *args, char *desc,
 		       size_t desclen)
 {
-	const char *uri = args ? mig_json_get_str(args, "uri") : NULL;
+	char uri[sizeof(s->recover_uri)];
 	bool resume = false;
-	struct mig_uri u;
+	int r;
 
-	if (args)
-		mig_json_get_bool(args, "resume", &resume);
+	mig_json_get_bool(args, "resume", &resume);
 	if (!resume) {
-		snprintf(desc, desclen, "migrate: this engine runs its "
-			 "migration already; only 'resume': true is accepted");
-		return -EINVAL;
+		snprintf(desc, desclen, "There's a migration process in progress");
+		return -EBUSY;
 	}
-	if (!uri || mig_uri_parse(uri, &u) < 0) {
-		snprintf(desc, desclen, "migrate: bad or missing 'uri' "
-			 "(tcp:HOST:PORT or unix:PATH)");
-		return -EINVAL;
-	}
+	r = mig_engine_addr_arg("migrate", args, uri, sizeof(uri), desc, desclen);
+	if (r < 0)
+		return r;
 	if (mig_engine_state(&s->e) != MIG_STATE_POSTCOPY_PAUSED) {
-		snprintf(desc, desclen, "migrate: resume needs state "
-			 "postcopy-paused, not %s",
+		snprintf(desc, desclen, "Cannot resume if there is no paused "
+			 "migration (state %s)",
 			 mig_state_name(mig_engine_state(&s->e)));
 		return -EINVAL;
 	}
@@ -60,83 +59,123 @@ static int cmd_migrate(struct src *s, const struct mig_json *args, char *desc,
 	return 0;
 }
 
-static int cmd_cancel(struct src *s, char *desc, size_t desclen)
+/* As QEMU, cancelling what has ended is no error; unlike QEMU, mig never
+ * cancels once postcopy has started: the guest would be lost. */
+static int cmd_cancel(struct src *s, const char *cmd, char *desc,
+		      size_t desclen)
 {
 	enum mig_state st = mig_engine_state(&s->e);
 
-	if (mig_state_postcopy(st)) {
-		snprintf(desc, desclen, "migrate-cancel: refused: postcopy has "
-			 "started and the guest's memory is split between the "
-			 "hosts; use migrate-pause and migrate-recover");
+	if (mig_state_terminal(st) || st == MIG_STATE_CANCELLING)
+		return 0;
+	if (mig_state_postcopy(st) || st == MIG_STATE_DEVICE) {
+		snprintf(desc, desclen, "%s: refused: the guest has left this "
+			 "host and its memory is split between the hosts; use "
+			 "migrate-pause and migrate-recover", cmd);
 		return -EPERM;
-	}
-	if (mig_state_terminal(st)) {
-		snprintf(desc, desclen, "migrate-cancel: migration already %s",
-			 mig_state_name(st));
-		return -EINVAL;
 	}
 	mig_engine_post(&s->e, MIG_EV_CANCEL);
 	return 0;
 }
 
-static int cmd_set_parameters(struct src *s, const struct mig_json *args,
-			      char *desc, size_t desclen)
+static bool before_switchover(struct src *s)
 {
-	int64_t bw = -1, dl = -1;
+	enum mig_state st = mig_engine_state(&s->e);
 
-	bool preempt = false, set_preempt = false;
+	return st == MIG_STATE_NONE || st == MIG_STATE_SETUP ||
+	       st == MIG_STATE_ACTIVE;
+}
 
-	if (!args || !mig_json_is_object(args)) {
-		snprintf(desc, desclen, "migrate-set-parameters: arguments missing");
-		return -EINVAL;
-	}
-	if (mig_json_get(args, "postcopy-preempt")) {
-		enum mig_state st = mig_engine_state(&s->e);
+/* postcopy-ram and postcopy-preempt matter until switchover, and may
+ * change until then (QEMU takes them before the migration only). */
+static int src_cap(struct mig_engine *e, const char *name, int want,
+		   bool apply, char *desc, size_t desclen)
+{
+	struct src *s = e->ctx;
+	atomic_bool *cap = !strcmp(name, "postcopy-ram") ? &s->postcopy_ram :
+			   &s->preempt;
 
-		if (!mig_json_get_bool(args, "postcopy-preempt", &preempt)) {
-			snprintf(desc, desclen, "postcopy-preempt: true or false");
-			return -EINVAL;
-		}
-		if (st != MIG_STATE_NONE && st != MIG_STATE_SETUP &&
-		    st != MIG_STATE_ACTIVE) {
-			snprintf(desc, desclen, "postcopy-preempt: only before "
-				 "postcopy starts (state %s)", mig_state_name(st));
-			return -EINVAL;
-		}
-		set_preempt = true;
+	if (want < 0)
+		return atomic_load(cap);
+	if (!before_switchover(s) && want != atomic_load(cap)) {
+		snprintf(desc, desclen, "Capability '%s' cannot change after "
+			 "switchover (state %s)", name,
+			 mig_state_name(mig_engine_state(e)));
+		return -EBUSY;
 	}
-	if (mig_json_get(args, "max-bandwidth") &&
-	    (!mig_json_get_int(args, "max-bandwidth", &bw) || bw < 0)) {
-		snprintf(desc, desclen, "max-bandwidth: bytes per second, >= 0");
-		return -EINVAL;
-	}
-	if (mig_json_get(args, "downtime-limit") &&
-	    (!mig_json_get_int(args, "downtime-limit", &dl) || dl < 0 ||
-	     dl > 2000000)) {
-		snprintf(desc, desclen, "downtime-limit: milliseconds, 0-2000000");
-		return -EINVAL;
-	}
-	/* all checked: apply all, or (above) nothing */
-	if (set_preempt)
-		atomic_store(&s->preempt, preempt);
-	if (bw >= 0)
-		atomic_store(&s->max_bw, (uint64_t)bw);
-	if (dl >= 0)
-		atomic_store(&s->downtime_limit_ms, (uint64_t)dl);
+	if (apply)
+		atomic_store(cap, want);
 	return 0;
 }
 
-static struct mig_json *query_parameters(struct src *s)
+#define DOWNTIME_LIMIT_MS_MAX 2000000
+
+static int range(const char *name, int64_t v, int64_t max, const char *unit,
+		 char *desc, size_t desclen)
 {
-	struct mig_json *r = mig_json_new_object();
+	if (v >= 0 && v <= max)
+		return 0;
+	snprintf(desc, desclen, "Parameter '%s' expects an integer in the range "
+		 "of 0 to %lld %s", name, (long long)max, unit);
+	return -EINVAL;
+}
+
+static int src_params(struct mig_engine *e, const struct mig_json *args,
+		      bool apply, char *desc, size_t desclen)
+{
+	static const struct {
+		const char *name;
+		size_t off;
+		int64_t max;
+		const char *unit;
+	} p[] = {
+		{ "max-bandwidth", offsetof(struct src, max_bw), INT64_MAX,
+		  "bytes/second" },
+		{ "max-postcopy-bandwidth", offsetof(struct src, max_postcopy_bw),
+		  INT64_MAX, "bytes/second" },
+		{ "downtime-limit", offsetof(struct src, downtime_limit_ms),
+		  DOWNTIME_LIMIT_MS_MAX, "milliseconds" },
+	};
+	int64_t v;
+	int r;
+
+	for (size_t i = 0; i < sizeof(p) / sizeof(p[0]); i++) {
+		if (!mig_json_get_int(args, p[i].name, &v))
+			continue;
+		r = range(p[i].name, v, p[i].max, p[i].unit, desc, desclen);
+		if (r < 0)
+			return r;
+		if (apply)
+			atomic_store((_Atomic uint64_t *)((char *)e->ctx + p[i].off),
+				     (uint64_t)v);
+	}
+	return 0;
+}
+
+static void src_query_params(struct mig_engine *e, struct mig_json *r)
+{
+	struct src *s = e->ctx;
 
 	mig_json_add_int(r, "max-bandwidth", (int64_t)atomic_load(&s->max_bw));
 	mig_json_add_int(r, "downtime-limit",
 			 (int64_t)atomic_load(&s->downtime_limit_ms));
-	mig_json_add_bool(r, "postcopy-preempt", atomic_load(&s->preempt));
-	mig_json_add_bool(r, "compress", s->compress);
-	mig_json_add_int(r, "link-timeout", s->e.link_timeout_ms);
-	return r;
+	mig_json_add_int(r, "max-postcopy-bandwidth",
+			 (int64_t)atomic_load(&s->max_postcopy_bw));
+	mig_json_add_bool(r, "x-compress", s->compress);
+}
+
+/* The source guest runs until it is stopped for switchover, and never
+ * again here once the destination may run it. */
+static const char *src_run_state(struct mig_engine *e, bool *running)
+{
+	enum mig_state st = mig_engine_state(e);
+	bool left = e->t_run_ns || mig_state_postcopy(st) ||
+		    st == MIG_STATE_COMPLETED;
+
+	*running = !e->t_stop_ns || (!left && mig_state_terminal(st));
+	if (*running)
+		return "running";
+	return left ? "postmigrate" : "finish-migrate";
 }
 
 static int src_command(struct mig_engine *e, const char *cmd,
@@ -147,6 +186,12 @@ static int src_command(struct mig_engine *e, const char *cmd,
 
 	*ret = NULL;
 	if (!strcmp(cmd, "migrate-start-postcopy")) {
+		if (!atomic_load(&s->postcopy_ram)) {
+			snprintf(desc, desclen, "Enable postcopy with "
+				 "migrate-set-capabilities before the start of "
+				 "migration");
+			return -EINVAL;
+		}
 		if (mig_engine_state(e) != MIG_STATE_ACTIVE) {
 			snprintf(desc, desclen, "migrate-start-postcopy: only in "
 				 "state active (precopy), not %s",
@@ -156,21 +201,15 @@ static int src_command(struct mig_engine *e, const char *cmd,
 		mig_engine_post(e, MIG_EV_SWITCH);
 		return 0;
 	}
-	if (!strcmp(cmd, "migrate-set-parameters"))
-		return cmd_set_parameters(s, args, desc, desclen);
-	if (!strcmp(cmd, "query-migrate-parameters")) {
-		*ret = query_parameters(s);
-		return 0;
-	}
 	if (!strcmp(cmd, "migrate-pause"))
 		return cmd_pause(s, desc, desclen);
 	if (!strcmp(cmd, "migrate"))
 		return cmd_migrate(s, args, desc, desclen);
-	if (!strcmp(cmd, "migrate-cancel"))
-		return cmd_cancel(s, desc, desclen);
-	if (!strcmp(cmd, "migrate-recover")) {
-		snprintf(desc, desclen, "migrate-recover is a destination "
-			 "command; on the source use migrate with resume");
+	if (!strcmp(cmd, "migrate_cancel") || !strcmp(cmd, "migrate-cancel"))
+		return cmd_cancel(s, cmd, desc, desclen);
+	if (!strcmp(cmd, "migrate-recover") || !strcmp(cmd, "migrate-incoming")) {
+		snprintf(desc, desclen, "%s is a destination command; on the "
+			 "source use migrate with resume", cmd);
 		return -EINVAL;
 	}
 	return -ENOENT;
@@ -186,22 +225,27 @@ static void src_query(struct mig_engine *e, struct mig_json *ret)
 	pthread_mutex_lock(&e->lock);
 	ps = s->pass;
 	pthread_mutex_unlock(&e->lock);
-	mig_json_add_str(ret, "dirty-tracking", s->dt ? mig_dirty_method_of(s->dt) : "none");
-	/* "guest-pid": the source guest's process, once attached, so that
-	 * scripts and tests find it through what the engine reports */
+	mig_json_add_str(ret, "x-dirty-tracking",
+			 s->dt ? mig_dirty_method_of(s->dt) : "none");
+	/* the source guest's process, once attached, so that scripts and
+	 * tests find it through what the engine reports */
 	pid = atomic_load(&s->guest_pid);
 	if (pid > 0)
-		mig_json_add_int(ret, "guest-pid", pid);
+		mig_json_add_int(ret, "x-guest-pid", pid);
 	if (!ram)
 		return;
 	mig_json_add_int(ram, "dirty-sync-count", ps.n);
-	mig_json_add_double(ram, "dirty-pages-rate",
-			    ps.ns ? ps.dirty_after * 1e9 / (double)ps.ns : 0);
-	mig_json_add_int(ram, "last-pass-pages", ps.pages_sent);
-	mig_json_add_int(ram, "discarded", s->discarded);
+	mig_json_add_int(ram, "dirty-pages-rate",
+			 ps.ns ? (int64_t)(ps.dirty_after * 1e9 / (double)ps.ns) : 0);
+	mig_json_add_int(ram, "x-last-pass-pages", ps.pages_sent);
+	mig_json_add_int(ram, "x-discarded", s->discarded);
 }
 
 const struct mig_engine_ops src_ops = {
 	.command = src_command,
 	.query = src_query,
+	.cap = src_cap,
+	.params = src_params,
+	.query_params = src_query_params,
+	.run_state = src_run_state,
 };

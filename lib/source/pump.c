@@ -140,21 +140,23 @@ int src_send_pages(struct src *s, enum mig_chan_slot c, uint64_t first,
 	return send_run(s, c, first, n, NULL, NULL);
 }
 
-/* Keep the pump under max-bandwidth, measured from the last change of the
- * limit (a raised limit takes effect at once, not after a catch-up burst).
+/* Keep precopy under max-bandwidth and the postcopy pump under
+ * max-postcopy-bandwidth (QEMU's two parameters), measured from the last
+ * change of the limit (a raised limit takes effect at once, not after a catch-up burst).
  * Sleeps at most half a heartbeat per call: true means "call again", so
  * that a caller can keep its links alive however low the limit. */
 struct throttle {
+	_Atomic uint64_t *limit_of; /* &s->max_bw or &s->max_postcopy_bw */
 	uint64_t limit, t0_ns, bytes0;
 };
 
 static bool throttle(struct src *s, struct throttle *t)
 {
-	uint64_t limit = atomic_load(&s->max_bw), due_ns, now = mig_now_ns();
+	uint64_t limit = atomic_load(t->limit_of), due_ns, now = mig_now_ns();
 	struct timespec ts = { 0, 0 };
 
 	if (limit != t->limit) {
-		*t = (struct throttle){ limit, now, s->e.st.bytes };
+		*t = (struct throttle){ t->limit_of, limit, now, s->e.st.bytes };
 		return false;
 	}
 	if (!limit || atomic_load(&s->stop))
@@ -175,7 +177,7 @@ void *src_pump_main(void *arg)
 		malloc(mig_compress_bound(PUMP_RUN_PAGES * MIG_PAGE_SIZE)) : NULL;
 	uint64_t p = 0;
 	struct extent x = { 0, 0, false };
-	struct throttle t = { 0, 0, 0 };
+	struct throttle t = { .limit_of = &s->max_postcopy_bw };
 
 	mig_thread_bulk();
 	while (!atomic_load(&s->stop)) {
@@ -218,18 +220,34 @@ void *src_pump_main(void *arg)
 	return NULL;
 }
 
+/* The policy as the bus left it: without the postcopy-ram capability
+ * precopy never ends in postcopy (with it, --precopy-only still switches on
+ * migrate-start-postcopy, as QEMU does with postcopy-ram on). */
+static struct mig_precopy_policy policy(struct src *s)
+{
+	struct mig_precopy_policy p = s->policy;
+
+	if (!atomic_load(&s->postcopy_ram))
+		p.kind = MIG_SWITCH_NEVER;
+	p.downtime_limit_ms = atomic_load(&s->downtime_limit_ms);
+	return p;
+}
+
 /* Take the bus's news during precopy: cancel, or switch now. */
 static int precopy_news(struct src *s, uint64_t t0_ns)
 {
 	unsigned ev = mig_engine_wait(&s->e, 0);
+	struct mig_precopy_policy p;
 
 	if (ev & (MIG_EV_CANCEL | MIG_EV_SIGNAL)) {
 		mig_warn("engine", "cancelling (%s): the guest runs on here",
 			 ev & MIG_EV_SIGNAL ? "terminated by signal" : "migrate-cancel");
 		return -ECANCELED;
 	}
-	if ((ev & MIG_EV_SWITCH) ||
-	    mig_precopy_deadline(&s->policy, (mig_now_ns() - t0_ns) / 1000000))
+	if (ev & MIG_EV_SWITCH)
+		return 1;
+	p = policy(s);
+	if (mig_precopy_deadline(&p, (mig_now_ns() - t0_ns) / 1000000))
 		return 1;
 	return 0;
 }
@@ -267,7 +285,7 @@ int src_send_unsent(struct src *s, struct mig_pass *ps, uint64_t t0_ns,
 {
 	uint64_t p = 0, bytes0 = s->e.st.bytes, start = mig_now_ns(), hb = start;
 	struct extent x = { 0, 0, false };
-	struct throttle t = { 0, 0, 0 };
+	struct throttle t = { .limit_of = &s->max_bw };
 	int r = 0;
 
 	while ((p = mig_bitmap_next_clear(s->sent, p)) < s->npages) {
@@ -295,15 +313,20 @@ int src_send_unsent(struct src *s, struct mig_pass *ps, uint64_t t0_ns,
 	return r;
 }
 
-static void pass_done(struct src *s, const struct mig_pass *ps)
+/* QEMU emits MIGRATION_PASS as a pass starts, counting from 1. */
+static void pass_start(struct src *s, unsigned n)
 {
 	struct mig_json *data = mig_json_new_object();
 
+	mig_json_add_int(data, "pass", n);
+	mig_engine_emit(&s->e, "MIGRATION_PASS", data);
+}
+
+static void pass_done(struct src *s, const struct mig_pass *ps)
+{
 	pthread_mutex_lock(&s->e.lock);
 	s->pass = *ps;
 	pthread_mutex_unlock(&s->e.lock);
-	mig_json_add_int(data, "pass", ps->n);
-	mig_engine_emit(&s->e, "MIGRATION_PASS", data);
 	mig_info("precopy", "pass %u: %llu pages in %.0f ms; %llu dirtied meanwhile",
 		 ps->n, (unsigned long long)ps->pages_sent, ps->ns / 1e6,
 		 (unsigned long long)ps->dirty_after);
@@ -333,15 +356,17 @@ int src_precopy(struct src *s, enum mig_precopy_next *next)
 	int r;
 
 	*next = MIG_PRECOPY_POSTCOPY;
-	if (s->policy.kind == MIG_SWITCH_NOW)
+	if (policy(s).kind == MIG_SWITCH_NOW)
 		return 0;
 	r = start_tracking(s);
 	if (r < 0)
 		return r;
 	for (unsigned n = 1;; n++) {
 		struct mig_pass cur = { .n = n };
+		struct mig_precopy_policy p;
 		long d;
 
+		pass_start(s, n);
 		r = src_send_unsent(s, &cur, t0, true);
 		if (r != 0)
 			return r > 0 ? 0 : r;
@@ -355,8 +380,8 @@ int src_precopy(struct src *s, enum mig_precopy_next *next)
 		cur.dirty_after = (uint64_t)d;
 		mig_bitmap_andnot(s->sent, s->dirty);
 		pass_done(s, &cur);
-		s->policy.downtime_limit_ms = atomic_load(&s->downtime_limit_ms);
-		*next = mig_precopy_decide(&s->policy, &cur, n > 1 ? &prev : NULL,
+		p = policy(s);
+		*next = mig_precopy_decide(&p, &cur, n > 1 ? &prev : NULL,
 					   (mig_now_ns() - t0) / 1000000);
 		if (*next != MIG_PRECOPY_CONTINUE)
 			return 0;

@@ -68,7 +68,9 @@ struct src {
 	atomic_bool preempt;      /* set live by the bus until switchover */
 	struct mig_uri to;        /* where the migration goes */
 	bool compress;
-	_Atomic uint64_t max_bw;   /* bytes/s, 0 = unlimited; set live by the bus */
+	/* bytes/s, 0 = unlimited, set live by the bus: precopy's, the pump's */
+	_Atomic uint64_t max_bw, max_postcopy_bw;
+	atomic_bool postcopy_ram; /* the capability: may precopy end in postcopy */
 	_Atomic uint64_t downtime_limit_ms;
 
 	pthread_t pump_thr, rp_thr, pre_thr;

@@ -206,7 +206,8 @@ static struct src *src_new(const struct mig_source_opts *o)
 	s->memfd = -1;
 	s->preempt = o->preempt;
 	s->compress = o->compress;
-	s->max_bw = o->max_bandwidth;
+	s->max_bw = s->max_postcopy_bw = o->max_bandwidth;
+	s->postcopy_ram = true;
 	s->policy = o->policy;
 	s->downtime_limit_ms = o->downtime_limit_ms;
 	for (int c = 0; c < MIG_CHAN__COUNT; c++)

@@ -24,7 +24,7 @@ static int stop_guest(struct src *s)
 {
 	int r;
 
-	s->e.t_stop_ns = mig_now_ns();
+	mig_engine_mark_stopped(&s->e);
 	s->stopped = true; /* even a STOP that timed out parks it later */
 	r = mig_guest_stop(s->guest);
 	if (r < 0)
@@ -176,7 +176,8 @@ int src_switchover(struct src *s)
 				 "state: %s", strerror(-r));
 		return r;
 	}
-	s->e.downtime_ns = mig_now_ns() - s->e.t_stop_ns;
+	mig_engine_mark_running(&s->e);
+	s->e.downtime_ns = s->e.t_run_ns - s->e.t_stop_ns;
 	mig_engine_move(&s->e, MIG_STATE_POSTCOPY_ACTIVE);
 	s->e.t_pump_start_ns = mig_now_ns();
 	r = src_send_msg(s, MIG_CHAN_MAIN, MIG_MSG_RESUME, NULL, 0, NULL, 0);
@@ -211,8 +212,10 @@ int src_complete_precopy(struct src *s)
 	/* the state has left: from here the guest may run on the destination,
 	 * so it never runs here again, whatever happens to the link */
 	r = src_recv_complete(s);
-	if (r == 0)
-		s->e.downtime_ns = mig_now_ns() - s->e.t_stop_ns;
+	if (r == 0) {
+		mig_engine_mark_running(&s->e);
+		s->e.downtime_ns = s->e.t_run_ns - s->e.t_stop_ns;
+	}
 	stop_tracking(s);
 	take_digest(s);
 	if (r < 0) {

@@ -191,7 +191,7 @@ void mig_status_print(FILE *f, const struct mig_json *r, const char *indent)
 	const char *status = mig_json_get_str(r, "status");
 	enum mig_state st = MIG_STATE_NONE;
 	bool postcopy;
-	double blocktime;
+	double blocktime, downtime_us;
 	char b[32];
 
 	if (status)
@@ -199,17 +199,20 @@ void mig_status_print(FILE *f, const struct mig_json *r, const char *indent)
 	/* postcopy's own figures are shown from switchover on, even at 0 */
 	postcopy = mig_state_postcopy(st);
 	if (!*indent)
-		print_str(f, indent, r, "side", "side");
-	print_str(f, indent, r, "name", "name");
+		print_str(f, indent, r, "x-side", "side");
+	print_str(f, indent, r, "x-name", "name");
 	print_str(f, indent, r, "status", "state");
 	print_elapsed(f, indent, r);
-	print_ms(f, indent, r, "state-time", "state time");
+	print_ms(f, indent, r, "x-state-time", "state time");
 	print_ram(f, indent, mig_json_get(r, "ram"), postcopy);
-	print_latency(f, indent, mig_json_get(r, "postcopy-latency"), postcopy);
+	print_latency(f, indent, mig_json_get(r, "x-postcopy-latency"), postcopy);
 	if (mig_json_get_double(r, "postcopy-blocktime", &blocktime) &&
 	    (postcopy || blocktime > 0))
 		kv(f, indent, "blocktime", "%s", fmt_ms(blocktime, b, sizeof(b)));
-	print_ms(f, indent, r, "downtime", "downtime");
+	/* QEMU's downtime comes only at the end; mig knows it at switchover */
+	if (mig_json_get_double(r, "x-downtime-us", &downtime_us))
+		kv(f, indent, "downtime", "%s", fmt_ms(downtime_us / 1e3, b,
+						       sizeof(b)));
 	print_str(f, indent, r, "error-desc", "last error");
 }
 

@@ -259,7 +259,7 @@ static void watcher_side(struct watcher *w, const struct mig_client_target *t)
 
 	if (!s && mig_qmp_execute(w->q, "query-migrate", NULL, &ret, NULL, 0,
 				  MIG_CLIENT_RPC_MS) == 0)
-		s = mig_json_get_str(ret, "side");
+		s = mig_json_get_str(ret, "x-side");
 	snprintf(w->side, sizeof(w->side), "%s", s ? s : "-");
 	snprintf(w->state, sizeof(w->state), "-");
 	mig_json_free(ret);

@@ -75,12 +75,12 @@ assert_runs_and_verifies() {
 	expect 0 mig-status --bus "$(bus_of q send)" --wait-for postcopy-active --timeout 20
 	run mig-status --bus "$(bus_of q recv)" --json 3>&-
 	[ "$status" -eq 0 ]
-	echo "$output" | jq -e '.status == "postcopy-active" and .side == "destination"
-		and .ram.total == 134217728 and (.ram["pages-present"] | type) == "number"
-		and (."postcopy-latency".count | type) == "number"'
+	echo "$output" | jq -e '.status == "postcopy-active" and ."x-side" == "destination"
+		and .ram.total == 134217728 and (.ram["x-pages-present"] | type) == "number"
+		and (."x-postcopy-latency".count | type) == "number"'
 	run mig-status --bus "$(bus_of q send)" --json 3>&-
-	echo "$output" | jq -e '.status == "postcopy-active" and .side == "source"
-		and .ram.total == 134217728 and .ram.transferred > 0 and (.uuid | length) == 36'
+	echo "$output" | jq -e '.status == "postcopy-active" and ."x-side" == "source"
+		and .ram.total == 134217728 and .ram.transferred > 0 and (."x-uuid" | length) == 36'
 	wait_exit q-send 60
 	[ "$status" -eq 0 ]
 	expect 0 mig-guest verify --ctl "$T/dst.ctl"

@@ -96,7 +96,7 @@ start_paused_through_proxies() {
 @test "mig-pause kicks the destination out of postcopy-recover held by a silent peer" {
 	start_paused_through_proxies
 	local uuid
-	uuid=$(mig-status --bus "$DST_BUS" --json 3>&- | jq -r .uuid)
+	uuid=$(mig-status --bus "$DST_BUS" --json 3>&- | jq -r '."x-uuid"')
 	expect 75 mig-recover --bus "$DST_BUS" --listen "unix:$T/dst.sock" --timeout 1
 	start fake "$BATS_TEST_DIRNAME/../helpers/fakepeer.py" source "unix:$T/dst.sock" "$uuid"
 	state "$DST_BUS" postcopy-recover

@@ -34,8 +34,8 @@ restart() {
 	start send0 mig-send --postcopy --digest --name soak --guest "$T/g.ctl" --to "$uri" \
 		--link-timeout 2 --max-bandwidth 2M
 	# the digest of all RAM at switchover, from the first engine
-	wait_for 20 "the source's ram-digest" has_digest "$src"
-	want=$(mig-status --bus "$src" --json 3>&- | jq -r '."ram-digest"')
+	wait_for 20 "the source's x-ram-digest" has_digest "$src"
+	want=$(mig-status --bus "$src" --json 3>&- | jq -r '."x-ram-digest"')
 	# what an operator's cron does on each host, every 0.2 s here: the
 	# period is the cron's, not a wait for anything (any period works)
 	cron="$BATS_TEST_DIRNAME/../../examples/cron-recover.sh"

@@ -301,8 +301,8 @@ finish() {
 	[ "$status" -eq 0 ]
 	[[ "$(history "$SRC_BUS")" != *paused* ]]
 	local want
-	wait_for 20 "the source's ram-digest" has_digest "$SRC_BUS"
-	want=$(mig-status --bus "$SRC_BUS" --json 3>&- | jq -r '."ram-digest"')
+	wait_for 20 "the source's x-ram-digest" has_digest "$SRC_BUS"
+	want=$(mig-status --bus "$SRC_BUS" --json 3>&- | jq -r '."x-ram-digest"')
 	[ "$(mig-guest digest --ctl "$T/dst.ctl" 3>&-)" = "$want" ]
 	kill -TERM "$PID_send"
 }

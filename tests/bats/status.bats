@@ -140,16 +140,16 @@ passes_done() { [ "$(mig-status "$1" --side source --json 3>&- | jq '.ram["dirty
 	grep -qE '^  state: +postcopy-active$' <<<"$output"
 
 	mig-status v --side source --json 3>&- >"$T/one.json"
-	jq -e '.side == "source" and .name == "v" and (.status | type) == "string"
+	jq -e '."x-side" == "source" and ."x-name" == "v" and (.status | type) == "string"
 		and .ram.total == 134217728' "$T/one.json"
 	python3 -m json.tool "$T/one.json" >/dev/null
 	mig-status v --json 3>&- >"$T/both.json"
-	jq -e '.source.side == "source" and .destination.side == "destination"
-		and (.destination."postcopy-latency".count | type) == "number"' "$T/both.json"
+	jq -e '.source."x-side" == "source" and .destination."x-side" == "destination"
+		and (.destination."x-postcopy-latency".count | type) == "number"' "$T/both.json"
 	python3 -m json.tool "$T/both.json" >/dev/null
 	# the only migration here: no name needed
 	mig-status --json 3>&- >"$T/implicit.json"
-	jq -e '.source.name == "v" and .destination.name == "v"' "$T/implicit.json"
+	jq -e '.source."x-name" == "v" and .destination."x-name" == "v"' "$T/implicit.json"
 
 	timeout 60 mig-status v --watch --json 3>&- >"$T/watch.json"
 	each_line_json "$T/watch.json"

@@ -277,10 +277,11 @@ qmp_send() {
 }
 qmp() { run qmp_send "$1" "$2"; }
 
-# set_bandwidth BUS BYTES: the source's pump limit, changed live (0: none).
+# set_bandwidth BUS BYTES: the source's limits, precopy's and the postcopy
+# pump's, changed live (0: none).
 set_bandwidth() {
 	local out
-	out=$(qmp_send "$1" "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"max-bandwidth\":$2},\"id\":\"bw\"}")
+	out=$(qmp_send "$1" "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"max-bandwidth\":$2,\"max-postcopy-bandwidth\":$2},\"id\":\"bw\"}")
 	grep '"id":"bw"' <<<"$out" | jq -e '.return == {}' >/dev/null ||
 		{ echo "# migrate-set-parameters on $1: $out" >&2; return 1; }
 }
@@ -317,7 +318,7 @@ events_match() {
 }
 
 # guest_pid BUS|SIDE: the pid of the guest a side's engine drives, as its
-# query-migrate reports it ("guest-pid"); SIDE (source or destination) is
+# query-migrate reports it ("x-guest-pid"); SIDE (source or destination) is
 # the only migration on this host's.
 guest_pid() {
 	local out pid
@@ -326,13 +327,13 @@ guest_pid() {
 	else
 		out=$(mig-status --side "$1" --json 2>&1 3>&-)
 	fi
-	pid=$(jq -r '."guest-pid" // empty' <<<"$out" 2>/dev/null)
-	[[ $pid =~ ^[1-9][0-9]*$ ]] || { echo "# no guest-pid from $1: $out" >&2; return 1; }
+	pid=$(jq -r '."x-guest-pid" // empty' <<<"$out" 2>/dev/null)
+	[[ $pid =~ ^[1-9][0-9]*$ ]] || { echo "# no x-guest-pid from $1: $out" >&2; return 1; }
 	echo "$pid"
 }
 
 # has_digest BUS: the source has its digest of all RAM at switchover.
-has_digest() { [ -n "$(mig-status --bus "$1" --json 3>&- | jq -r '."ram-digest" // empty')" ]; }
+has_digest() { [ -n "$(mig-status --bus "$1" --json 3>&- | jq -r '."x-ram-digest" // empty')" ]; }
 
 # --- guests ------------------------------------------------------------------
 

@@ -5,8 +5,8 @@ Nth connection held silent for a while, refused, or every connection from
 the Nth on refused (so that a second channel, e.g. mig's preempt channel,
 can never be made while the first one works).
 
-  proxy.py LISTEN_URI TARGET_URI [--hold N:SECS] [--refuse N]
-           [--refuse-from N] [--ready-fd FD]
+  proxy.py LISTEN_URI TARGET_URI [--hold N:SECS] [--hold-reply N:SECS]
+           [--refuse N] [--refuse-from N] [--ready-fd FD]
 
 URIs are tcp:HOST:PORT or unix:PATH. Connections are numbered from 1 in the
 order they are accepted, whatever happens to them. Every accepted connection
@@ -18,6 +18,12 @@ is forwarded to TARGET_URI (a new connection per accepted one), except:
                    nothing is read from it, the target is not even
                    connected; afterwards it is forwarded normally, bytes the
                    client sent meanwhile included. Repeatable.
+  --hold-reply N:SECS[:BYTES]
+                   the Nth connection is forwarded at once one way (what the
+                   client sends reaches the target), but what the target
+                   answers is held back, after its first BYTES (default 0),
+                   for SECS seconds or until SIGUSR1, then forwarded: both
+                   ends wait on each other, mid-handshake. Repeatable.
   --refuse N       the Nth connection is closed right after accept.
                    Repeatable.
   --refuse-from N  every connection from the Nth on is closed right after
@@ -70,6 +76,13 @@ def parse_hold(arg):
     raise argparse.ArgumentTypeError("--hold wants N:SECS, not '%s'" % arg)
 
 
+def parse_hold_reply(arg):
+    head, sep, after = arg.rpartition(":")
+    if sep and head.count(":") == 1 and after.isdigit():
+        return parse_hold(head) + (int(after),)
+    return parse_hold(arg) + (0,)
+
+
 def positive(arg):
     try:
         if int(arg) >= 1:
@@ -84,6 +97,8 @@ class Proxy:
         self.opts = opts
         self.target = opts.target
         self.holds = dict(opts.hold or [])
+        self.reply_holds = {n: (secs, after)
+                            for n, secs, after in opts.hold_reply or []}
         self.refuse = set(opts.refuse or [])
         self.stopping = threading.Event()  # wakes held connections early
         self.release = threading.Event()   # SIGUSR1: end every hold now
@@ -116,21 +131,26 @@ class Proxy:
         f = self.opts.refuse_from
         return n in self.refuse or (f is not None and n >= f)
 
+    def hold(self, n, secs):
+        """Wait SECS or until SIGUSR1; False if the proxy is stopping."""
+        log("connection %d held %g s" % (n, secs))
+        deadline = time.monotonic() + secs
+        while not self.release.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            # short waits: a signal handler may set release
+            self.stopping.wait(min(left, 0.05))
+            if self.stopping.is_set():
+                return False
+        log("connection %d released" % n)
+        return True
+
     def handle(self, n, client):
         try:
             secs = self.holds.get(n)
-            if secs is not None:
-                log("connection %d held %g s" % (n, secs))
-                deadline = time.monotonic() + secs
-                while not self.release.is_set():
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    # short waits: a signal handler may set release
-                    self.stopping.wait(min(left, 0.05))
-                    if self.stopping.is_set():
-                        return
-                log("connection %d released" % n)
+            if secs is not None and not self.hold(n, secs):
+                return
             family, addr = self.target
             server = socket.socket(family, socket.SOCK_STREAM)
             self.track(server)
@@ -140,9 +160,15 @@ class Proxy:
                 log("connection %d: cannot reach the target: %s" % (n, e))
                 return
             done = threading.Event()
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self.pump, args=(a, b, done),
-                                 daemon=True).start()
+            threading.Thread(target=self.pump, args=(client, server, done),
+                             daemon=True).start()
+            if n in self.reply_holds:
+                secs, after = self.reply_holds[n]
+                if not self.forward(server, client, after) or \
+                        not self.hold(n, secs):
+                    return
+            threading.Thread(target=self.pump, args=(server, client, done),
+                             daemon=True).start()
             done.wait()
             # either side closed: end the other one too, both ways
             for s in (client, server):
@@ -154,6 +180,20 @@ class Proxy:
         finally:
             self.close(client)
             log("connection %d closed" % n)
+
+    @staticmethod
+    def forward(a, b, nbytes):
+        """Exactly nbytes from a to b; False if a closed first."""
+        try:
+            while nbytes > 0:
+                data = a.recv(min(nbytes, BUF_BYTES))
+                if not data:
+                    return False
+                b.sendall(data)
+                nbytes -= len(data)
+        except OSError:
+            return False
+        return True
 
     @staticmethod
     def pump(a, b, done):
@@ -212,6 +252,8 @@ def main():
     ap.add_argument("listen", type=parse_uri, metavar="LISTEN_URI")
     ap.add_argument("target", type=parse_uri, metavar="TARGET_URI")
     ap.add_argument("--hold", type=parse_hold, action="append", metavar="N:SECS")
+    ap.add_argument("--hold-reply", type=parse_hold_reply, action="append",
+                    metavar="N:SECS[:BYTES]")
     ap.add_argument("--refuse", type=positive, action="append", metavar="N")
     ap.add_argument("--refuse-from", type=positive, metavar="N")
     ap.add_argument("--ready-fd", type=int, metavar="FD")
