@@ -9,14 +9,16 @@ generated from that schema would decode it, and that schema against QEMU's.
       with QEMU 9.1's qapi/migration.json, control.json, introspect.json
       and run-state.json spelled and typed as there (QEMU_REF below). Prints
       the problems; exit 0 if none.
-  qapi_check.py watch --bus SIDE=PATH... --report FILE
+  qapi_check.py watch --bus SIDE=PATH... --report FILE [--progress FILE]
       until SIGTERM/SIGINT, or every bus has ended (terminal state) or gone:
       on each bus, round after round, every query command the schema lists
       (query-qmp-schema and x-query-events once a state), plus an argument
       error, each reply checked against the command's ret-type (an error:
       its class and desc); every event, from the history and live, checked
-      against its arg-type. Writes {"errors": [...], "states": {SIDE: [the
+      against its arg-type. Writes {"errors": [each once], "states": {SIDE: [the
       states a whole round was checked in]}, "replies": N, "events": N}.
+      --progress: a line "SIDE STATE" appended as each state is first
+      checked whole, for a test to wait on before it moves the migration.
 
 Strict as a generated decoder is: a member the schema does not declare, a
 mandatory one missing, an integer that is not one, a value outside an
@@ -348,8 +350,8 @@ def cmd_schema(path):
 
 
 class Watch:
-    def __init__(self, side, path):
-        self.side, self.q = side, qmp.QMP(path)
+    def __init__(self, side, path, progress):
+        self.side, self.q, self.progress = side, qmp.QMP(path), progress
         self.schema = fetch(self.q)
         self.ev_q = qmp.QMP(path)  # events: history, then live
         self.queries = [e["name"] for e in self.schema.entries
@@ -401,15 +403,18 @@ class Watch:
         after = self.call("query-migrate").get("return", {}).get("status")
         if after == st and st not in self.states:
             self.states.append(st)
+            if self.progress:
+                with open(self.progress, "a") as f:
+                    f.write("%s %s\n" % (self.side, st))
         self.done = st in qmp.TERMINAL
         self.drain_events()
 
 
-def cmd_watch(buses, report):
+def cmd_watch(buses, report, progress):
     stop = []
     signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
     signal.signal(signal.SIGINT, lambda *a: stop.append(1))
-    watches = [Watch(*b.split("=", 1)) for b in buses]
+    watches = [Watch(*b.split("=", 1), progress) for b in buses]
     gone = []
     while not stop and len(gone) + sum(w.done for w in watches) < len(watches):
         for w in watches:
@@ -420,7 +425,8 @@ def cmd_watch(buses, report):
             except (OSError, qmp.QMPError):
                 gone.append(w)  # the engine ended: what it said is checked
         time.sleep(0.002)
-    out = {"errors": sum((w.errors for w in watches), []),
+    errors = sum((w.errors for w in watches), [])
+    out = {"errors": sorted(set(errors), key=errors.index),
            "states": {w.side: w.states for w in watches},
            "replies": sum(w.replies for w in watches),
            "events": sum(w.events for w in watches)}
@@ -437,10 +443,11 @@ def main():
     w = sub.add_parser("watch")
     w.add_argument("--bus", action="append", required=True, metavar="SIDE=PATH")
     w.add_argument("--report", required=True)
+    w.add_argument("--progress")
     o = ap.parse_args()
     if o.what == "schema":
         return cmd_schema(o.bus)
-    return cmd_watch(o.bus, o.report)
+    return cmd_watch(o.bus, o.report, o.progress)
 
 
 if __name__ == "__main__":

@@ -12,10 +12,14 @@ greeting, qmp_capabilities, then commands by QEMU's spellings.
                                   the migration's status is S; exit 0, or
                                   1 on timeout, 3 if it ended otherwise
 
-Exit 4 when the bus cannot be reached or breaks the protocol.
+Exit 4 when the bus cannot be reached or breaks the protocol. With
+MIG_QAPI_CHECK=1 in the environment the reply is also checked against
+the schema the bus serves (qapi_check.py): exit 5, the problems on stderr,
+if it does not fit.
 Importable: QMP(path).cmd(name, args) returns the reply object.
 """
 import json
+import os
 import socket
 import sys
 import time
@@ -123,11 +127,23 @@ def main(argv):
             return wait_status(q, argv[3], float(argv[4]) if len(argv) > 4 else 30)
         args = json.loads(argv[3]) if len(argv) > 3 else None
         reply = q.cmd(argv[2], args)
+        errs = conformance(q, argv[2], reply)
     except (OSError, QMPError) as e:
         print("qmp.py: %s: %s" % (argv[1], e), file=sys.stderr)
         return 4
     print(json.dumps(reply))
+    for e in errs:
+        print("qmp.py: does not fit the schema: %s" % e, file=sys.stderr)
+    if errs:
+        return 5
     return 0 if "return" in reply else 2
+
+
+def conformance(q, cmd, reply):
+    if not os.environ.get("MIG_QAPI_CHECK"):
+        return []
+    import qapi_check
+    return qapi_check.check_reply(qapi_check.fetch(q), cmd, reply, "reply")
 
 
 if __name__ == "__main__":
