@@ -41,9 +41,11 @@ static const char *const state_names[MIG_STATE__COUNT] = {
  */
 static const uint16_t legal[2][MIG_STATE__COUNT] = {
 	/* none -> postcopy-paused: a restarted engine taking over a guest
-	 * past switchover starts where its predecessor could only be. */
+	 * past switchover starts where its predecessor could only be.
+	 * none -> cancelled: a deferred engine (--defer) stopped before it
+	 * was told to start: nothing began, so nothing is failed. */
 	[MIG_SIDE_SOURCE] = {
-		[MIG_STATE_NONE] = S(SETUP) | S(POSTCOPY_PAUSED),
+		[MIG_STATE_NONE] = S(SETUP) | S(POSTCOPY_PAUSED) | S(CANCELLED),
 		[MIG_STATE_SETUP] = S(ACTIVE) | S(FAILED) | S(CANCELLING),
 		[MIG_STATE_ACTIVE] = S(POSTCOPY_ACTIVE) | S(DEVICE) |
 				     S(FAILED) | S(CANCELLING),
@@ -62,7 +64,7 @@ static const uint16_t legal[2][MIG_STATE__COUNT] = {
 	 * switchover it fails only when its guest process itself is gone:
 	 * no link failure can do that, and nothing is left to recover. */
 	[MIG_SIDE_DEST] = {
-		[MIG_STATE_NONE] = S(SETUP) | S(POSTCOPY_PAUSED),
+		[MIG_STATE_NONE] = S(SETUP) | S(POSTCOPY_PAUSED) | S(CANCELLED),
 		[MIG_STATE_SETUP] = S(ACTIVE) | S(FAILED) | S(CANCELLED),
 		[MIG_STATE_ACTIVE] = S(POSTCOPY_ACTIVE) | S(COMPLETED) |
 				     S(FAILED) | S(CANCELLED),

@@ -28,6 +28,7 @@ struct move {
 static const struct move source_moves[] = {
 	{ "none", "setup" },
 	{ "none", "postcopy-paused" },
+	{ "none", "cancelled" },      /* deferred, stopped before it began */
 	{ "setup", "active" },
 	{ "setup", "failed" },
 	{ "setup", "cancelling" },
@@ -53,6 +54,7 @@ static const struct move source_moves[] = {
 static const struct move dest_moves[] = {
 	{ "none", "setup" },
 	{ "none", "postcopy-paused" },
+	{ "none", "cancelled" },
 	{ "setup", "active" },
 	{ "setup", "failed" },
 	{ "setup", "cancelled" },
