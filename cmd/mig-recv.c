@@ -10,10 +10,12 @@
 #include "dest/dest.h"
 #include "tools/client.h"
 
-enum { OPT_PAUSED = 256 };
+enum { OPT_PAUSED = 256, OPT_DEFER };
 
 static const struct mig_cli_opt opts[] = {
 	{ "listen", 'l', "URI", "address to accept the migration on" },
+	{ "defer", OPT_DEFER, NULL, "listen only where the bus command\n"
+	  "migrate-incoming says (QEMU's -incoming defer)" },
 	{ "guest-ctl", 'G', "PATH", "control socket of the migrated guest\n"
 	  "(default $MIG_RUNTIME_DIR/NAME.guest.sock)" },
 	{ "attach", 'A', "PATH", "only take over the guest at PATH" },
@@ -22,10 +24,16 @@ static const struct mig_cli_opt opts[] = {
 	{ NULL },
 };
 
+static const struct mig_cli_excl excl[] = {
+	{ OPT_DEFER, 'l', "migrate-incoming gives the address" },
+	{ OPT_DEFER, 'A', NULL },
+	{ 0 },
+};
+
 static const struct mig_cli_exit exits[] = {
 	{ MIG_EXIT_OK, "completed" },
-	{ MIG_EXIT_FAIL, "failed or cancelled (or the listen address is in use,\n"
-	  "or nothing to attach to)" },
+	{ MIG_EXIT_FAIL, "failed or cancelled (stopped while deferred too),\n"
+	  "or the listen address is in use, or nothing to attach to" },
 	{ MIG_EXIT_USAGE, "usage error" },
 	{ MIG_EXIT_UNAVAILABLE, "userfaultfd not permitted, or no guest at --attach PATH" },
 	{ MIG_EXIT_PAUSED, "stopped while paused (the guest is kept)" },
@@ -55,6 +63,7 @@ static int opt(void *ctx, int c, const char *arg)
 		o->attach |= c == 'A';
 		break;
 	case OPT_PAUSED: o->paused_start = true; break;
+	case OPT_DEFER: o->defer = true; break;
 	}
 	return 0;
 }
@@ -62,15 +71,21 @@ static int opt(void *ctx, int c, const char *arg)
 static const struct mig_cli cli = {
 	.prog = "mig-recv",
 	.synopsis = "--listen URI [options]\n"
+		    "--defer [options]\n"
 		    "--attach PATH [--listen URI] [options]",
 	.about = "Wait for a migration at URI (tcp:HOST:PORT or unix:PATH), start\n"
 		 "the incoming guest, serve its page faults until every page is\n"
 		 "here, and leave the guest running, reachable at --guest-ctl.\n"
 		 "A guest past switchover already there (its engine died) is taken\n"
 		 "over instead: paused, ready for the source's recovery at URI\n"
-		 "(default: the address it recorded).",
+		 "(default: the address it recorded).\n"
+		 "\n"
+		 "With --defer it listens nowhere and waits, in state none, for\n"
+		 "the bus command migrate-incoming {\"uri\": URI}, then goes on as\n"
+		 "--listen URI would have.",
 	.opts = opts,
 	.common = MIG_CLI_ENGINE,
+	.excl = excl,
 	.exits = exits,
 	.opt = opt,
 };
@@ -89,14 +104,16 @@ int main(int argc, char **argv)
 		return r == MIG_CLI_DONE ? MIG_EXIT_OK : r;
 	if (first < argc)
 		return mig_cli_usage("unexpected argument '%s'", argv[first]);
-	if (!o.listen && !o.attach)
-		return mig_cli_usage("--listen is required");
+	if (!o.listen && !o.attach && !o.defer)
+		return mig_cli_usage("--listen or --defer is required");
 	r = mig_cli_bus_path(&a, "recv", bus, sizeof(bus));
 	if (r)
 		return r;
 	o.common = a;
 	r = mig_dest_run(&o, &final);
-	if (r == -EADDRINUSE)
+	if (r == -EADDRINUSE && o.defer)
+		mig_cli_error("the status bus is in use: %s", o.common.bus);
+	else if (r == -EADDRINUSE)
 		mig_cli_error("address in use: %s (or the status bus %s)", o.listen,
 			      o.common.bus);
 	return r < 0 ? mig_exit_of_errno(r) : mig_client_exit_of_state(final);

@@ -3,7 +3,8 @@
  * The destination's listeners: a connection is accepted without blocking
  * and held until its hello is in (bounded, see struct pending), then
  * refused, or taken as the main channel (a new migration, or a source
- * recovering) or as the preempt channel.
+ * recovering) or as the preempt channel. A deferred engine's listener
+ * comes from migrate-incoming.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -226,4 +227,44 @@ void dst_expire_pending(struct dst *d)
 			d->pend[i].fd = -1;
 		}
 	}
+}
+
+/* migrate-incoming, for an engine started with --defer (bus thread: no
+ * blocking). The socket is opened here so that an address in use fails
+ * the command, not the engine, which waits on in none for another try;
+ * the control loop adopts it and goes on as --listen URI would have. */
+int dst_cmd_incoming(struct dst *d, const char *uri, char *desc, size_t desclen)
+{
+	struct mig_uri u;
+	bool started;
+	int fd;
+
+	pthread_mutex_lock(&d->e.lock);
+	started = !d->o->defer || d->incoming;
+	pthread_mutex_unlock(&d->e.lock);
+	if (started) {
+		/* QEMU's words, which managers written for it may match */
+		snprintf(desc, desclen, "The incoming migration has already been "
+			 "started");
+		return -EBUSY;
+	}
+	if (!uri || mig_uri_parse(uri, &u) < 0) {
+		snprintf(desc, desclen, "migrate-incoming: bad or missing 'uri' "
+			 "(tcp:HOST:PORT or unix:PATH)");
+		return -EINVAL;
+	}
+	fd = mig_chan_listen(&u);
+	if (fd < 0) {
+		snprintf(desc, desclen, "migrate-incoming: cannot listen on %s: %s",
+			 uri, strerror(-fd));
+		/* -ENOENT (no such directory) would read as an unknown command */
+		return fd == -ENOENT ? -EADDRNOTAVAIL : fd;
+	}
+	pthread_mutex_lock(&d->e.lock);
+	d->new_lfd = fd;
+	d->incoming = true;
+	snprintf(d->listen_uri, sizeof(d->listen_uri), "%s", uri);
+	pthread_mutex_unlock(&d->e.lock);
+	mig_engine_signal(&d->e);
+	return 0;
 }

@@ -43,6 +43,16 @@ static int cmd_cancel(struct dst *d, const char *cmd, char *desc,
 	return -EPERM;
 }
 
+static int cmd_incoming(struct dst *d, const struct mig_json *args,
+			char *desc, size_t desclen)
+{
+	char uri[sizeof(d->listen_uri)];
+	int r = mig_engine_addr_arg("migrate-incoming", args, uri, sizeof(uri),
+				    desc, desclen);
+
+	return r < 0 ? r : dst_cmd_incoming(d, uri, desc, desclen);
+}
+
 static int dst_command(struct mig_engine *e, const char *cmd,
 		       const struct mig_json *args, struct mig_json **ret,
 		       char *desc, size_t desclen)
@@ -53,6 +63,8 @@ static int dst_command(struct mig_engine *e, const char *cmd,
 	if (!strcmp(cmd, "migrate-recover"))
 		return dst_cmd_recover(d, mig_json_get_str(args, "uri"), desc,
 				       desclen);
+	if (!strcmp(cmd, "migrate-incoming"))
+		return cmd_incoming(d, args, desc, desclen);
 	if (!strcmp(cmd, "migrate-pause"))
 		return cmd_pause(d, desc, desclen);
 	if (!strcmp(cmd, "migrate_cancel") || !strcmp(cmd, "migrate-cancel"))

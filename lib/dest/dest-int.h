@@ -53,6 +53,11 @@ struct dst {
 	const struct mig_dest_opts *o;
 	char guest_ctl[108];
 	int lfd, rfd;               /* listener; recovery listener or -1 */
+	/* --defer: migrate-incoming's listener, opened on the bus thread for
+	 * the control loop to adopt; incoming: it was, so no second one
+	 * (both under e.lock) */
+	int new_lfd;
+	bool incoming;
 	struct pending pend[MAX_PENDING];
 	atomic_bool armed;          /* migrate-recover was issued */
 	int new_rfd;                /* from the bus thread, under e.lock */
@@ -108,6 +113,7 @@ void dst_add_pending(struct dst *d, int lfd, bool recovery);
 void dst_read_pending(struct dst *d, struct pending *p);
 void dst_expire_pending(struct dst *d);
 int dst_hello_ack(struct dst *d, int fd, uint32_t role);
+int dst_cmd_incoming(struct dst *d, const char *uri, char *desc, size_t desclen);
 
 /* receive.c */
 int dst_alloc_pages(struct dst *d);

@@ -28,7 +28,8 @@ static int dst_open(struct dst *d, const struct mig_dest_opts *o)
 	int r;
 
 	d->o = o;
-	d->lfd = d->rfd = d->new_rfd = d->uffd = d->memfd = d->fault_efd = -1;
+	d->lfd = d->new_lfd = d->rfd = d->new_rfd = -1;
+	d->uffd = d->memfd = d->fault_efd = -1;
 	d->pidfd = -1;
 	for (int i = 0; i < MAX_PENDING; i++)
 		d->pend[i].fd = -1;
@@ -93,6 +94,31 @@ static int probe_guest(struct dst *d, struct mig_guest_info *gi)
 	return r < 0 ? r : -EEXIST;
 }
 
+/* --defer: the bus is up, so ready now; wait in none, listening nowhere,
+ * until migrate-incoming hands over its listener (dst_cmd_incoming), then
+ * go on as if --listen had named it. -ECANCELED: a signal came first. */
+static int wait_incoming(struct dst *d, int *ready_fd)
+{
+	mig_ready_notify(ready_fd);
+	mig_info("engine", "waiting for migrate-incoming");
+	for (;;) {
+		unsigned ev = mig_engine_wait(&d->e, -1);
+
+		if (ev & MIG_EV_SIGNAL) {
+			mig_engine_move(&d->e, MIG_STATE_CANCELLED);
+			return -ECANCELED;
+		}
+		pthread_mutex_lock(&d->e.lock);
+		d->lfd = d->new_lfd;
+		d->new_lfd = -1;
+		pthread_mutex_unlock(&d->e.lock);
+		if (d->lfd >= 0) {
+			mig_info("engine", "listening on %s", d->listen_uri);
+			return 0;
+		}
+	}
+}
+
 /*
  * A restarted engine: the guest at guest_ctl is past switchover and its
  * engine went away. Everything needed is in the guest: which pages are
@@ -153,6 +179,8 @@ static void dst_close(struct dst *d)
 			close(d->pend[i].fd);
 	if (d->lfd >= 0)
 		close(d->lfd);
+	if (d->new_lfd >= 0)
+		close(d->new_lfd);
 	if (d->rfd >= 0)
 		close(d->rfd);
 	if (d->new_rfd >= 0)
@@ -373,7 +401,7 @@ int mig_dest_run(const struct mig_dest_opts *o, enum mig_state *final)
 {
 	struct dst *d = calloc(1, sizeof(*d));
 	struct mig_guest_info gi = { .pid = 0 };
-	int r, ready_fd, attach = 0;
+	int r, ready_fd = o->common.ready_fd, attach = 0;
 
 	if (!d)
 		return -ENOMEM;
@@ -382,19 +410,22 @@ int mig_dest_run(const struct mig_dest_opts *o, enum mig_state *final)
 		r = dst_open(d, o);
 	if (r == 0)
 		r = attach = probe_guest(d, &gi);
-	if (r >= 0)
+	if (r >= 0 && o->defer)
+		r = wait_incoming(d, &ready_fd);
+	else if (r >= 0)
 		r = dst_listen(d, o->listen ? o->listen : gi.rec.peer);
 	if (r == 0 && attach)
 		r = take_over(d);
-	if (r < 0)
+	/* -ECANCELED: stopped while deferred, an end like any other */
+	if (r < 0 && r != -ECANCELED)
 		goto out;
-	if (!attach) {
+	if (r == 0 && !attach) {
 		d->e.t_start_ns = mig_now_ns();
 		mig_engine_move(&d->e, MIG_STATE_SETUP);
 	}
-	ready_fd = o->common.ready_fd;
 	mig_ready_notify(&ready_fd);
-	loop(d);
+	if (r == 0)
+		loop(d);
 	*final = mig_engine_state(&d->e);
 	if (!d->e.t_end_ns)
 		d->e.t_end_ns = mig_now_ns();

@@ -20,6 +20,8 @@ struct mig_dest_opts {
 	struct mig_cli_args common;
 	const char *listen;     /* URI to listen on; with a guest to take
 				 * over, NULL: the one it recorded */
+	bool defer;             /* listen only where migrate-incoming says
+				 * (QEMU's -incoming defer); listen NULL */
 	const char *guest_ctl;  /* control socket of the guest we spawn, or of
 				 * the one past switchover we take over */
 	bool attach;            /* only take over the guest at guest_ctl */
@@ -29,11 +31,14 @@ struct mig_dest_opts {
 /* Run one incoming migration to its end. A guest past switchover already
  * at guest_ctl (its engine went away) is taken over instead: the engine
  * starts in postcopy-paused, armed for the source's recovery on the listen
- * address. Returns 0 with *final set (see mig_source_run), or -errno when
- * it could not start: -EADDRINUSE (bus or listen address taken), -EINVAL
- * (bad URI), -ENOENT/-ECONNREFUSED (attach: no guest), -EEXIST (a guest
- * this engine must not take over is at guest_ctl); or -EPERM, *final
- * set too, when the incoming guest was not permitted userfaultfd. */
+ * address. With o->defer the engine waits in none, listening nowhere,
+ * until the bus command migrate-incoming names the address; a signal
+ * there ends it cancelled. Returns 0 with *final set (see
+ * mig_source_run), or -errno when it could not start: -EADDRINUSE (bus or
+ * listen address taken), -EINVAL (bad URI), -ENOENT/-ECONNREFUSED
+ * (attach: no guest), -EEXIST (a guest this engine must not take over is
+ * at guest_ctl); or -EPERM, *final set too, when the incoming guest was
+ * not permitted userfaultfd. */
 int mig_dest_run(const struct mig_dest_opts *o, enum mig_state *final);
 
 #endif
