@@ -13,12 +13,14 @@
 #include "tools/client.h"
 
 enum { OPT_POSTCOPY = 256, OPT_AFTER, OPT_PRECOPY_ONLY, OPT_DOWNTIME,
-       OPT_DIGEST, OPT_MAXBW, OPT_NOPREEMPT, OPT_COMPRESS, OPT_UUID, OPT_RESUME };
+       OPT_DIGEST, OPT_MAXBW, OPT_NOPREEMPT, OPT_COMPRESS, OPT_UUID, OPT_RESUME,
+       OPT_DEFER };
 
 static const struct mig_cli_opt opts[] = {
 	{ "guest", 'g', "PATH", "control socket of the running mig-guest" },
 	{ "to", 'T', "URI", "destination (mig-recv --listen URI)" },
 	{ "resume", OPT_RESUME, NULL, "only take over a migration past switchover" },
+	{ "defer", OPT_DEFER, NULL, "attach, then wait for the bus command migrate" },
 	{ "postcopy", OPT_POSTCOPY, NULL, "switch to postcopy at once, no precopy" },
 	{ "postcopy-after", OPT_AFTER, "N", "switch after N precopy passes, or Ns seconds" },
 	{ "precopy-only", OPT_PRECOPY_ONLY, NULL, "never switch to postcopy" },
@@ -40,12 +42,15 @@ static const struct mig_cli_excl excl[] = {
 	{ OPT_RESUME, OPT_POSTCOPY, RESUME_WHY },
 	{ OPT_RESUME, OPT_AFTER, RESUME_WHY },
 	{ OPT_RESUME, OPT_PRECOPY_ONLY, RESUME_WHY },
+	{ OPT_DEFER, 'T', "migrate gives the destination" },
+	{ OPT_DEFER, OPT_RESUME, NULL },
 	{ 0 },
 };
 
 static const struct mig_cli_exit exits[] = {
 	{ MIG_EXIT_OK, "completed" },
-	{ MIG_EXIT_FAIL, "failed or cancelled, or nothing to resume" },
+	{ MIG_EXIT_FAIL, "failed or cancelled (stopped while deferred too),\n"
+	  "or nothing to resume" },
 	{ MIG_EXIT_USAGE, "usage error" },
 	{ MIG_EXIT_UNAVAILABLE, "no guest, no destination, or userfaultfd not permitted" },
 	{ MIG_EXIT_PAUSED, "stopped while paused (the guest is kept)" },
@@ -76,6 +81,7 @@ static int opt(void *ctx, int c, const char *arg)
 		o->to = arg;
 		break;
 	case OPT_RESUME: o->resume = true; break;
+	case OPT_DEFER: o->defer = true; break;
 	case OPT_POSTCOPY: o->policy.kind = MIG_SWITCH_NOW; break;
 	case OPT_PRECOPY_ONLY: o->policy.kind = MIG_SWITCH_NEVER; break;
 	case OPT_AFTER:
@@ -109,7 +115,8 @@ static int opt(void *ctx, int c, const char *arg)
 static const struct mig_cli cli = {
 	.prog = "mig-send",
 	.synopsis = "--guest PATH --to URI [options]\n"
-		    "--guest PATH --resume [--to URI] [options]",
+		    "--guest PATH --resume [--to URI] [options]\n"
+		    "--guest PATH --defer [options]",
 	.about = "Migrate the running guest whose control socket is PATH to the\n"
 		 "destination listening at URI (tcp:HOST:PORT or unix:PATH), with\n"
 		 "precopy first (pages are sent while the guest runs, then what it\n"
@@ -120,7 +127,11 @@ static const struct mig_cli cli = {
 		 "\n"
 		 "A guest handed over by an engine that died after switchover is\n"
 		 "taken over instead: its migration resumes through recovery, to\n"
-		 "URI or the destination it recorded.",
+		 "URI or the destination it recorded.\n"
+		 "\n"
+		 "With --defer it attaches to the guest and waits, in state none,\n"
+		 "for the bus command migrate {\"uri\": URI}, then goes on as\n"
+		 "--to URI would have.",
 	.opts = opts,
 	.common = MIG_CLI_ENGINE,
 	.excl = excl,
@@ -145,7 +156,9 @@ int main(int argc, char **argv)
 		return r == MIG_CLI_DONE ? MIG_EXIT_OK : r;
 	if (first < argc)
 		return mig_cli_usage("unexpected argument '%s'", argv[first]);
-	if (!o.guest_ctl || (!o.to && !o.resume))
+	if (!o.guest_ctl && o.defer)
+		return mig_cli_usage("--guest is required");
+	if (!o.guest_ctl || (!o.to && !o.resume && !o.defer))
 		return mig_cli_usage("--guest and --to are required");
 	r = mig_cli_bus_path(&a, "send", bus, sizeof(bus));
 	if (r)

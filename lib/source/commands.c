@@ -30,7 +30,7 @@ static int cmd_pause(struct src *s, char *desc, size_t desclen)
 	return 0;
 }
 
-/* migrate: on a running migration only QEMU's resume of a paused one. */
+/* migrate: starts a deferred engine's migration, or resumes a paused one. */
 static int cmd_migrate(struct src *s, const struct mig_json *args, char *desc,
 		       size_t desclen)
 {
@@ -39,13 +39,11 @@ static int cmd_migrate(struct src *s, const struct mig_json *args, char *desc,
 	int r;
 
 	mig_json_get_bool(args, "resume", &resume);
-	if (!resume) {
-		snprintf(desc, desclen, "There's a migration process in progress");
-		return -EBUSY;
-	}
 	r = mig_engine_addr_arg("migrate", args, uri, sizeof(uri), desc, desclen);
 	if (r < 0)
 		return r;
+	if (!resume)
+		return src_cmd_start(s, uri, desc, desclen);
 	if (mig_engine_state(&s->e) != MIG_STATE_POSTCOPY_PAUSED) {
 		snprintf(desc, desclen, "Cannot resume if there is no paused "
 			 "migration (state %s)",

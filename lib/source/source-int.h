@@ -67,6 +67,9 @@ struct src {
 	pthread_mutex_t tx[MIG_CHAN__COUNT]; /* one writer per channel */
 	atomic_bool preempt;      /* set live by the bus until switchover */
 	struct mig_uri to;        /* where the migration goes */
+	char to_uri[256];         /* ...as given: --to, or migrate's (--defer,
+				   * under e.lock until started is set) */
+	bool started;             /* --defer: migrate was accepted (e.lock) */
 	bool compress;
 	/* bytes/s, 0 = unlimited, set live by the bus: precopy's, the pump's */
 	_Atomic uint64_t max_bw, max_postcopy_bw;
@@ -91,6 +94,7 @@ struct src {
 
 /* source.c */
 int src_bind_guest(struct src *s, const char *to);
+int src_cmd_start(struct src *s, const char *uri, char *desc, size_t desclen);
 
 /* pump.c */
 int src_send_msg(struct src *s, enum mig_chan_slot c, uint32_t type,

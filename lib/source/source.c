@@ -178,12 +178,12 @@ int src_bind_guest(struct src *s, const char *to)
 /* Everything before switchover; the guest keeps running on any failure. */
 static int setup(struct src *s)
 {
-	int r = mig_uri_parse(s->o->to, &s->to);
+	int r = mig_uri_parse(s->to_uri, &s->to);
 
 	if (r < 0)
-		mig_engine_error(&s->e, "bad destination URI '%s'", s->o->to);
+		mig_engine_error(&s->e, "bad destination URI '%s'", s->to_uri);
 	if (r == 0)
-		r = src_bind_guest(s, s->o->to);
+		r = src_bind_guest(s, s->to_uri);
 	if (r == 0)
 		r = src_open_chans(s, &s->to, false);
 	if (r == 0 && (r = send_ram_info(s)) < 0)
@@ -204,6 +204,8 @@ static struct src *src_new(const struct mig_source_opts *o)
 		return NULL;
 	s->o = o;
 	s->memfd = -1;
+	if (o->to)
+		snprintf(s->to_uri, sizeof(s->to_uri), "%s", o->to);
 	s->preempt = o->preempt;
 	s->compress = o->compress;
 	s->max_bw = s->max_postcopy_bw = o->max_bandwidth;
@@ -272,7 +274,7 @@ static int choose(struct src *s)
  */
 static void take_over(struct src *s)
 {
-	const char *to = s->o->to ? s->o->to : s->gi.rec.peer;
+	const char *to = s->to_uri[0] ? s->to_uri : s->gi.rec.peer;
 
 	if (s->gi.rec.phase == MIG_GUEST_COMPLETED) {
 		mig_info("engine", "migration %s had completed: the guest runs on "
@@ -297,6 +299,66 @@ static void take_over(struct src *s)
 	pthread_mutex_unlock(&s->e.lock);
 	mig_engine_post(&s->e, MIG_EV_RECOVER);
 	postcopy_loop(s);
+}
+
+/* migrate without resume (bus thread: no blocking): where a deferred
+ * engine goes; its control loop starts there (wait_start). */
+int src_cmd_start(struct src *s, const char *uri, char *desc, size_t desclen)
+{
+	enum mig_state st = mig_engine_state(&s->e);
+	struct mig_uri u;
+	bool started;
+
+	pthread_mutex_lock(&s->e.lock);
+	started = !s->o->defer || s->started;
+	pthread_mutex_unlock(&s->e.lock);
+	if (mig_state_terminal(st)) {
+		snprintf(desc, desclen, "migrate: this engine's migration has "
+			 "ended (%s)", mig_state_name(st));
+		return -EINVAL;
+	}
+	if (started) {
+		/* QEMU's words for a second migrate: managers may match them */
+		snprintf(desc, desclen, "There's a migration process in progress");
+		return -EBUSY;
+	}
+	if (!uri || mig_uri_parse(uri, &u) < 0 || strlen(uri) >= sizeof(s->to_uri)) {
+		snprintf(desc, desclen, "migrate: bad or missing 'uri' "
+			 "(tcp:HOST:PORT or unix:PATH)");
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&s->e.lock);
+	snprintf(s->to_uri, sizeof(s->to_uri), "%s", uri);
+	s->started = true;
+	pthread_mutex_unlock(&s->e.lock);
+	mig_engine_signal(&s->e);
+	return 0;
+}
+
+/* --defer: attached, the guest running untouched, wait in none until
+ * migrate names the destination (src_cmd_start). false: a signal or
+ * migrate-cancel came first; nothing began, so the engine ends cancelled
+ * and the guest goes on as if it had never been attached. */
+static bool wait_start(struct src *s)
+{
+	bool started;
+
+	mig_info("engine", "waiting for migrate");
+	for (;;) {
+		unsigned ev = mig_engine_wait(&s->e, -1);
+
+		if (ev & (MIG_EV_SIGNAL | MIG_EV_CANCEL)) {
+			mig_engine_move(&s->e, MIG_STATE_CANCELLED);
+			return false;
+		}
+		pthread_mutex_lock(&s->e.lock);
+		started = s->started;
+		pthread_mutex_unlock(&s->e.lock);
+		if (started) {
+			s->e.t_start_ns = mig_now_ns(); /* it begins now */
+			return true;
+		}
+	}
 }
 
 /* A new migration; r < 0: attaching to the guest failed, which shows as
@@ -326,7 +388,7 @@ static int migrate(struct src *s, int r)
 int mig_source_run(const struct mig_source_opts *o, enum mig_state *final)
 {
 	struct src *s = src_new(o);
-	int r, ready_fd;
+	int r, ready_fd, kind;
 
 	if (!s)
 		return -ENOMEM;
@@ -339,13 +401,18 @@ int mig_source_run(const struct mig_source_opts *o, enum mig_state *final)
 	mig_ready_notify(&ready_fd);
 	s->e.t_start_ns = mig_now_ns();
 	r = attach_guest(s);
-	if (r < 0 || (r = choose(s)) == 0) {
+	kind = r < 0 ? 0 : choose(s); /* attach failed: shown as setup -> failed */
+	if (r == 0 && kind >= 0 && o->defer && !wait_start(s))
+		kind = -ECANCELED; /* stopped while deferred: an end, no error */
+	if (kind == 0) {
 		r = migrate(s, r);
-	} else if (r == 1) {
+	} else if (kind == 1) {
 		take_over(s);
 		/* refused before it could pause: nothing was resumed */
 		r = mig_engine_state(&s->e) == MIG_STATE_NONE && !s->done_before ?
 		    -EINVAL : 0;
+	} else if (kind != -ECANCELED) {
+		r = kind;
 	}
 	src_join_digest(s);
 	*final = s->done_before ? MIG_STATE_COMPLETED : mig_engine_state(&s->e);

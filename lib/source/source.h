@@ -28,6 +28,8 @@ struct mig_source_opts {
 				  * switchover, NULL: the one it recorded */
 	bool resume;             /* only take over a migration past
 				  * switchover (-ESRCH if the guest has none) */
+	bool defer;              /* to NULL: wait, attached, for the bus
+				  * command migrate to say where to */
 	const char *uuid;        /* migration UUID (random when NULL) */
 	uint64_t max_bandwidth;  /* bytes/s for the background pump, 0 = none */
 	bool preempt;            /* requested pages on their own channel */
@@ -39,7 +41,10 @@ struct mig_source_opts {
 
 /* Run one migration to its end. A guest whose record says it was handed
  * over (its engine died after switchover) is taken over instead: the
- * migration resumes from postcopy-paused through recovery. Returns 0 with
+ * migration resumes from postcopy-paused through recovery. With o->defer
+ * the engine attaches, then waits in none until migrate names the
+ * destination; a signal or migrate-cancel there ends it cancelled, the
+ * guest untouched. Returns 0 with
  * *final set to the state it ended in (completed, failed, cancelled, or
  * postcopy-paused when stopped by a signal with the guest split), or -errno
  * when it could not start: -EADDRINUSE (bus taken), -ENOENT/-ECONNREFUSED
