@@ -182,6 +182,18 @@ s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); signal
 	done
 }
 
+@test "migrate-cancel to a deferred mig-send: cancelled (1), the guest runs on untouched" {
+	guest src 32M --workload ab
+	start send mig-send --name m --defer --guest "$T/src.ctl"
+	watcher ws "$SRC_BUS"
+	bus_ok "$SRC_BUS" migrate-cancel
+	wait_exit send 20
+	[ "$status" -eq 1 ]
+	saw ws cancelled
+	assert_eq "the guest's migration" "$(guest_json "$T/src.ctl" .migration)" null
+	guest_runs "$T/src.ctl"
+}
+
 @test "migrate to an address nobody listens on fails as --to does: setup, failed, 69, the guest runs on" {
 	guest src 32M --workload ab
 	start send mig-send --name m --defer --guest "$T/src.ctl"
