@@ -214,6 +214,27 @@ static void join(char *out, size_t len, const char *path, const char *name)
 	snprintf(out, len, "%s%s%s", path, *path ? "." : "", name);
 }
 
+/* A union's tag first, as QEMU does: the members depend on it. */
+static int check_tag(struct check *c, const struct mig_json *t,
+		     const struct mig_json *v, const char *path)
+{
+	const char *tag = mig_json_get_str(t, "tag");
+	const struct mig_json *members = mig_json_get(t, "members");
+	char sub[PATH_BYTES];
+
+	if (!tag || !mig_json_get(v, tag))
+		return 0;
+	join(sub, sizeof(sub), path, tag);
+	for (size_t i = 0; i < mig_json_array_len(members); i++) {
+		const struct mig_json *m = mig_json_array_at(members, i);
+
+		if (!strcmp(mig_json_get_str(m, "name"), tag))
+			return check_value(c, mig_json_get_str(m, "type"),
+					   mig_json_get(v, tag), sub);
+	}
+	return 0;
+}
+
 static int check_object(struct check *c, const struct mig_json *t,
 			const struct mig_json *v, const char *path)
 {
@@ -225,6 +246,9 @@ static int check_object(struct check *c, const struct mig_json *t,
 	if (!mig_json_is_object(v))
 		return fail(c, "Invalid parameter type for '%s', expected: %s",
 			    *path ? path : "arguments", "object");
+	r = check_tag(c, t, v, path);
+	if (r < 0)
+		return r;
 	collect(c, t, v, path, m, &n, sizeof(m) / sizeof(m[0]));
 	for (i = 0; i < mig_json_members_len(v); i++) {
 		const char *key = mig_json_key(mig_json_member_at(v, i));

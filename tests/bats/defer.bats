@@ -118,7 +118,7 @@ s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); signal
 	jq -e '.error.desc | test("cannot listen on tcp:127.0.0.1:[0-9]+: Address already in use")' <<<"$output"
 	bus "$DST_BUS" migrate-incoming '{"uri": "tcp:nowhere"}'
 	[ "$status" -eq 2 ]
-	jq -e '.error.desc | test("bad or missing .uri.")' <<<"$output"
+	jq -e '.error.desc == "Invalid migration address '"'"'tcp:nowhere'"'"': tcp:HOST:PORT or unix:PATH"' <<<"$output"
 	status_is "$DST_BUS" none
 	free=$(free_port)
 	bus_ok "$DST_BUS" migrate-incoming "{\"uri\": \"tcp:127.0.0.1:$free\"}"

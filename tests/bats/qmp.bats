@@ -240,11 +240,21 @@ events_match_bus() {
 			"Capability 'events' cannot be disabled: mig always emits MIGRATION events"
 		refused "$bus" migrate-set-capabilities '{"capabilities": [{"state": true}]}' \
 			GenericError "Parameter 'capabilities[0].capability' is missing"
-		refused "$bus" migrate-incoming '{"uri": "tcp:127.0.0.1:1", "channels": []}' \
-			GenericError "~mutually exclusive"
-		refused "$bus" migrate-incoming '{"channels": [{"channel-type": "main",
+	done
+	# the address, in either of QEMU's forms: migrate-incoming's as migrate's
+	for cmd in "$DST_BUS migrate-incoming" "$SRC_BUS migrate"; do
+		set -- $cmd
+		refused "$1" "$2" '{"uri": "tcp:127.0.0.1:1", "channels": []}' GenericError \
+			"'uri' and 'channels' arguments are mutually exclusive; exactly one of the two should be present in '$2' qmp command"
+		refused "$1" "$2" '{}' GenericError "need either 'uri' or 'channels' argument"
+		refused "$1" "$2" '{"channels": [{"channel-type": "main",
 			"addr": {"transport": "exec", "args": ["nc"]}}]}' GenericError \
-			"~^Parameter 'channels\\[0\\]\\.addr\\.transport' does not accept value 'exec'"
+			"Parameter 'channels[0].addr.transport' does not accept value 'exec': mig migrates over sockets only (tcp or unix)"
+		refused "$1" "$2" '{"channels": [{"channel-type": "main",
+			"addr": {"transport": "socket", "type": "inet", "host": "h"}}]}' GenericError \
+			"Parameter 'channels[0].addr.port' is missing"
+		refused "$1" "$2" '{"uri": "exec:nc"}' GenericError \
+			"Invalid migration address 'exec:nc': tcp:HOST:PORT or unix:PATH"
 	done
 	# source-only ranges, and a refused change leaves the others alone
 	ok "$SRC_BUS" migrate-set-parameters '{"max-bandwidth": 1000000}'
