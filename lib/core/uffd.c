@@ -146,7 +146,7 @@ int mig_uffd_wake(int uffd, uint64_t dst, size_t len)
 	return ioctl(uffd, UFFDIO_WAKE, &r) < 0 ? -errno : 0;
 }
 
-int mig_uffd_read_fault(int uffd, uint64_t *addr)
+int mig_uffd_read_fault_tid(int uffd, uint64_t *addr, pid_t *tid)
 {
 	struct uffd_msg msg;
 
@@ -163,8 +163,17 @@ int mig_uffd_read_fault(int uffd, uint64_t *addr)
 		if (msg.event != UFFD_EVENT_PAGEFAULT)
 			continue;
 		*addr = msg.arg.pagefault.address & ~(uint64_t)(MIG_PAGE_SIZE - 1);
+		/* zero without UFFD_FEATURE_THREAD_ID: the field is unset */
+		*tid = (pid_t)msg.arg.pagefault.feat.ptid;
 		return 1;
 	}
+}
+
+int mig_uffd_read_fault(int uffd, uint64_t *addr)
+{
+	pid_t tid;
+
+	return mig_uffd_read_fault_tid(uffd, addr, &tid);
 }
 
 const char *mig_uffd_strerror(int err)

@@ -12,6 +12,7 @@
 #include <linux/userfaultfd.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* The headers of the build host may predate the kernel (WP_UNPOPULATED is
  * 6.4, WP_ASYNC 6.7): the ABI values. */
@@ -43,6 +44,10 @@ int mig_uffd_wake(int uffd, uint64_t dst, size_t len);
 /* Next page-fault address: 1 with *addr, 0 when none is pending (the fd is
  * non-blocking), or -errno. Non-fault events are skipped. */
 int mig_uffd_read_fault(int uffd, uint64_t *addr);
+/* The same, with the id of the faulting thread in *tid: 0 unless the uffd
+ * was opened with UFFD_FEATURE_THREAD_ID. The kernel queues one message
+ * per faulting thread, so several may name one page. */
+int mig_uffd_read_fault_tid(int uffd, uint64_t *addr, pid_t *tid);
 
 /* Translate an errno from this module into a message fragment for logs. */
 const char *mig_uffd_strerror(int err);

@@ -46,10 +46,11 @@ int guestd_ram_open(struct guestd *gd)
 }
 
 /* Incoming: every page faults until an engine places it. Registered before
- * any vCPU exists, and nothing here touches RAM afterwards. */
+ * any vCPU exists, and nothing here touches RAM afterwards. THREAD_ID: the
+ * engine tells which vCPU waits, for its blocktime. */
 int guestd_uffd_setup(struct guestd *gd)
 {
-	int r = mig_uffd_open(UFFD_FEATURE_MISSING_SHMEM);
+	int r = mig_uffd_open(UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_THREAD_ID);
 
 	if (r < 0) {
 		mig_err("guest", "userfaultfd: %s", mig_uffd_strerror(r));

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,7 +30,12 @@ static void *vcpu_main(void *arg)
 {
 	struct vcpu *v = arg;
 	struct guestd *gd = v->gd;
+	char name[16];
 
+	/* "vcpuN" is how an engine tells which vCPU a userfault stops
+	 * (/proc/PID/task/TID/comm): named before it can touch RAM */
+	snprintf(name, sizeof(name), "vcpu%u", v->idx);
+	pthread_setname_np(pthread_self(), name);
 	pthread_mutex_lock(&gd->lock);
 	while (!gd->quit) {
 		if (!atomic_load(&gd->stop)) {
