@@ -113,16 +113,19 @@ void mig_json_add_str(struct mig_json *obj, const char *key, const char *v)
  * check that lets the last digits go: print bigger integers ourselves. */
 #define EXACT_PRINT_LIMIT 1e15
 
-void mig_json_add_int(struct mig_json *obj, const char *key, int64_t v)
+struct mig_json *mig_json_new_int(int64_t v)
 {
 	char text[24];
 
-	if (v > -EXACT_PRINT_LIMIT && v < EXACT_PRINT_LIMIT) {
-		mig_json_add(obj, key, mj(cJSON_CreateNumber((double)v)));
-		return;
-	}
+	if (v > -EXACT_PRINT_LIMIT && v < EXACT_PRINT_LIMIT)
+		return mj(cJSON_CreateNumber((double)v));
 	snprintf(text, sizeof(text), "%lld", (long long)v);
-	mig_json_add(obj, key, mj(cJSON_CreateRaw(text)));
+	return mj(cJSON_CreateRaw(text));
+}
+
+void mig_json_add_int(struct mig_json *obj, const char *key, int64_t v)
+{
+	mig_json_add(obj, key, mig_json_new_int(v));
 }
 
 void mig_json_add_double(struct mig_json *obj, const char *key, double v)

@@ -17,6 +17,8 @@ struct mig_json *mig_json_new_object(void);
 struct mig_json *mig_json_new_array(void);
 /* A string value (NULL is taken as ""). */
 struct mig_json *mig_json_new_str(const char *v);
+/* An integer, printed exactly whatever its size. */
+struct mig_json *mig_json_new_int(int64_t v);
 /* NULL if text is not exactly one valid JSON value (trailing spaces ok). */
 struct mig_json *mig_json_parse(const char *text, size_t len);
 void mig_json_free(struct mig_json *j);
