@@ -131,7 +131,8 @@ static void dst_query(struct mig_engine *e, struct mig_json *ret)
 {
 	struct dst *d = e->ctx;
 	struct mig_latency_summary s;
-	struct mig_json *lat;
+	struct dst_blocktime bt;
+	struct mig_json *lat, *vbt;
 	pid_t pid;
 
 	if (mig_json_get(ret, "ram"))
@@ -143,6 +144,12 @@ static void dst_query(struct mig_engine *e, struct mig_json *ret)
 	pid = d->guest_pid;
 	if (pid > 0)
 		mig_json_add_int(ret, "x-guest-pid", pid);
+	dst_blocktime_get(d, &bt);
+	mig_json_add_int(ret, "postcopy-blocktime", bt.total_ms);
+	vbt = mig_json_new_array();
+	for (uint32_t v = 0; v < bt.nvcpus; v++)
+		mig_json_append(vbt, mig_json_new_int(bt.vcpu_ms[v]));
+	mig_json_add(ret, "postcopy-vcpu-blocktime", vbt);
 	if (!d->e.lat)
 		return;
 	mig_latency_summary(d->e.lat, &s);

@@ -16,6 +16,7 @@
  *   recovery.c   pause, migrate-recover, the recovery handshake, resume
  *   supervise.c  the incoming guest: spawn, claim, pidfd, reaping
  *   commands.c   bus commands and query-migrate
+ *   blocktime.c  how long vCPUs wait on missing pages
  */
 #ifndef MIG_DEST_INT_H
 #define MIG_DEST_INT_H
@@ -32,6 +33,7 @@
 #include "dest/dest.h"
 #include "engine/engine.h"
 #include "guest/guest.h"
+#include "guest/workload.h"
 
 /* Connections still owing us their hello; a silent one is dropped after
  * HELLO_TIMEOUT_MS so it can never wedge the listener. */
@@ -74,6 +76,7 @@ struct dst {
 	uint64_t base, npages;
 	struct mig_bitmap *received, *requested;
 	_Atomic uint64_t *fault_ns; /* per page: when a vCPU first faulted */
+	struct dst_bt *bt;          /* blocktime.c; outlives the bus */
 
 	pthread_mutex_t rp_lock;    /* the return path: one writer, link_up */
 	bool link_up;
@@ -146,5 +149,62 @@ void dst_kill_guest(struct dst *d);
 
 /* commands.c */
 extern const struct mig_engine_ops dst_ops;
+
+/*
+ * blocktime.c: postcopy blocktime as QEMU's query-migrate reports it. Per
+ * vCPU, the time it spent waiting on missing pages; in all, the time during
+ * which every vCPU waited at once. The accounting is pure (dst_bt_acct_*:
+ * the caller passes the time, which never goes back, and serialises the
+ * calls); struct dst_bt wraps it with a lock for the engine's threads.
+ */
+struct dst_bt_vcpu {
+	uint64_t since_ns;          /* waiting since; 0 while it runs */
+	uint64_t page;              /* what it waits for, while it does */
+	uint64_t ns;                /* its waits that ended */
+};
+
+struct dst_bt_acct {
+	unsigned nvcpus;
+	unsigned nblocked;          /* vCPUs waiting now */
+	uint64_t all_since_ns;      /* the last one's wait began, while all wait */
+	uint64_t all_ns;            /* all-waiting intervals that ended */
+	struct dst_bt_vcpu v[MIG_WORKLOAD_MAX_VCPUS];
+};
+
+/* What query-migrate shows: ongoing waits counted up to now. */
+struct dst_blocktime {
+	uint32_t total_ms;
+	uint32_t nvcpus;
+	uint32_t vcpu_ms[MIG_WORKLOAD_MAX_VCPUS];
+};
+
+/* nvcpus vCPUs, none waiting (clamped to MIG_WORKLOAD_MAX_VCPUS). */
+void dst_bt_acct_reset(struct dst_bt_acct *a, unsigned nvcpus);
+/* vCPU v faulted on page: it waits from now on. One already waiting (woken,
+ * it faulted again before its page was seen placed) waits on, for this one.
+ * A v out of range is not counted. */
+void dst_bt_acct_fault(struct dst_bt_acct *a, unsigned v, uint64_t page,
+		       uint64_t now_ns);
+/* page is present: the vCPUs waiting on it run again. */
+void dst_bt_acct_placed(struct dst_bt_acct *a, uint64_t page, uint64_t now_ns);
+void dst_bt_acct_read(const struct dst_bt_acct *a, uint64_t now_ns,
+		      struct dst_blocktime *out);
+
+/* Made before the bus opens, freed after it closes (NULL: a no-op). */
+struct dst_bt *dst_blocktime_new(void);
+void dst_blocktime_free(struct dst_bt *bt);
+/* The guest runs nvcpus vCPUs: counting starts afresh, before it runs. */
+void dst_blocktime_start(struct dst *d, unsigned nvcpus);
+/* The fault thread's: the vCPU index of thread tid of the guest, or -1
+ * (not a vCPU, or unknown). */
+int dst_blocktime_vcpu(struct dst *d, pid_t tid);
+/* The fault thread's: vCPU vcpu waits on page. */
+void dst_blocktime_fault(struct dst *d, int vcpu, uint64_t page);
+/* page is present: call only for a page a vCPU faulted on, whoever saw it
+ * present first (fault_ns[page] was set, or the fault thread found it
+ * there). */
+void dst_blocktime_placed(struct dst *d, uint64_t page);
+/* Any thread, at any time: the counts up to now (zero before the start). */
+void dst_blocktime_get(struct dst *d, struct dst_blocktime *out);
 
 #endif

@@ -35,6 +35,9 @@ static int dst_open(struct dst *d, const struct mig_dest_opts *o)
 		d->pend[i].fd = -1;
 	pthread_mutex_init(&d->rp_lock, NULL);
 	pthread_mutex_init(&d->blob_lock, NULL);
+	d->bt = dst_blocktime_new(); /* before the bus, which queries it */
+	if (!d->bt)
+		return -ENOMEM;
 	r = mig_engine_init(&d->e, MIG_SIDE_DEST, &o->common, &dst_ops, d);
 	if (r < 0)
 		return r;
@@ -150,6 +153,7 @@ static int take_over(struct dst *d)
 	if (n < 0)
 		return (int)n;
 	d->e.st.present = (uint64_t)n;
+	dst_blocktime_start(d, gi.vcpus);
 	dst_watch_guest(d, gi.pid, false);
 	r = dst_bind_guest(d, gi.rec.peer);
 	if (r == 0 && d->uffd >= 0)
@@ -435,6 +439,7 @@ out:
 	dst_close(d);
 	if (d->e.sm)
 		mig_engine_fini(&d->e);
+	dst_blocktime_free(d->bt); /* once the bus is closed */
 	free(d);
 	return r;
 }

@@ -43,8 +43,10 @@ static void mark_present(struct dst *d, uint64_t first, uint64_t n)
 			continue;
 		d->e.st.present++;
 		t = atomic_exchange(&d->fault_ns[p], 0);
-		if (t)
-			mig_latency_add(d->e.lat, now - t);
+		if (!t)
+			continue; /* no vCPU waits for it */
+		mig_latency_add(d->e.lat, now - t);
+		dst_blocktime_placed(d, p);
 	}
 	if (d->e.st.present == d->npages &&
 	    !atomic_exchange(&d->complete_posted, true))
@@ -146,10 +148,15 @@ static int discard(struct dst *d, const uint8_t *buf, uint32_t len)
 
 static void take_blob(struct dst *d, const uint8_t *buf, uint32_t len)
 {
+	struct mig_workload_state st;
 	uint8_t *copy = malloc(len);
 
 	if (!copy)
 		return;
+	/* how many vCPUs will wait on pages: the guest learns it from this
+	 * blob too, and runs none before it has loaded it */
+	if (mig_workload_state_decode(buf, len, d->e.ram_bytes, &st) == 0)
+		dst_blocktime_start(d, st.vcpus);
 	memcpy(copy, buf, len);
 	pthread_mutex_lock(&d->blob_lock);
 	free(d->blob);

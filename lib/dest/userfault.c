@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <unistd.h>
 
 #include "base/log.h"
@@ -38,25 +39,49 @@ int dst_send_req(struct dst *d, uint64_t page)
 	return dst_rp_send(d, MIG_MSG_REQ, buf, mig_wire_enc_req(buf, &rq));
 }
 
-static void on_fault(struct dst *d, uint64_t addr)
+/* The first fault on a page asks for it; the time is kept for its
+ * latency, and says a vCPU waits for it. An exchange, not a store: see
+ * on_fault. */
+static void request(struct dst *d, uint64_t page, uint64_t now)
 {
-	uint64_t page;
-
-	if (addr < d->base || addr >= d->base + d->e.ram_bytes)
-		return;
-	page = (addr - d->base) / MIG_PAGE_SIZE;
-	if (mig_bitmap_test(d->received, page)) {
-		/* placed between the fault and now: just wake the vCPU */
-		mig_uffd_wake(d->uffd, addr, MIG_PAGE_SIZE);
-		return;
-	}
-	if (mig_bitmap_set(d->requested, page))
-		return; /* another vCPU asked already */
-	atomic_store(&d->fault_ns[page], mig_now_ns());
+	atomic_exchange(&d->fault_ns[page], now);
 	d->e.st.requests++;
 	/* while the link is down the bit stays set and the request is sent
 	 * again once a recovery resumes */
 	dst_send_req(d, page);
+}
+
+/*
+ * A thread faulted (tid: 0 when unknown). Once its page is placed, no wait
+ * on it may go on counting. A receiver sets received, then exchanges
+ * fault_ns for 0 and, if it was set, ends the page's waits (under the
+ * blocktime lock, under which the wait is counted here). Here the wait is
+ * counted first, and received is read again after fault_ns is set: if the
+ * receiver's exchange came first, ours reads its 0 and so sees received
+ * set (both are seq_cst); if not, the receiver ends the wait. A fault on a
+ * page asked for already comes after the first one's, on this thread.
+ */
+static void on_fault(struct dst *d, uint64_t addr, pid_t tid)
+{
+	uint64_t page;
+	int vcpu;
+
+	if (addr < d->base || addr >= d->base + d->e.ram_bytes)
+		return;
+	page = (addr - d->base) / MIG_PAGE_SIZE;
+	vcpu = dst_blocktime_vcpu(d, tid);
+	dst_blocktime_fault(d, vcpu, page);
+	if (!mig_bitmap_test(d->received, page)) {
+		/* set: another vCPU asked already */
+		if (!mig_bitmap_set(d->requested, page))
+			request(d, page, mig_now_ns());
+		if (!mig_bitmap_test(d->received, page))
+			return;
+	}
+	/* placed between the fault and now: just wake the vCPU */
+	mig_uffd_wake(d->uffd, addr, MIG_PAGE_SIZE);
+	if (vcpu >= 0)
+		dst_blocktime_placed(d, page);
 }
 
 static void *fault_main(void *arg)
@@ -67,12 +92,13 @@ static void *fault_main(void *arg)
 
 	while (!atomic_load(&d->stop_fault)) {
 		uint64_t addr;
+		pid_t tid;
 		int r;
 
 		if (poll(p, 2, -1) < 0 && errno != EINTR)
 			break;
-		while ((r = mig_uffd_read_fault(d->uffd, &addr)) > 0)
-			on_fault(d, addr);
+		while ((r = mig_uffd_read_fault_tid(d->uffd, &addr, &tid)) > 0)
+			on_fault(d, addr, tid);
 		if (r < 0) {
 			mig_err("uffd", "reading faults: %s", mig_uffd_strerror(r));
 			break;
