@@ -115,7 +115,9 @@ struct mig_engine {
 	_Atomic uint64_t bytes_at_stop, bytes_at_run; /* st.bytes then */
 	_Atomic uint64_t t_pump_start_ns;
 	struct mig_stats st;
-	struct mig_latency *lat;  /* destination: fault -> page placed */
+	/* destination: fault -> page placed; set once by the control loop, read
+	 * by the bus thread */
+	struct mig_latency *_Atomic lat;
 	_Atomic uint64_t digest;  /* of all RAM at switchover (--digest) */
 	atomic_bool has_digest;   /* set once digest holds the value */
 	struct mig_rate_sample rate[2]; /* older, newer: query-migrate only */

@@ -79,6 +79,21 @@ release() { kill -USR1 "$(pid_of "$1")"; }
 	done
 	run python3 "$H/qmp.py" "$SRC_BUS" --greeting 3>&-
 	jq -e '.QMP.version.package == "mig 0.1.0" and .QMP.capabilities == []' <<<"$output"
+	# mig-protocol(7) documents every command, event, member and
+	# capability served, each marked QEMU's or mig's
+	local man=$BATS_TEST_DIRNAME/../../man/mig-protocol.7 name missing=
+	for name in $(python3 "$H/qmp.py" "$SRC_BUS" query-qmp-schema 3>&- | jq -r '
+		.return[] | select(."meta-type" == "command" or ."meta-type" == "event"
+			or (."meta-type" == "object" and (.name | test("^Schema|^q_|Version|Command") | not)))
+		| .name, (.members[]?.name)' | sort -u) \
+		$(python3 "$H/qmp.py" "$SRC_BUS" query-qmp-schema 3>&- | jq -r '
+		.return[] | select(.name == "MigrationCapability" or .name == "RunState") | .members[].name'); do
+		[[ $name =~ ^[a-z_-]+$|^[A-Z_]+$ ]] || continue
+		grep -qF -- "${name//-/\\-}" "$man" || missing+=" $name"
+	done
+	[ -z "$missing" ] || { echo "# not in mig-protocol(7):$missing" >&2; false; }
+	grep -c '\[QEMU\]' "$man" | awk '$1 < 30 { exit 1 }'
+	grep -c '\[mig\]' "$man" | awk '$1 < 10 { exit 1 }'
 }
 
 @test "every reply and event fits the schema in every state, both sides, paused and recovering included" {
@@ -201,8 +216,9 @@ events_have() { [[ " $(history "$1") " == *" $2 "* ]]; }
 		and (.return."postcopy-vcpu-blocktime" | length) == 1' <<<"$output"
 	# cancelling what has ended is no error, as in QEMU
 	ok "$SRC_BUS" migrate_cancel
-	finish_and_verify
 	events_match_bus "$SRC_BUS" "setup active postcopy-active postcopy-paused postcopy-recover-setup postcopy-paused postcopy-recover-setup postcopy-recover postcopy-active completed"
+	events_match_bus "$DST_BUS" "setup active postcopy-active postcopy-paused postcopy-recover postcopy-active completed"
+	finish_and_verify
 }
 
 # events_match_bus BUS STATES: the MIGRATION statuses of the history, in order.
