@@ -116,6 +116,14 @@ release() { kill -USR1 "$(pid_of "$1")"; }
 	release p0
 	checked source active
 	checked destination active
+	# MIGRATION_PASS comes as a pass starts (QEMU's rule): pass 1 is
+	# announced while its 16 s at 16 MB/s have barely begun
+	q "$SRC_BUS" query-migrate
+	jq -e '.return.ram."dirty-sync-count" == 0' <<<"$output"
+	qmp "$SRC_BUS" '{"execute":"x-query-events","id":"h"}'
+	grep '"id":"h"' <<<"$output" | jq -e '[.return[] | select(.event == "MIGRATION_PASS")] ==
+		[.return[] | select(.event == "MIGRATION_PASS" and .data == {"pass": 1})] and
+		([.return[] | select(.event == "MIGRATION_PASS")] | length) == 1'
 	ok "$SRC_BUS" migrate-start-postcopy
 	checked source postcopy-active
 	checked destination postcopy-active
