@@ -36,8 +36,9 @@
 /* Command handler, run on the bus thread (so it must not call
  * mig_bus_close(); mig_bus_emit() is fine): keep it short (the bus must answer
  * every client within 100 ms). Return 0 with *ret set (NULL means {}), or
- * -ENOENT for an unknown command (CommandNotFound), or another -errno with
- * a one-line desc (GenericError). args may be NULL. */
+ * -ENOENT with desc left empty for an unknown command (CommandNotFound), or
+ * -errno with a one-line desc (GenericError, whatever the errno, -ENOENT
+ * of a failed listen included). args may be NULL. */
 typedef int (*mig_bus_cmd_fn)(void *ctx, const char *cmd,
 			      const struct mig_json *args,
 			      struct mig_json **ret, char *desc, size_t desclen);

@@ -137,7 +137,7 @@ static struct mig_json *call_handler(struct mig_bus *b, const char *cmd,
 	if (r >= 0)
 		return reply_ok(ret);
 	mig_json_free(ret);
-	if (r == -ENOENT) {
+	if (r == -ENOENT && !desc[0]) {
 		snprintf(desc, sizeof(desc), "The command %s has not been found",
 			 cmd);
 		return reply_err("CommandNotFound", desc);

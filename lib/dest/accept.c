@@ -257,8 +257,7 @@ int dst_cmd_incoming(struct dst *d, const char *uri, char *desc, size_t desclen)
 	if (fd < 0) {
 		snprintf(desc, desclen, "migrate-incoming: cannot listen on %s: %s",
 			 uri, strerror(-fd));
-		/* -ENOENT (no such directory) would read as an unknown command */
-		return fd == -ENOENT ? -EADDRNOTAVAIL : fd;
+		return fd;
 	}
 	pthread_mutex_lock(&d->e.lock);
 	d->new_lfd = fd;

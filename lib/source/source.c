@@ -306,7 +306,6 @@ static void take_over(struct src *s)
 int src_cmd_start(struct src *s, const char *uri, char *desc, size_t desclen)
 {
 	enum mig_state st = mig_engine_state(&s->e);
-	struct mig_uri u;
 	bool started;
 
 	pthread_mutex_lock(&s->e.lock);
@@ -322,9 +321,9 @@ int src_cmd_start(struct src *s, const char *uri, char *desc, size_t desclen)
 		snprintf(desc, desclen, "There's a migration process in progress");
 		return -EBUSY;
 	}
-	if (!uri || mig_uri_parse(uri, &u) < 0 || strlen(uri) >= sizeof(s->to_uri)) {
-		snprintf(desc, desclen, "migrate: bad or missing 'uri' "
-			 "(tcp:HOST:PORT or unix:PATH)");
+	/* the bus parsed uri already (mig_engine_addr_arg) */
+	if (strlen(uri) >= sizeof(s->to_uri)) {
+		snprintf(desc, desclen, "migrate: the address is too long");
 		return -EINVAL;
 	}
 	pthread_mutex_lock(&s->e.lock);

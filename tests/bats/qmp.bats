@@ -291,6 +291,9 @@ events_match_bus() {
 	refused "$DST_BUS" migrate-set-parameters '{"max-bandwidth": 5}' GenericError \
 		"Parameter 'max-bandwidth' has no effect on the destination: set it on the source"
 	refused "$DST_BUS" migrate '{"uri": "tcp:127.0.0.1:1"}' GenericError "~is a source command"
+	# a failed listen is the command's error, whatever its errno
+	refused "$DST_BUS" migrate-incoming '{"uri": "unix:/nonexistent/in.sock"}' GenericError \
+		"migrate-incoming: cannot listen on unix:/nonexistent/in.sock: No such file or directory"
 	# QMP itself: members of the request, capabilities negotiation
 	run python3 -c '
 import json, sys

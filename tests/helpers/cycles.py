@@ -21,9 +21,13 @@ Every wait is bounded by --timeout; the whole run by --deadline.
 """
 import argparse
 import json
+import os
 import socket
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import qmp  # noqa: E402
 
 RSS_FIELDS = ("VmRSS", "RssAnon", "RssFile", "RssShmem")
 
@@ -32,70 +36,45 @@ class Fail(Exception):
     pass
 
 
-class Bus:
-    """A QMP client holding one connection; events are kept in order."""
+class Bus(qmp.QMP):
+    """One QMP connection for the whole run; events are kept in order."""
 
     def __init__(self, name, path, timeout):
         self.name, self.timeout = name, timeout
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.sock.connect(path)
-        self.buf = b""
-        self.events = []
-        self.next_id = 0
-        msg = self.read(time.monotonic() + timeout)
-        if "QMP" not in msg:
-            raise Fail(f"{name}: no QMP greeting: {msg}")
-        self.execute("qmp_capabilities")
-
-    def read(self, deadline):
-        while b"\n" not in self.buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise Fail(f"{self.name}: nothing from the bus in time")
-            self.sock.settimeout(left)
-            try:
-                chunk = self.sock.recv(65536)
-            except socket.timeout:
-                continue
-            if not chunk:
-                raise Fail(f"{self.name}: the bus closed the connection")
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        return json.loads(line)
+        try:
+            super().__init__(path, timeout)
+        except (OSError, qmp.QMPError) as e:
+            raise Fail(f"{name}: {e}")
 
     def execute(self, cmd, **args):
-        self.next_id += 1
-        req = {"execute": cmd, "id": self.next_id}
-        if args:
-            req["arguments"] = args
-        self.sock.sendall(json.dumps(req).encode() + b"\n")
-        deadline = time.monotonic() + self.timeout
-        while True:
-            msg = self.read(deadline)
-            if "event" in msg:
-                self.events.append(msg)
-            elif msg.get("id") == self.next_id:
-                if "error" in msg:
-                    raise Fail(f"{self.name}: {cmd}: {msg['error'].get('desc')}")
-                return msg.get("return")
+        try:
+            msg = self.cmd(cmd, args or None)
+        except (OSError, qmp.QMPError) as e:
+            raise Fail(f"{self.name}: {cmd}: {e}")
+        if "error" in msg:
+            raise Fail(f"{self.name}: {cmd}: {msg['error'].get('desc')}")
+        return msg.get("return")
 
     def wait_status(self, want):
         """Consume events up to the first MIGRATION with status want."""
         deadline = time.monotonic() + self.timeout
         while True:
-            while self.events:
-                ev = self.events.pop(0)
-                if ev.get("event") != "MIGRATION":
-                    continue
-                st = ev.get("data", {}).get("status")
-                if st == want:
-                    return
-                if st in ("completed", "failed", "cancelled"):
-                    raise Fail(f"{self.name}: {st} while waiting for {want}")
-            msg = self.read(deadline)
-            if "event" in msg:
-                self.events.append(msg)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Fail(f"{self.name}: nothing from the bus in time")
+            try:
+                ev = self.next_event(left)
+            except socket.timeout:
+                continue
+            except (OSError, qmp.QMPError) as e:
+                raise Fail(f"{self.name}: {e}")
+            if not ev or ev.get("event") != "MIGRATION":
+                continue
+            st = ev.get("data", {}).get("status")
+            if st == want:
+                return
+            if st in qmp.TERMINAL:
+                raise Fail(f"{self.name}: {st} while waiting for {want}")
 
 
 def rss(pid):

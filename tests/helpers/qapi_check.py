@@ -380,8 +380,7 @@ class Watch:
         except (BlockingIOError, qmp.QMPError):
             pass
         finally:
-            self.ev_q.sock.setblocking(True)
-            self.ev_q.sock.settimeout(10)
+            self.ev_q.sock.settimeout(self.ev_q.timeout)
 
     def call(self, cmd, args=None):
         reply = self.q.cmd(cmd, args)

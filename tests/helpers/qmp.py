@@ -33,6 +33,7 @@ class QMPError(Exception):
 
 class QMP:
     def __init__(self, path, timeout=10.0, negotiate=True):
+        self.timeout = timeout
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
         self.sock.connect(path)
@@ -81,13 +82,14 @@ class QMP:
                 return msg
 
     def next_event(self, timeout):
+        """The next event, or None for another message; socket.timeout."""
         if self.events:
             return self.events.pop(0)
         self.sock.settimeout(timeout)
         try:
             msg = self.read()
         finally:
-            self.sock.settimeout(10.0)
+            self.sock.settimeout(self.timeout)
         return msg if "event" in msg else None
 
     def close(self):
