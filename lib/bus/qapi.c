@@ -214,23 +214,36 @@ static void join(char *out, size_t len, const char *path, const char *name)
 	snprintf(out, len, "%s%s%s", path, *path ? "." : "", name);
 }
 
-/* A union's tag first, as QEMU does: the members depend on it. */
+/* A union's tag first, as QEMU does, since the members depend on it; and
+ * the tag of the variant it selects, when that is a union too. */
 static int check_tag(struct check *c, const struct mig_json *t,
 		     const struct mig_json *v, const char *path)
 {
 	const char *tag = mig_json_get_str(t, "tag");
 	const struct mig_json *members = mig_json_get(t, "members");
+	const struct mig_json *variants = mig_json_get(t, "variants");
+	const char *which = tag ? mig_json_get_str(v, tag) : NULL;
 	char sub[PATH_BYTES];
+	size_t i;
+	int r;
 
 	if (!tag || !mig_json_get(v, tag))
 		return 0;
 	join(sub, sizeof(sub), path, tag);
-	for (size_t i = 0; i < mig_json_array_len(members); i++) {
+	for (i = 0; i < mig_json_array_len(members); i++) {
 		const struct mig_json *m = mig_json_array_at(members, i);
 
-		if (!strcmp(mig_json_get_str(m, "name"), tag))
-			return check_value(c, mig_json_get_str(m, "type"),
-					   mig_json_get(v, tag), sub);
+		if (!strcmp(mig_json_get_str(m, "name"), tag) &&
+		    (r = check_value(c, mig_json_get_str(m, "type"),
+				     mig_json_get(v, tag), sub)) < 0)
+			return r;
+	}
+	for (i = 0; i < mig_json_array_len(variants); i++) {
+		const struct mig_json *var = mig_json_array_at(variants, i);
+
+		if (!strcmp(mig_json_get_str(var, "case"), which))
+			return check_tag(c, lookup(c->q, mig_json_get_str(var, "type")),
+					 v, path);
 	}
 	return 0;
 }
