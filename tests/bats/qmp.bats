@@ -194,6 +194,8 @@ events_have() { [[ " $(history "$1") " == *" $2 "* ]]; }
 	bus_state "$SRC_BUS" active
 	ok "$SRC_BUS" query-status
 	jq -e '.return == {"running": true, "status": "running"}' <<<"$output"
+	ok "$SRC_BUS" query-migrate
+	jq -e '.return.ram.mbps > 0 and .return.ram."pages-per-second" > 0' <<<"$output"
 	ok "$SRC_BUS" migrate-start-postcopy
 	bus_state "$SRC_BUS" postcopy-active
 	bus_state "$DST_BUS" postcopy-active
@@ -204,6 +206,8 @@ events_have() { [[ " $(history "$1") " == *" $2 "* ]]; }
 	ok "$DST_BUS" migrate-pause
 	bus_state "$SRC_BUS" postcopy-paused
 	bus_state "$DST_BUS" postcopy-paused
+	# mbps and pages-per-second are current rates: nothing flows, they fall to 0
+	wait_for 10 "the source's rates to fall to 0 while paused" rates_zero "$SRC_BUS"
 	# a failed recovery, then one by the channels form
 	ok "$SRC_BUS" migrate "{\"uri\": \"tcp:127.0.0.1:$dead\", \"resume\": true}"
 	wait_for 20 "the failed attempt" events_have "$SRC_BUS" postcopy-recover-setup
@@ -227,6 +231,12 @@ events_have() { [[ " $(history "$1") " == *" $2 "* ]]; }
 	events_match_bus "$SRC_BUS" "setup active postcopy-active postcopy-paused postcopy-recover-setup postcopy-paused postcopy-recover-setup postcopy-recover postcopy-active completed"
 	events_match_bus "$DST_BUS" "setup active postcopy-active postcopy-paused postcopy-recover postcopy-active completed"
 	finish_and_verify
+}
+
+# rates_zero BUS: query-migrate's current rates are both 0.
+rates_zero() {
+	python3 "$H/qmp.py" "$1" query-migrate 3>&- |
+		jq -e '.return.ram.mbps == 0 and .return.ram."pages-per-second" == 0'
 }
 
 # events_match_bus BUS STATES: the MIGRATION statuses of the history, in order.
