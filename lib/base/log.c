@@ -58,6 +58,69 @@ bool mig_log_enabled(int level, const char *module)
 	return strstr(log_debug_mods, key) != NULL;
 }
 
+int mig_log_utf8_char(const char *p, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)p;
+	unsigned char lo = 0x80, hi = 0xbf;
+	int more;
+
+	if (u[0] < 0x80)
+		return 1;
+	if (u[0] >= 0xc2 && u[0] <= 0xdf) {
+		more = 1;
+	} else if (u[0] >= 0xe0 && u[0] <= 0xef) {
+		more = 2;
+		/* E0: no overlong form; ED: no UTF-16 surrogate */
+		lo = u[0] == 0xe0 ? 0xa0 : 0x80;
+		hi = u[0] == 0xed ? 0x9f : 0xbf;
+	} else if (u[0] >= 0xf0 && u[0] <= 0xf4) {
+		more = 3;
+		/* F0: no overlong form; F4: nothing past U+10FFFF */
+		lo = u[0] == 0xf0 ? 0x90 : 0x80;
+		hi = u[0] == 0xf4 ? 0x8f : 0xbf;
+	} else {
+		return -1; /* a continuation byte, or C0, C1, F5..FF: no lead byte */
+	}
+	for (int i = 1; i <= more; i++) {
+		if ((size_t)i >= n || u[i] < lo || u[i] > hi)
+			return -i;
+		lo = 0x80;
+		hi = 0xbf;
+	}
+	return more + 1;
+}
+
+/* A C0 control (ESC included), DEL, or C1 (U+0080..U+009F, C2 80..C2 9F):
+ * what a terminal may take as a command rather than text. */
+static bool is_control(const unsigned char *u, int n)
+{
+	if (n == 1)
+		return u[0] < 0x20 || u[0] == 0x7f;
+	return n == 2 && u[0] == 0xc2 && u[1] < 0xa0;
+}
+
+const char *mig_log_sanitize(const char *s, char *buf, size_t len)
+{
+	size_t in = 0, out = 0, n = s ? strlen(s) : 0;
+
+	while (in < n) {
+		int c = mig_log_utf8_char(s + in, n - in);
+		bool bad = c < 0 || is_control((const unsigned char *)s + in, c);
+		size_t w = bad ? 1 : (size_t)c;
+
+		if (out + w >= len)
+			break;
+		if (bad)
+			buf[out] = '?';
+		else
+			memcpy(buf + out, s + in, w);
+		out += w;
+		in += c < 0 ? (size_t)-c : (size_t)c;
+	}
+	buf[out] = '\0';
+	return buf;
+}
+
 /* One write(2) per line: lines of several threads never interleave. */
 static void emit(char *line, int n, size_t size)
 {

@@ -12,6 +12,7 @@
 
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 enum mig_log_level {
 	MIG_LOG_ERR = 0,
@@ -35,6 +36,19 @@ void mig_log(int level, const char *module, const char *fmt, ...)
 void mig_log_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void mig_log_vsay(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 void mig_log_hint(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* The UTF-8 character at p, n > 0 bytes left: its length (1 to 4) if it
+ * is valid UTF-8 (RFC 3629: shortest form, no surrogate, at most
+ * U+10FFFF), else minus the bytes of its maximal invalid part (-1 to -3),
+ * the bytes one U+FFFD stands for in Unicode's replacement practice. */
+int mig_log_utf8_char(const char *p, size_t n);
+
+/* Text another program sent (a bus's reply), made fit for a terminal or a
+ * log line: s copied into buf (len > 0) with each control character (C0,
+ * ESC among them, DEL, C1) and each invalid UTF-8 sequence replaced by
+ * one '?', and cut at a character boundary if it does not fit. NULL is taken as "".
+ * Returns buf. */
+const char *mig_log_sanitize(const char *s, char *buf, size_t len);
 
 #define mig_err(mod, ...) mig_log(MIG_LOG_ERR, mod, __VA_ARGS__)
 #define mig_warn(mod, ...) mig_log(MIG_LOG_WARN, mod, __VA_ARGS__)

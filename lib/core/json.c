@@ -4,6 +4,11 @@
  * lives here only, so cJSON's types never leak into our headers. cJSON keeps
  * numbers as doubles: integers are exact up to 2^53, which covers every
  * counter the bus reports.
+ *
+ * Every string here is valid UTF-8, as QMP's are: text that is not is
+ * refused by the parser and repaired by the constructors, so what
+ * mig_json_print() emits is valid UTF-8 whatever a caller passed in (a
+ * message cut inside a character, a client's bytes echoed back).
  */
 #include <errno.h>
 #include <math.h>
@@ -13,6 +18,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "base/log.h"
 #include "core/json.h"
 
 static cJSON *cj(const struct mig_json *j)
@@ -35,9 +41,59 @@ struct mig_json *mig_json_new_array(void)
 	return mj(cJSON_CreateArray());
 }
 
+static bool utf8_valid(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		int c = mig_log_utf8_char(s + i, n - i);
+
+		if (c < 0)
+			return false;
+		i += (size_t)c;
+	}
+	return true;
+}
+
+/* A malloc'd copy of s, which is not valid UTF-8, with each invalid
+ * sequence (a stray byte, a tail cut short, an encoded surrogate) replaced
+ * by U+FFFD. NULL on ENOMEM. */
+static char *utf8_repair(const char *s, size_t n)
+{
+	static const char fffd[] = "\xef\xbf\xbd";
+	char *fixed = malloc(3 * n + 1); /* at most one U+FFFD per byte */
+	size_t out = 0;
+
+	if (!fixed)
+		return NULL;
+	for (size_t i = 0; i < n;) {
+		int c = mig_log_utf8_char(s + i, n - i);
+
+		if (c > 0) {
+			memcpy(fixed + out, s + i, (size_t)c);
+			out += (size_t)c;
+			i += (size_t)c;
+		} else {
+			memcpy(fixed + out, fffd, 3);
+			out += 3;
+			i += (size_t)-c;
+		}
+	}
+	fixed[out] = '\0';
+	return fixed;
+}
+
 struct mig_json *mig_json_new_str(const char *v)
 {
-	return mj(cJSON_CreateString(v ? v : ""));
+	const char *s = v ? v : "";
+	size_t n = strlen(s);
+	char *fixed;
+	cJSON *c;
+
+	if (utf8_valid(s, n))
+		return mj(cJSON_CreateString(s));
+	fixed = utf8_repair(s, n);
+	c = fixed ? cJSON_CreateString(fixed) : NULL;
+	free(fixed);
+	return mj(c);
 }
 
 static bool only_space(const char *p, const char *end)
@@ -53,7 +109,8 @@ struct mig_json *mig_json_parse(const char *text, size_t len)
 	const char *end = NULL;
 	cJSON *c;
 
-	if (!text || !len) {
+	/* QEMU's parser refuses invalid UTF-8 too; cJSON would copy it */
+	if (!text || !len || !utf8_valid(text, len)) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -88,9 +145,13 @@ char *mig_json_print(const struct mig_json *j, bool pretty)
 
 void mig_json_add(struct mig_json *obj, const char *key, struct mig_json *child)
 {
+	char *fixed = NULL;
+
 	if (!child)
 		return;
-	if (!cJSON_IsObject(cj(obj))) {
+	if (key && !utf8_valid(key, strlen(key)))
+		key = fixed = utf8_repair(key, strlen(key));
+	if (!cJSON_IsObject(cj(obj)) || !key) {
 		cJSON_Delete(cj(child));
 		return;
 	}
@@ -98,10 +159,10 @@ void mig_json_add(struct mig_json *obj, const char *key, struct mig_json *child)
 	if (cJSON_GetObjectItemCaseSensitive(cj(obj), key)) {
 		if (!cJSON_ReplaceItemInObjectCaseSensitive(cj(obj), key, cj(child)))
 			cJSON_Delete(cj(child));
-		return;
-	}
-	if (!cJSON_AddItemToObject(cj(obj), key, cj(child)))
+	} else if (!cJSON_AddItemToObject(cj(obj), key, cj(child))) {
 		cJSON_Delete(cj(child));
+	}
+	free(fixed);
 }
 
 void mig_json_add_str(struct mig_json *obj, const char *key, const char *v)

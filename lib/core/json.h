@@ -15,11 +15,16 @@ struct mig_json;
 
 struct mig_json *mig_json_new_object(void);
 struct mig_json *mig_json_new_array(void);
-/* A string value (NULL is taken as ""). */
+/* A string value (NULL is taken as ""). Strings are valid UTF-8 always:
+ * here and in add_str() and a key of add(), each invalid sequence of v (a
+ * stray byte, a character cut short, an encoded surrogate) becomes U+FFFD,
+ * so mig_json_print() never emits invalid UTF-8. */
 struct mig_json *mig_json_new_str(const char *v);
 /* An integer, printed exactly whatever its size. */
 struct mig_json *mig_json_new_int(int64_t v);
-/* NULL if text is not exactly one valid JSON value (trailing spaces ok). */
+/* NULL if text is not exactly one valid JSON value (trailing spaces ok)
+ * in valid UTF-8 (RFC 3629), as QEMU's parser refuses it; \u escapes of
+ * a lone surrogate are refused too. */
 struct mig_json *mig_json_parse(const char *text, size_t len);
 void mig_json_free(struct mig_json *j);
 struct mig_json *mig_json_dup(const struct mig_json *j);
