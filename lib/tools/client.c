@@ -434,7 +434,7 @@ static int pause_on(struct mig_qmp *q, int64_t timeout_ms)
 {
 	static const enum mig_state paused = MIG_STATE_POSTCOPY_PAUSED;
 	enum mig_state st = MIG_STATE_NONE;
-	char desc[256];
+	char desc[256], safe[256];
 	int r;
 
 	r = mig_client_current(q, &st);
@@ -444,7 +444,7 @@ static int pause_on(struct mig_qmp *q, int64_t timeout_ms)
 		r = mig_qmp_execute(q, "migrate-pause", NULL, NULL, desc,
 				    sizeof(desc), MIG_CLIENT_RPC_MS);
 	if (r == -EREMOTEIO) {
-		mig_cli_error("%s", desc);
+		mig_cli_error("%s", mig_log_sanitize(desc, safe, sizeof(safe)));
 		return MIG_EXIT_FAIL;
 	}
 	if (r == 0)
@@ -505,7 +505,7 @@ static int recover_send(struct mig_qmp *q, const char *listen_uri,
 {
 	struct mig_json *args = mig_json_new_object();
 	const char *cmd = listen_uri ? "migrate-recover" : "migrate";
-	char desc[256];
+	char desc[256], safe[256];
 	int r;
 
 	mig_json_add_str(args, "uri", listen_uri ? listen_uri : to_uri);
@@ -514,7 +514,7 @@ static int recover_send(struct mig_qmp *q, const char *listen_uri,
 	r = mig_qmp_execute(q, cmd, args, NULL, desc, sizeof(desc),
 			    MIG_CLIENT_RPC_MS);
 	if (r == -EREMOTEIO)
-		mig_cli_error("%s", desc);
+		mig_cli_error("%s", mig_log_sanitize(desc, safe, sizeof(safe)));
 	else if (r < 0)
 		mig_cli_error("%s: %s", cmd, strerror(-r));
 	return r;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "base/exitcodes.h"
+#include "base/log.h"
 #include "tools/status-int.h"
 #include "base/util.h"
 
@@ -17,6 +18,7 @@ struct row {
 	const struct mig_client_entry *e;
 	struct mig_json *r;      /* query-migrate's reply, NULL if none */
 	char err[128];           /* why not */
+	char state[64];          /* its "status", fit for a terminal */
 	double pct;              /* < 0: unknown */
 };
 
@@ -38,6 +40,8 @@ static void list_query(struct row *w)
 		snprintf(w->err, sizeof(w->err), "%s", strerror(-r));
 	if (r < 0)
 		return;
+	mig_log_sanitize(mig_json_get_str(w->r, "status"), w->state,
+			 sizeof(w->state));
 	done = status_ram_done(mig_json_get(w->r, "ram"), &total);
 	if (done >= 0)
 		w->pct = status_percent(done, total);
@@ -72,9 +76,7 @@ static void list_json(const struct row *rows, size_t n)
 
 static const char *row_state(const struct row *w)
 {
-	const char *st = w->r ? mig_json_get_str(w->r, "status") : NULL;
-
-	return st ? st : "unreachable";
+	return w->r && mig_json_get_str(w->r, "status") ? w->state : "unreachable";
 }
 
 /* NAME SIDE STATE DONE, columns as wide as their widest cell. */

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "base/log.h"
 #include "tools/status-int.h"
 #include "base/util.h"
 
@@ -64,9 +65,10 @@ static void print_str(FILE *f, const char *ind, const struct mig_json *r,
 		      const char *key, const char *label)
 {
 	const char *v = mig_json_get_str(r, key);
+	char safe[256];
 
 	if (v)
-		kv(f, ind, label, "%s", v);
+		kv(f, ind, label, "%s", mig_log_sanitize(v, safe, sizeof(safe)));
 }
 
 static void print_ms(FILE *f, const char *ind, const struct mig_json *r,

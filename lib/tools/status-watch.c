@@ -19,6 +19,7 @@
 
 #include "base/cli.h"
 #include "base/exitcodes.h"
+#include "base/log.h"
 #include "tools/status-int.h"
 #include "base/util.h"
 
@@ -113,7 +114,7 @@ static void sample(struct watcher *w)
 		return;
 	st = mig_json_get_str(ret, "status");
 	if (st && !w->done)
-		snprintf(w->state, sizeof(w->state), "%s", st);
+		mig_log_sanitize(st, w->state, sizeof(w->state));
 	done = status_ram_done(mig_json_get(ret, "ram"), &total);
 	if (done >= 0) {
 		if (!w->sampled && mig_json_get_double(mig_json_get(ret, "ram"),
@@ -260,7 +261,7 @@ static void watcher_side(struct watcher *w, const struct mig_client_target *t)
 	if (!s && mig_qmp_execute(w->q, "query-migrate", NULL, &ret, NULL, 0,
 				  MIG_CLIENT_RPC_MS) == 0)
 		s = mig_json_get_str(ret, "x-side");
-	snprintf(w->side, sizeof(w->side), "%s", s ? s : "-");
+	mig_log_sanitize(s ? s : "-", w->side, sizeof(w->side));
 	snprintf(w->state, sizeof(w->state), "-");
 	mig_json_free(ret);
 }

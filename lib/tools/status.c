@@ -23,7 +23,7 @@ static struct mig_json *query(const struct mig_status_opts *o,
 {
 	struct mig_json *ret = NULL;
 	struct mig_qmp *q = mig_client_connect(&o->sel, t);
-	char desc[256];
+	char desc[256], safe[256];
 	int r;
 
 	if (!q) {
@@ -34,7 +34,8 @@ static struct mig_json *query(const struct mig_status_opts *o,
 			    MIG_CLIENT_RPC_MS);
 	mig_qmp_close(q);
 	if (r == -EREMOTEIO)
-		mig_cli_error("query-migrate: %s", desc);
+		mig_cli_error("query-migrate: %s",
+			      mig_log_sanitize(desc, safe, sizeof(safe)));
 	else if (r < 0)
 		mig_cli_error("query-migrate: %s", strerror(-r));
 	*status = r == -ECONNRESET ? MIG_EXIT_UNAVAILABLE : MIG_EXIT_FAIL;

@@ -1,8 +1,9 @@
 #!/usr/bin/env bats
 # SPDX-License-Identifier: MIT
-# The small tools read replies from an engine they did not start, and the
-# bus echoes a client's bytes: the real bus answers hostile requests with
-# valid UTF-8 only.
+# The small tools read replies from an engine they did not start: terminal
+# escape sequences and invalid UTF-8 from a scripted fake bus
+# (tests/helpers/fakebus.py) are refused or replaced, never printed raw.
+# And the real bus answers hostile requests with valid UTF-8 only.
 
 load ../helpers/common
 
@@ -11,6 +12,102 @@ setup() {
 	H=$BATS_TEST_DIRNAME/../helpers
 }
 teardown() { mig_teardown; }
+
+# fake NAME STATE JSON: a fake bus at $T/NAME.sock answering as JSON says
+# (fakebus.py's SCRIPT), in STATE for everything else.
+fake() {
+	printf '%s\n' "$3" >"$T/$1.json"
+	start "$1" python3 "$H/fakebus.py" "$T/$1.sock" "$2" script "$T/$1.json"
+}
+
+# tool OUT STATUS CMD...: run CMD (stdout and stderr into $T/OUT), expect
+# STATUS, and no sanitizer report.
+tool() {
+	local out=$1 want=$2 rc=0
+	shift 2
+	timeout 60 "$@" </dev/null >"$T/$out" 2>&1 3>&- || rc=$?
+	if [ "$rc" -ne "$want" ] || grep -q -E 'runtime error|Sanitizer' "$T/$out"; then
+		echo "# expected status $want, got $rc: $*" >&2
+		sed 's/^/# /' "$T/$out" >&2
+		return 1
+	fi
+}
+
+# clean FILE...: what a person would see is valid UTF-8 without control
+# characters (but newlines) and without absurd numbers.
+clean() {
+	python3 - "$@" <<'EOF'
+import re, sys
+for f in sys.argv[1:]:
+    t = open(f, 'rb').read().decode('utf-8', errors='strict')
+    bad = [c for c in t if (ord(c) < 0x20 and c != '\n') or 0x7f <= ord(c) < 0xa0]
+    assert not bad, f'{f}: control characters {bad!r} in {t!r}'
+    assert not re.search(r'\d{17}', t), f'{f}: an absurd number in {t!r}'
+    assert not re.search(r'(?<![\w-])-\d', t), f'{f}: a negative figure in {t!r}'
+EOF
+}
+
+# has FILE TEXT: FILE holds the line TEXT (spaces squeezed).
+has() {
+	tr -s ' ' <"$T/$1" | grep -qxF -- "$2" || {
+		echo "# no line '$2' in $1:" >&2
+		sed 's/^/#   /' "$T/$1" >&2
+		return 1
+	}
+}
+
+ESC_DESC='"\u001b[2J\u001b]0;pwned\u0007 \u009b31m bad\u007f\nnext"'
+
+@test "escape sequences in a bus's text never reach the terminal" {
+	fake pa postcopy-active "{\"migrate-pause\": {\"error\": {\"class\": \"GenericError\", \"desc\": $ESC_DESC}}}"
+	tool pause 1 mig-pause --bus "$T/pa.sock"
+	clean "$T/pause"
+	has pause "mig-pause: ?[2J?]0;pwned? ?31m bad??next"
+	fake re postcopy-paused "{\"migrate-recover\": {\"error\": {\"class\": \"GenericError\", \"desc\": $ESC_DESC}}}"
+	tool recover 1 mig-recover --bus "$T/re.sock" --listen "unix:$T/r.sock"
+	clean "$T/recover"
+	has recover "mig-recover: ?[2J?]0;pwned? ?31m bad??next"
+	fake st active "{\"query-migrate\": {\"error\": {\"class\": \"GenericError\", \"desc\": $ESC_DESC}}}"
+	tool status 1 mig-status --bus "$T/st.sock"
+	clean "$T/status"
+	has status "mig-status: query-migrate: ?[2J?]0;pwned? ?31m bad??next"
+	fake v active "{\"query-migrate\": {\"return\": {\"status\": \"act\u001b[1mive\",
+	  \"x-side\": \"src\u009b\", \"x-name\": \"n\u001b]2;t\u0007\",
+	  \"error-desc\": $ESC_DESC}}}"
+	tool view 0 mig-status --bus "$T/v.sock"
+	clean "$T/view"
+	has view "side: src?"
+	has view "name: n?]2;t?"
+	has view "state: act?[1mive"
+	has view "last error: ?[2J?]0;pwned? ?31m bad??next"
+	# --watch: the side and the state of the progress line
+	fake wa active '{"query-migrate": [{"return": {"x-side": "\u001b[31msource"}},
+	  {"return": {"status": "completed\u001b[5m"}, "_then": [{"event": "MIGRATION",
+	    "data": {"status": "completed"}, "timestamp": {"seconds": 1, "microseconds": 0}}]}]}'
+	tool watch 0 script -q -e -c "mig-status --bus $T/wa.sock --watch" /dev/null
+	tr -d '\r' <"$T/watch" | sed 's/\x1b\[K//g' >"$T/watch.shown"
+	clean "$T/watch.shown"
+	grep -q '?\[31msource completed?\[5m' "$T/watch.shown"
+	grep -q '?\[31msource completed$' "$T/watch.shown"
+}
+
+@test "invalid UTF-8 from a bus: refused, or cut text repaired, never printed raw" {
+	# a reply that is not UTF-8 is no reply: the bus breaks the protocol
+	fake pa postcopy-active '{"migrate-pause": "{\"error\": {\"class\": \"GenericError\", \"desc\": \"bad \u00ff\u00fe\"}, \"id\": %ID%}"}'
+	tool pause 1 mig-pause --bus "$T/pa.sock"
+	clean "$T/pause"
+	has pause "mig-pause: bus: Protocol error"
+	fake st active '{"query-migrate": "{\"return\": {\"status\": \"active\", \"x-name\": \"\u00c3\"}, \"id\": %ID%}"}'
+	tool status 1 mig-status --bus "$T/st.sock"
+	clean "$T/status"
+	# a long desc the client cuts to its buffer, inside a character
+	local long
+	long=$(python3 -c 'print("\"" + "\u00e9" * 200 + "\"")')
+	fake re postcopy-paused "{\"migrate-recover\": {\"error\": {\"class\": \"GenericError\", \"desc\": $long}}}"
+	tool recover 1 mig-recover --bus "$T/re.sock" --listen "unix:$T/r.sock"
+	clean "$T/recover"
+	grep -q 'é?$' "$T/recover"
+}
 
 @test "the real bus: invalid UTF-8 and long multibyte text get valid UTF-8 replies" {
 	require_uffd
