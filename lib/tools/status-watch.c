@@ -117,8 +117,8 @@ static void sample(struct watcher *w)
 		mig_log_sanitize(st, w->state, sizeof(w->state));
 	done = status_ram_done(mig_json_get(ret, "ram"), &total);
 	if (done >= 0) {
-		if (!w->sampled && mig_json_get_double(mig_json_get(ret, "ram"),
-						       "mbps", &mbps))
+		if (!w->sampled &&
+		    status_figure(mig_json_get(ret, "ram"), "mbps", &mbps) > 0)
 			w->rate = mbps * 1e6 / 8; /* a first guess: the wire rate */
 		else if (w->sampled && t > w->t_ms && done >= w->done_bytes)
 			w->rate = (1 - PROGRESS_RATE_WEIGHT) * w->rate +
@@ -270,7 +270,7 @@ static void watch_event(struct watch *wt, struct watcher *w,
 			const struct mig_json *ev)
 {
 	enum mig_state st;
-	char ts[64];
+	char ts[64], n[32];
 	int64_t pass;
 
 	if (!mig_client_event_state(ev, &st)) {
@@ -280,9 +280,13 @@ static void watch_event(struct watch *wt, struct watcher *w,
 		if (wt->o->json) {
 			status_print_json(ev);
 		} else if (name && !strcmp(name, "MIGRATION_PASS") &&
-			   mig_json_get_int(mig_json_get(ev, "data"), "pass", &pass)) {
+			   status_count(mig_json_get(ev, "data"), "pass", &pass)) {
 			mig_status_format_time(ev, ts, sizeof(ts));
-			out_line(wt, "%s %s pass %lld", ts, w->side, (long long)pass);
+			if (pass < 0)
+				snprintf(n, sizeof(n), "?");
+			else
+				snprintf(n, sizeof(n), "%lld", (long long)pass);
+			out_line(wt, "%s %s pass %s", ts, w->side, n);
 		}
 		fflush(stdout);
 		return;
@@ -300,13 +304,13 @@ static void watch_event(struct watch *wt, struct watcher *w,
 	fflush(stdout);
 }
 
+/* Its time for the merge; one out of range sorts first. */
 static int64_t event_us(const struct mig_json *ev)
 {
-	const struct mig_json *ts = mig_json_get(ev, "timestamp");
-	int64_t s = 0, us = 0;
+	int64_t s, us;
 
-	mig_json_get_int(ts, "seconds", &s);
-	mig_json_get_int(ts, "microseconds", &us);
+	if (!status_event_time(ev, &s, &us))
+		return 0;
 	return s * 1000000 + us;
 }
 

@@ -37,7 +37,8 @@ int mig_status_run(const struct mig_status_opts *opts);
  * reply lacks left out; each line starts with indent. */
 void mig_status_print(FILE *f, const struct mig_json *r, const char *indent);
 
-/* An event's timestamp as ISO-8601 UTC with microseconds. */
+/* An event's timestamp as ISO-8601 UTC with microseconds; "?" if it is
+ * out of range. */
 void mig_status_format_time(const struct mig_json *ev, char *buf, size_t len);
 
 #endif

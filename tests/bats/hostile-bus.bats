@@ -1,8 +1,10 @@
 #!/usr/bin/env bats
 # SPDX-License-Identifier: MIT
-# The small tools read replies from an engine they did not start: terminal
-# escape sequences and invalid UTF-8 from a scripted fake bus
-# (tests/helpers/fakebus.py) are refused or replaced, never printed raw.
+# The small tools read replies from an engine they did not start: numbers
+# out of any sane range, terminal escape sequences and invalid UTF-8 from
+# a scripted fake bus (tests/helpers/fakebus.py) are shown as "?" or
+# refused, never computed with (run with MIG_BIN=build/san/bin, UBSan
+# would abort on a float-to-integer or signed overflow) nor printed raw.
 # And the real bus answers hostile requests with valid UTF-8 only.
 
 load ../helpers/common
@@ -54,6 +56,98 @@ has() {
 		sed 's/^/#   /' "$T/$1" >&2
 		return 1
 	}
+}
+
+HOSTILE_INFO='{"status": "postcopy-active", "total-time": 9.3e18,
+  "setup-time": -5, "x-state-time": 1e308, "x-downtime-us": 1e308,
+  "postcopy-blocktime": -1e308,
+  "ram": {"total": 1e300, "remaining": -5, "transferred": -5,
+    "page-size": -1, "mbps": 1e308, "pages-per-second": -1,
+    "dirty-sync-count": 1e300, "dirty-pages-rate": 1e308,
+    "postcopy-requests": -3},
+  "x-postcopy-latency": {"count": 9.3e18, "p50-us": 1e308,
+    "p99-us": -1e308, "max-us": 1e308}}'
+
+@test "mig-status: numbers out of range are shown as ?" {
+	fake h postcopy-active "{\"query-migrate\": {\"return\": $HOSTILE_INFO}}"
+	tool out 0 mig-status --bus "$T/h.sock"
+	clean "$T/out"
+	has out "state: postcopy-active"
+	has out "elapsed: ? (setup ?)"
+	has out "state time: ?"
+	has out "pages: ?"
+	has out "bytes: ?"
+	has out "throughput: ? Mbps, ? pages/s"
+	has out "precopy: ? passes, dirty rate ? pages/s"
+	has out "requests: ? pages"
+	has out "fault latency: ?"
+	has out "blocktime: ?"
+	has out "downtime: ?"
+}
+
+@test "mig-status: sizes that cannot be, each alone" {
+	# page-size 0, pages beyond the total, a fraction, a string
+	fake h postcopy-active '{"query-migrate": [
+	  {"return": {"status": "active", "ram": {"total": 8192, "remaining": 0,
+	    "transferred": 4096, "page-size": 0}}},
+	  {"return": {"status": "active", "ram": {"total": 8192, "remaining": 9e15,
+	    "transferred": 1.5, "page-size": 4096}}},
+	  {"return": {"status": "active", "ram": {"total": "8192", "remaining": 0},
+	    "total-time": "1", "x-postcopy-latency": {"count": 3, "p50-us": 7,
+	    "p99-us": 1e300, "max-us": 9}}}]}'
+	tool out1 0 mig-status --bus "$T/h.sock"
+	tool out2 0 mig-status --bus "$T/h.sock"
+	tool out3 0 mig-status --bus "$T/h.sock"
+	clean "$T/out1" "$T/out2" "$T/out3"
+	has out1 "pages: ?"
+	has out1 "bytes: 8.0 KiB of 8.0 KiB (100.0%), 4.0 KiB transferred"
+	has out2 "pages: ?"
+	has out2 "bytes: ?"
+	has out3 "bytes: ?"
+	has out3 "elapsed: ?"
+	has out3 "fault latency: p50 7 us, p99 ?, max 9 us (3 faults)"
+}
+
+@test "mig-status --watch: timestamps and passes out of range, and the progress line" {
+	local evs='[{"event": "MIGRATION", "data": {"status": "active"},
+	    "timestamp": {"seconds": 1e300, "microseconds": -1}},
+	  {"event": "MIGRATION_PASS", "data": {"pass": 1e300},
+	    "timestamp": {"seconds": 9.2e15, "microseconds": 1e300}},
+	  {"event": "MIGRATION", "data": {"status": "completed"},
+	    "timestamp": {"seconds": -9.2e18, "microseconds": 5}}]'
+	fake w completed "{\"x-query-events\": {\"return\": $evs}}"
+	tool out 0 mig-status --bus "$T/w.sock" --watch
+	clean "$T/out"
+	has out "? - active"
+	has out "? - pass ?"
+	has out "? - completed"
+	# on a terminal: a progress line from a hostile reply, then the end
+	local comp='{"event": "MIGRATION", "data": {"status": "completed"},
+	    "timestamp": {"seconds": 2, "microseconds": 0}}'
+	fake p active "{\"query-migrate\": [{\"return\": {\"status\": \"active\"}},
+	  {\"return\": $HOSTILE_INFO},
+	  {\"return\": {\"status\": \"active\", \"ram\": {\"total\": 1e9,
+	    \"remaining\": 5e8, \"mbps\": 1e300, \"transferred\": 1}}},
+	  {\"return\": {\"status\": \"active\", \"ram\": {\"total\": 1e9,
+	    \"remaining\": 4e8, \"mbps\": 1e300, \"transferred\": 1}},
+	    \"_then\": [$comp]}]}"
+	tool tty 0 script -q -e -c "mig-status --bus $T/p.sock --watch" /dev/null
+	grep -q completed "$T/tty"
+}
+
+@test "mig-status list: hostile sizes and states of several buses" {
+	fake a active '{"query-migrate": {"return": {"status": "active\u001b[2J",
+	  "ram": {"total": 1e300, "remaining": -1e300}}}}'
+	fake b active '{"query-migrate": {"return": {"status": "active",
+	  "ram": {"total": 100, "remaining": 200}}}}'
+	ln -s "$T/a.sock" "$MIG_RUNTIME_DIR/a.send.sock"
+	ln -s "$T/b.sock" "$MIG_RUNTIME_DIR/b.recv.sock"
+	tool out 0 mig-status
+	clean "$T/out"
+	has out "a source active?[2J -"
+	has out "b destination active -"
+	tool json 0 mig-status --json
+	[ "$(jq -r '.[0].percent // "none"' "$T/json")" = none ]
 }
 
 ESC_DESC='"\u001b[2J\u001b]0;pwned\u0007 \u009b31m bad\u007f\nnext"'
