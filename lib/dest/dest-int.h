@@ -64,6 +64,10 @@ struct dst {
 	atomic_bool armed;          /* migrate-recover was issued */
 	int new_rfd;                /* from the bus thread, under e.lock */
 	bool have_migration;        /* the first hello fixed the UUID */
+	/* the source is committed to postcopy (its go-ahead RESUME, a
+	 * recovery, a stop-and-copy that ran the guest here): it never
+	 * sends CANCEL any more, and one that comes is out of place */
+	atomic_bool committed;
 
 	struct mig_guest *guest;
 	_Atomic pid_t guest_pid;    /* 0 once reaped or gone; the bus reads it */

@@ -145,6 +145,7 @@ static int take_over(struct dst *d)
 	memcpy(d->e.uuid, gi.rec.uuid, 16);
 	mig_uuid_format(d->e.uuid, d->e.uuid_str);
 	d->have_migration = d->switched = true;
+	atomic_store(&d->committed, true);
 	d->running = gi.running;
 	atomic_store(&d->guest_started, true);
 	d->e.ram_bytes = gi.ram_bytes;
@@ -289,8 +290,11 @@ static int do_switchover(struct dst *d)
 		return r;
 	}
 	d->switched = true;
-	if (d->e.st.present == d->npages)
-		return dst_run_guest(d); /* stop-and-copy: complete() follows */
+	if (d->e.st.present == d->npages) {
+		/* stop-and-copy: complete() follows */
+		atomic_store(&d->committed, true);
+		return dst_run_guest(d);
+	}
 	/* Committed: we hold the state, and the source may count on us from
 	 * the moment it reads our ack, so from here a link failure pauses.
 	 * The guest runs only on the source's RESUME, so that a source that
@@ -370,6 +374,12 @@ static bool handle(struct dst *d, unsigned ev)
 			dst_end_early(d, MIG_STATE_FAILED);
 		} else
 			return false;
+		return true;
+	}
+	if ((ev & MIG_EV_CANCEL) && !atomic_load(&d->committed)) {
+		/* the source never read our RESUME_ACK, and runs the guest
+		 * again: it never ran here, and must not */
+		dst_end_early(d, MIG_STATE_CANCELLED);
 		return true;
 	}
 	if (ev & MIG_EV_SIGNAL) {

@@ -3,7 +3,8 @@
  * The destination's receivers: one thread per source channel reads its
  * messages and places the pages that arrive, through the memfd before
  * switchover and through the userfaultfd after it. Only main carries
- * commands (DISCARD, SWITCHOVER, EOS, RESUME, CANCEL).
+ * commands (DISCARD, SWITCHOVER, EOS, RESUME, CANCEL), each only where
+ * its sequence puts it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -132,8 +133,6 @@ static int discard(struct dst *d, const uint8_t *buf, uint32_t len)
 
 	if (r < 0)
 		return r;
-	if (atomic_load(&d->guest_started))
-		return -EBADMSG; /* only ever before switchover */
 	if (fallocate(d->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 		      (off_t)rq.offset, (off_t)rq.npages * MIG_PAGE_SIZE) < 0)
 		return -errno;
@@ -166,29 +165,69 @@ static void take_blob(struct dst *d, const uint8_t *buf, uint32_t len)
 	mig_engine_post(&d->e, MIG_EV_SWITCH);
 }
 
-/* One message from a source channel. Only main carries commands, but
- * CANCEL, which comes on every channel before the source closes it. */
-static int handle_msg(struct dst *d, enum mig_chan_slot c, uint32_t type,
+/*
+ * Where a channel's stream stands, for what may come next on it. Only
+ * main carries commands; its phases follow the protocol's sequences
+ * (mig-protocol(7)). A message out of place breaks the link: before
+ * switchover the migration fails, the guest whole on the source; after
+ * it the migration pauses, and nothing a peer sends can make us load a
+ * second state into a guest that runs here, or drop its pages.
+ */
+enum rx_phase {
+	RX_PRECOPY,     /* main: pages into the memfd, DISCARD, SWITCHOVER */
+	RX_SWITCHED,    /* main: SWITCHOVER is in; its go-ahead (RESUME) next */
+	RX_RECOVERING,  /* a recovery's main: its RESUME next */
+	RX_POSTCOPY,    /* main: pages and EOS */
+	RX_PREEMPT,     /* requested pages */
+};
+
+static bool in_place(struct dst *d, enum rx_phase ph, uint32_t type)
+{
+	switch (type) {
+	case MIG_MSG_PING:
+		return true;
+	case MIG_MSG_PAGES:
+		return ph != RX_SWITCHED && ph != RX_RECOVERING;
+	case MIG_MSG_CANCEL:
+		/* on every channel, until the source has committed */
+		return ph != RX_RECOVERING && ph != RX_POSTCOPY &&
+		       !atomic_load(&d->committed);
+	case MIG_MSG_DISCARD:
+	case MIG_MSG_SWITCHOVER:
+		return ph == RX_PRECOPY;
+	case MIG_MSG_RESUME:
+		return ph == RX_SWITCHED || ph == RX_RECOVERING;
+	case MIG_MSG_EOS:
+		return ph == RX_POSTCOPY;
+	default:
+		return false;
+	}
+}
+
+/* One message from a source channel: 0, 1 for the orderly end (CANCEL),
+ * or -errno to break the link. */
+static int handle_msg(struct dst *d, enum rx_phase *ph, uint32_t type,
 		      const uint8_t *buf, uint32_t len, uint8_t *scratch)
 {
 	struct mig_pages pg;
 	int r;
 
-	if (type == MIG_MSG_PAGES) {
+	if (!in_place(d, *ph, type)) {
+		mig_err("wire", "%s channel: %s message out of place",
+			*ph == RX_PREEMPT ? "preempt" : "main",
+			mig_wire_type_name(type));
+		return -EPROTO;
+	}
+	switch (type) {
+	case MIG_MSG_PAGES:
 		r = mig_wire_dec_pages(buf, len, d->e.ram_bytes, &pg);
 		return r < 0 ? r : place(d, &pg, scratch);
-	}
-	if (type == MIG_MSG_PING)
-		return 0;
-	if (type == MIG_MSG_CANCEL) {
+	case MIG_MSG_CANCEL:
 		atomic_store(&d->ending, true);
 		mig_engine_post(&d->e, MIG_EV_CANCEL);
 		return 1;
-	}
-	if (c != MIG_CHAN_MAIN)
-		return -EBADMSG;
-	switch (type) {
 	case MIG_MSG_SWITCHOVER:
+		*ph = RX_SWITCHED;
 		atomic_store(&d->guest_started, true);
 		take_blob(d, buf, len);
 		return 0;
@@ -198,16 +237,19 @@ static int handle_msg(struct dst *d, enum mig_chan_slot c, uint32_t type,
 		mig_info("rx", "source has sent every page");
 		return 0;
 	case MIG_MSG_RESUME:
+		*ph = RX_POSTCOPY;
+		atomic_store(&d->committed, true);
 		mig_engine_post(&d->e, MIG_EV_RESUMED);
 		return 0;
-	default:
-		return -EBADMSG;
+	default: /* PING */
+		return 0;
 	}
 }
 
 struct rx_arg {
 	struct dst *d;
 	enum mig_chan_slot c;
+	enum rx_phase ph;
 };
 
 static void *rx_main(void *arg)
@@ -215,6 +257,7 @@ static void *rx_main(void *arg)
 	struct rx_arg *a = arg;
 	struct dst *d = a->d;
 	enum mig_chan_slot c = a->c;
+	enum rx_phase ph = a->ph;
 	int fd = d->e.chan_fd[c];
 	uint8_t *buf = malloc(MIG_WIRE_MAX_PAYLOAD);
 	uint8_t *scratch = malloc(MIG_WIRE_MAX_RUN_PAGES * MIG_PAGE_SIZE);
@@ -229,7 +272,7 @@ static void *rx_main(void *arg)
 		r = mig_wire_recv(fd, &type, buf, MIG_WIRE_MAX_PAYLOAD, &len);
 		if (r == 0) {
 			d->e.st.bytes += MIG_WIRE_HDR_BYTES + len;
-			r = handle_msg(d, c, type, buf, len, scratch);
+			r = handle_msg(d, &ph, type, buf, len, scratch);
 		}
 		if (r == -EBADMSG || r == -ERANGE)
 			mig_err("wire", "%s channel: malformed %s message",
@@ -249,6 +292,9 @@ static void *rx_main(void *arg)
 	return NULL;
 }
 
+/* The control loop's: the state says where the new channel's stream
+ * starts (a session's main starts in precopy, a recovery's awaits its
+ * RESUME). */
 int dst_start_rx(struct dst *d, enum mig_chan_slot c)
 {
 	struct rx_arg *a = malloc(sizeof(*a));
@@ -258,6 +304,9 @@ int dst_start_rx(struct dst *d, enum mig_chan_slot c)
 		return -ENOMEM;
 	a->d = d;
 	a->c = c;
+	a->ph = c == MIG_CHAN_PREEMPT ? RX_PREEMPT :
+		mig_engine_state(&d->e) == MIG_STATE_POSTCOPY_RECOVER ?
+		RX_RECOVERING : RX_PRECOPY;
 	atomic_store(&d->stop_rx, false);
 	if (c == MIG_CHAN_MAIN)
 		atomic_store(&d->main_closed, false);

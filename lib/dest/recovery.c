@@ -59,6 +59,7 @@ void dst_begin_recovery(struct dst *d, int fd)
 {
 	int r;
 
+	atomic_store(&d->committed, true); /* a source that paused had committed */
 	mig_engine_move(&d->e, MIG_STATE_POSTCOPY_RECOVER);
 	mig_engine_set_chan(&d->e, MIG_CHAN_MAIN, fd);
 	r = dst_hello_ack(d, fd, MIG_ROLE_MAIN);
