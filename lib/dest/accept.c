@@ -29,43 +29,30 @@ static void refuse(int fd, uint32_t code, const char *why)
 	close(fd);
 }
 
-int dst_hello_ack(struct dst *d, int fd, uint32_t role)
+/* Our answer to a hello of migration uuid. */
+static int ack(struct dst *d, int fd, uint32_t role, const uint8_t uuid[16])
 {
 	struct mig_hello h = { .version = MIG_WIRE_VERSION, .role = role };
 	uint8_t buf[MIG_HELLO_BYTES];
 
-	memcpy(h.uuid, d->e.uuid, 16);
+	memcpy(h.uuid, uuid, 16);
 	mig_chan_tune(fd, d->e.link_timeout_ms / 1000);
 	mig_chan_set_timeouts(fd, d->e.link_timeout_ms, d->e.link_timeout_ms);
 	return mig_wire_send(fd, MIG_MSG_HELLO, buf, mig_wire_enc_hello(buf, &h));
 }
 
-static int recv_ram_info(struct dst *d, int fd, struct mig_ram_info *ri)
+int dst_hello_ack(struct dst *d, int fd, uint32_t role)
 {
-	uint8_t buf[MIG_RAM_INFO_BYTES];
-	uint32_t type, len;
-	int r = mig_wire_recv(fd, &type, buf, sizeof(buf), &len);
-
-	if (r == 0 && type != MIG_MSG_RAM_INFO)
-		r = -EBADMSG;
-	if (r == 0)
-		r = mig_wire_dec_ram_info(buf, len, ri);
-	if (r < 0)
-		mig_engine_error(&d->e, "source sent no valid RAM description: %s",
-				 strerror(-r));
-	return r;
+	return ack(d, fd, role, d->e.uuid);
 }
 
-/* The first main connection: learn the RAM size, spawn and claim the
- * incoming guest, start serving its faults. */
-static int start_session(struct dst *d, int fd)
+/* The new migration's setup is valid: spawn and claim the incoming guest,
+ * start serving its faults. */
+static int start_session(struct dst *d, int fd, const struct mig_ram_info *ri)
 {
-	struct mig_ram_info ri;
-	int r = recv_ram_info(d, fd, &ri);
+	int r;
 
-	if (r < 0)
-		return r;
-	d->e.ram_bytes = ri.ram_bytes;
+	d->e.ram_bytes = ri->ram_bytes;
 	r = dst_alloc_pages(d);
 	if (r < 0) {
 		mig_engine_error(&d->e, "cannot start the incoming guest: %s",
@@ -87,9 +74,10 @@ static int start_session(struct dst *d, int fd)
 	return dst_start_rx(d, MIG_CHAN_MAIN);
 }
 
-static void accept_preempt(struct dst *d, int fd)
+static void accept_preempt(struct dst *d, int fd, const struct mig_hello *h)
 {
 	enum mig_state st = mig_engine_state(&d->e);
+	bool recovering = st == MIG_STATE_POSTCOPY_RECOVER;
 
 	if (st == MIG_STATE_COMPLETED) {
 		/* the source's recovery opens it before it learns we are done */
@@ -97,13 +85,17 @@ static void accept_preempt(struct dst *d, int fd)
 		close(fd);
 		return;
 	}
-
-	if (mig_engine_get_chan(&d->e, MIG_CHAN_PREEMPT) >= 0 ||
+	/* only the one the session's main hello announced, of that session:
+	 * anyone else who knows the UUID would write guest pages */
+	if (!d->preempt_expected ||
+	    mig_engine_get_chan(&d->e, MIG_CHAN_PREEMPT) >= 0 ||
 	    (st != MIG_STATE_ACTIVE && st != MIG_STATE_POSTCOPY_ACTIVE &&
-	     st != MIG_STATE_POSTCOPY_RECOVER)) {
+	     !recovering) ||
+	    !(h->flags & MIG_HELLO_RESUME) != !recovering) {
 		refuse(fd, MIG_REFUSE_STATE, "no preempt channel expected now");
 		return;
 	}
+	d->preempt_expected = false;
 	mig_engine_set_chan(&d->e, MIG_CHAN_PREEMPT, fd);
 	if (dst_hello_ack(d, fd, MIG_ROLE_PREEMPT) < 0 ||
 	    dst_start_rx(d, MIG_CHAN_PREEMPT) < 0)
@@ -114,119 +106,263 @@ static void accept_main(struct dst *d, int fd, const struct mig_hello *h)
 {
 	enum mig_state st = mig_engine_state(&d->e);
 
-	if ((h->flags & MIG_HELLO_RESUME) && st == MIG_STATE_COMPLETED) {
+	if (st == MIG_STATE_COMPLETED) {
 		dst_tell_complete(d, fd);
 		return;
 	}
-	if (h->flags & MIG_HELLO_RESUME) {
-		if (st != MIG_STATE_POSTCOPY_PAUSED || !atomic_load(&d->armed))
-			refuse(fd, MIG_REFUSE_STATE, st == MIG_STATE_POSTCOPY_PAUSED ?
-			       "paused, but migrate-recover has not been issued "
-			       "here" : "nothing to recover in this state");
-		else
-			dst_begin_recovery(d, fd);
+	if (st != MIG_STATE_POSTCOPY_PAUSED || !atomic_load(&d->armed)) {
+		refuse(fd, MIG_REFUSE_STATE, st == MIG_STATE_POSTCOPY_PAUSED ?
+		       "paused, but migrate-recover has not been issued "
+		       "here" : "nothing to recover in this state");
 		return;
 	}
-	if (d->have_migration) {
+	d->preempt_expected = h->flags & MIG_HELLO_PREEMPT;
+	dst_begin_recovery(d, fd);
+}
+
+static void drop(struct pending *p, const char *why)
+{
+	char peer[64];
+
+	mig_chan_peer_name(p->fd, peer, sizeof(peer));
+	mig_warn("chan", "dropped connection from %s: %s", peer, why);
+	close(p->fd);
+	p->fd = -1;
+}
+
+/* Is a new migration of this UUID waiting for its RAM_INFO? */
+static bool candidate(struct dst *d, const uint8_t uuid[16])
+{
+	for (int i = 0; i < MAX_PENDING; i++)
+		if (d->pend[i].fd >= 0 && d->pend[i].stage == PEND_RAM_INFO &&
+		    !memcmp(d->pend[i].h.uuid, uuid, 16))
+			return true;
+	return false;
+}
+
+/* A new migration's main hello: answer it, and wait (as a pending
+ * connection) for the RAM_INFO that makes its setup valid. */
+static void await_ram_info(struct dst *d, struct pending *p,
+			   const struct mig_hello *h)
+{
+	int r;
+
+	mig_set_nonblock(p->fd, false);
+	r = ack(d, p->fd, MIG_ROLE_MAIN, h->uuid);
+	mig_set_nonblock(p->fd, true);
+	if (r < 0) {
+		drop(p, "cannot answer its hello");
+		return;
+	}
+	p->stage = PEND_RAM_INFO;
+	p->h = *h;
+	p->have = 0;
+	p->want = MIG_WIRE_HDR_BYTES + MIG_RAM_INFO_BYTES;
+	p->deadline_ns = mig_deadline_ns(HELLO_TIMEOUT_MS);
+}
+
+/* Where a connection with a valid hello goes: into the migration, to the
+ * setup it opens or waits for, or away. */
+static void route(struct dst *d, struct pending *p, const struct mig_hello *h)
+{
+	char want[37], got[37], why[128];
+	int fd = p->fd;
+
+	if (d->have_migration && memcmp(h->uuid, d->e.uuid, 16)) {
+		mig_uuid_format(d->e.uuid, want);
+		mig_uuid_format(h->uuid, got);
+		snprintf(why, sizeof(why), "migration UUID %s is not the one "
+			 "running here (%s)", got, want);
+		p->fd = -1;
+		refuse(fd, MIG_REFUSE_UUID, why);
+		return;
+	}
+	if (h->role == MIG_ROLE_MAIN && !(h->flags & MIG_HELLO_RESUME) &&
+	    !d->have_migration) {
+		await_ram_info(d, p, h);
+		return;
+	}
+	if (h->role == MIG_ROLE_PREEMPT && !d->have_migration &&
+	    candidate(d, h->uuid)) {
+		p->stage = PEND_HELD;
+		p->h = *h;
+		return;
+	}
+	p->fd = -1;
+	mig_set_nonblock(fd, false);
+	if (h->role == MIG_ROLE_PREEMPT && d->have_migration) {
+		accept_preempt(d, fd, h);
+	} else if (h->role == MIG_ROLE_PREEMPT) {
+		refuse(fd, MIG_REFUSE_ROLE, "preempt channel before any migration");
+	} else if (!(h->flags & MIG_HELLO_RESUME)) {
 		refuse(fd, MIG_REFUSE_STATE, "a migration is already running here");
-		return;
+	} else {
+		pthread_mutex_lock(&d->e.lock);
+		snprintf(d->via_uri, sizeof(d->via_uri), "%s",
+			 p->recovery ? d->armed_uri : d->listen_uri);
+		pthread_mutex_unlock(&d->e.lock);
+		accept_main(d, fd, h);
 	}
-	d->have_migration = true;
-	memcpy(d->e.uuid, h->uuid, 16);
-	mig_uuid_format(d->e.uuid, d->e.uuid_str);
-	mig_engine_set_chan(&d->e, MIG_CHAN_MAIN, fd);
-	if (dst_hello_ack(d, fd, MIG_ROLE_MAIN) < 0)
-		mig_engine_post(&d->e, MIG_EV_LINK_DOWN);
-	else if (start_session(d, fd) < 0)
-		dst_end_early(d, MIG_STATE_FAILED); /* its error said why */
+}
+
+/* A setup was settled, one way or the other: held preempt channels learn
+ * where they go. */
+static void release_held(struct dst *d)
+{
+	for (int i = 0; i < MAX_PENDING; i++)
+		if (d->pend[i].fd >= 0 && d->pend[i].stage == PEND_HELD)
+			route(d, &d->pend[i], &d->pend[i].h);
 }
 
 static void on_hello(struct dst *d, struct pending *p)
 {
 	struct mig_hello h;
 	uint32_t type, len;
-	int fd = p->fd, r;
-	char want[37], got[37], why[128];
+	int r = mig_wire_dec_hdr(p->buf, &type, &len);
 
-	p->fd = -1;
-	mig_set_nonblock(fd, false);
-	r = mig_wire_dec_hdr(p->buf, &type, &len);
 	if (r == 0 && (type != MIG_MSG_HELLO || len != MIG_HELLO_BYTES))
 		r = -EBADMSG;
 	if (r == 0)
 		r = mig_wire_dec_hello(p->buf + MIG_WIRE_HDR_BYTES, len, &h);
 	if (r < 0) {
+		int fd = p->fd;
+
+		p->fd = -1;
+		mig_set_nonblock(fd, false);
 		refuse(fd, r == -EPROTO ? MIG_REFUSE_VERSION : MIG_REFUSE_PROTOCOL,
 		       r == -EPROTO ? "not a mig peer of protocol version 1" :
 		       "malformed hello");
 		return;
 	}
-	if (d->have_migration && memcmp(h.uuid, d->e.uuid, 16)) {
-		mig_uuid_format(d->e.uuid, want);
-		mig_uuid_format(h.uuid, got);
-		snprintf(why, sizeof(why), "migration UUID %s is not the one "
-			 "running here (%s)", got, want);
-		refuse(fd, MIG_REFUSE_UUID, why);
-		return;
-	}
-	if (h.role == MIG_ROLE_PREEMPT && d->have_migration) {
-		accept_preempt(d, fd);
-	} else if (h.role == MIG_ROLE_MAIN) {
+	route(d, p, &h);
+}
+
+/* A new migration's RAM_INFO is in: a valid one makes its setup valid and
+ * the migration its own; anything else drops the connection, and the
+ * engine waits on for a source, as if it had never come. */
+static void on_ram_info(struct dst *d, struct pending *p)
+{
+	struct mig_ram_info ri;
+	uint32_t type, len;
+	int fd = p->fd, r = mig_wire_dec_hdr(p->buf, &type, &len);
+	char why[128];
+
+	if (r == 0 && type != MIG_MSG_RAM_INFO)
+		r = -EBADMSG;
+	if (r == 0)
+		r = mig_wire_dec_ram_info(p->buf + MIG_WIRE_HDR_BYTES, len, &ri);
+	if (r < 0) {
+		snprintf(why, sizeof(why), "sent no valid RAM description (%s); "
+			 "still waiting for a source", strerror(-r));
+		drop(p, why);
+	} else if (d->have_migration) {
+		p->fd = -1;
+		mig_set_nonblock(fd, false);
+		refuse(fd, MIG_REFUSE_STATE, "a migration is already running here");
+	} else {
+		p->fd = -1;
+		mig_set_nonblock(fd, false);
+		d->have_migration = true;
+		d->preempt_expected = p->h.flags & MIG_HELLO_PREEMPT;
+		memcpy(d->e.uuid, p->h.uuid, 16);
+		mig_uuid_format(d->e.uuid, d->e.uuid_str);
 		pthread_mutex_lock(&d->e.lock);
 		snprintf(d->via_uri, sizeof(d->via_uri), "%s",
 			 p->recovery ? d->armed_uri : d->listen_uri);
 		pthread_mutex_unlock(&d->e.lock);
-		accept_main(d, fd, &h);
+		mig_engine_set_chan(&d->e, MIG_CHAN_MAIN, fd);
+		if (start_session(d, fd, &ri) < 0)
+			dst_end_early(d, MIG_STATE_FAILED); /* its error said why */
 	}
-	else
-		refuse(fd, MIG_REFUSE_ROLE, "preempt channel before any migration");
+	release_held(d);
+}
+
+/* Make room for one more: the oldest pending connection goes. */
+static struct pending *evict_oldest(struct dst *d)
+{
+	struct pending *old = &d->pend[0];
+
+	for (int i = 1; i < MAX_PENDING; i++)
+		if (d->pend[i].since_ns < old->since_ns)
+			old = &d->pend[i];
+	drop(old, "every slot taken: the oldest connection not yet in the "
+	     "migration makes room");
+	if (old->stage == PEND_RAM_INFO)
+		release_held(d);
+	return old;
 }
 
 void dst_add_pending(struct dst *d, int lfd, bool recovery)
 {
 	int fd = mig_chan_accept(lfd);
+	struct pending *p = NULL;
 
 	if (fd < 0)
 		return;
-	for (int i = 0; i < MAX_PENDING; i++) {
-		if (d->pend[i].fd >= 0)
-			continue;
-		mig_set_nonblock(fd, true);
-		d->pend[i] = (struct pending){ .fd = fd, .recovery = recovery,
-			.deadline_ns = mig_deadline_ns(HELLO_TIMEOUT_MS) };
-		return;
-	}
-	mig_warn("chan", "too many connections waiting for their hello");
-	close(fd);
+	for (int i = 0; i < MAX_PENDING && !p; i++)
+		if (d->pend[i].fd < 0)
+			p = &d->pend[i];
+	if (!p)
+		p = evict_oldest(d);
+	mig_set_nonblock(fd, true);
+	*p = (struct pending){ .fd = fd, .stage = PEND_HELLO,
+		.recovery = recovery, .since_ns = mig_now_ns(),
+		.deadline_ns = mig_deadline_ns(HELLO_TIMEOUT_MS),
+		.want = MIG_WIRE_HDR_BYTES + MIG_HELLO_BYTES };
 }
 
 void dst_read_pending(struct dst *d, struct pending *p)
 {
-	ssize_t n = read(p->fd, p->buf + p->have, sizeof(p->buf) - p->have);
+	ssize_t n;
 
+	if (p->fd < 0 || p->stage == PEND_HELD)
+		return; /* settled earlier in this round */
+	n = read(p->fd, p->buf + p->have, p->want - p->have);
 	if (n <= 0) {
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			return;
+		if (p->stage == PEND_RAM_INFO) {
+			drop(p, "closed before its RAM description; still "
+			     "waiting for a source");
+			release_held(d);
+			return;
+		}
 		close(p->fd);
 		p->fd = -1;
 		return;
 	}
-	p->have += n;
-	if (p->have == sizeof(p->buf))
+	p->have += (size_t)n;
+	if (p->have < p->want)
+		return;
+	if (p->stage == PEND_HELLO)
 		on_hello(d, p);
+	else
+		on_ram_info(d, p);
 }
 
 void dst_expire_pending(struct dst *d)
 {
 	uint64_t now = mig_now_ns();
+	bool released = false;
 
 	for (int i = 0; i < MAX_PENDING; i++) {
-		if (d->pend[i].fd >= 0 && now > d->pend[i].deadline_ns) {
+		struct pending *p = &d->pend[i];
+
+		if (p->fd < 0 || now <= p->deadline_ns)
+			continue;
+		if (p->stage == PEND_HELLO) {
 			mig_warn("chan", "dropped a connection that sent no hello");
-			close(d->pend[i].fd);
-			d->pend[i].fd = -1;
+			close(p->fd);
+			p->fd = -1;
+			continue;
 		}
+		released |= p->stage == PEND_RAM_INFO;
+		drop(p, p->stage == PEND_RAM_INFO ? "sent no RAM description "
+		     "in time; still waiting for a source" :
+		     "its main channel never became a migration");
 	}
+	if (released)
+		release_held(d);
 }
 
 /* migrate-incoming, for an engine started with --defer (bus thread: no

@@ -35,18 +35,37 @@
 #include "guest/guest.h"
 #include "guest/workload.h"
 
-/* Connections still owing us their hello; a silent one is dropped after
- * HELLO_TIMEOUT_MS so it can never wedge the listener. */
-#define MAX_PENDING 8
+/*
+ * Connections not yet part of the migration: owing us their hello, or (a
+ * new migration's main channel) the RAM_INFO that makes its setup valid,
+ * or (a preempt channel of such a one) waiting for that verdict. Nothing
+ * they send can end the engine or claim the migration: a bad one is
+ * dropped and logged. A silent one goes after HELLO_TIMEOUT_MS; when every
+ * slot is taken the oldest goes, so that strangers holding connections
+ * open cannot starve the real peer, whose hello follows its connect at
+ * once (one accept per listener per round: it cannot be evicted before
+ * its hello is read). 64 slots: a few KiB and fds, bounded.
+ */
+#define MAX_PENDING 64
 #define HELLO_TIMEOUT_MS 5000
+
+enum pend_stage {
+	PEND_HELLO,     /* owes us its hello */
+	PEND_RAM_INFO,  /* a new migration's main channel, answered */
+	PEND_HELD,      /* a preempt channel of one still in PEND_RAM_INFO */
+};
 
 struct mig_bitmap;
 
 struct pending {
 	int fd;
+	enum pend_stage stage;
 	bool recovery;      /* accepted on the recovery listener */
+	uint64_t since_ns;  /* accepted then: the oldest is evicted first */
 	uint64_t deadline_ns;
-	size_t have;
+	struct mig_hello h; /* past PEND_HELLO */
+	size_t have, want;
+	/* a hello, or later a RAM_INFO (smaller), header included */
 	uint8_t buf[MIG_WIRE_HDR_BYTES + MIG_HELLO_BYTES];
 };
 
@@ -63,7 +82,10 @@ struct dst {
 	struct pending pend[MAX_PENDING];
 	atomic_bool armed;          /* migrate-recover was issued */
 	int new_rfd;                /* from the bus thread, under e.lock */
-	bool have_migration;        /* the first hello fixed the UUID */
+	bool have_migration;        /* a valid setup fixed the UUID */
+	/* the current session's main hello announced a preempt channel, and
+	 * none has been taken yet: no other may write pages */
+	bool preempt_expected;
 	/* the source is committed to postcopy (its go-ahead RESUME, a
 	 * recovery, a stop-and-copy that ran the guest here): it never
 	 * sends CANCEL any more, and one that comes is out of place */

@@ -247,7 +247,7 @@ static unsigned poll_once(struct dst *d, int timeout_ms)
 	p[RESUME] = (struct pollfd){ .fd = d->rfd, .events = POLLIN };
 	p[GUEST] = (struct pollfd){ .fd = d->pidfd, .events = POLLIN };
 	for (int i = 0; i < MAX_PENDING; i++) {
-		if (d->pend[i].fd < 0)
+		if (d->pend[i].fd < 0 || d->pend[i].stage == PEND_HELD)
 			continue;
 		idx[n - FIXED] = i;
 		p[n++] = (struct pollfd){ .fd = d->pend[i].fd, .events = POLLIN };
