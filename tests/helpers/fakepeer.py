@@ -1,16 +1,42 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""A mig peer that completes the hello exchange and then falls silent: it
-holds the other side in postcopy-recover (or any state past a hello) so that
-tests can check what gets it out (mig-pause, the link timeout).
+"""Scripted mig peers speaking the wire protocol (man/mig-protocol.7), for
+tests of what an engine does with peers that are silent, out of place or
+hostile.
 
   fakepeer.py dest URI               answer every hello with the same UUID
                                       and role, then say nothing
   fakepeer.py source URI UUID         open a recovery (RESUME) main channel
                                       with that UUID, read what comes, say
                                       nothing more
-Signals readiness once listening / connected: a newline on --ready-fd N
-(as the mig programs do), else "ready" on stdout. Exits after 120 s.
+  fakepeer.py main URI THEN           open a new migration (a main hello of
+                                      a random UUID); once answered: THEN is
+                                      close (end the stream), badram (a
+                                      RAM_INFO of 512-byte pages), badframe
+                                      (a header of an unknown type) or stall
+                                      (say nothing); then wait for the
+                                      other side to close. Exit 3 if refused.
+  fakepeer.py preempt URI UUID [--resume]
+                                      a stranger's preempt channel of that
+                                      migration: refused, print "refused
+                                      CODE REASON" and exit 3; answered,
+                                      write 0xa5 over the first 16 pages of
+                                      guest RAM and exit 0
+  fakepeer.py flood URI N [SECS]      hold N connections open, silent, each
+                                      replaced by a new one after SECS
+                                      (default 4), until killed
+  fakepeer.py mitm LISTEN TARGET AFTER INJECT
+                                      forward every connection from LISTEN to
+                                      TARGET; once, right after the first
+                                      AFTER message (a type name, either
+                                      direction) on a main channel, send an
+                                      INJECT message to the destination there
+                                      too: a copy of the last SWITCHOVER or
+                                      RAM_INFO seen, or an empty CANCEL,
+                                      RESUME or EOS
+Signals readiness once listening / connected / answered: a newline on
+--ready-fd N (as the mig programs do), else "ready" on stdout. Exits after
+120 s (flood and mitm: when killed).
 """
 import os
 import socket
@@ -20,8 +46,11 @@ import threading
 import time
 import uuid as uuidlib
 
-MAGIC, VERSION, HELLO, HDR = 0x4D494757, 1, 1, 8
-ROLE_MAIN, RESUME = 1, 0x1
+MAGIC, VERSION, HDR = 0x4D494757, 1, 8
+ROLE_MAIN, ROLE_PREEMPT, RESUME = 1, 2, 0x1
+TYPES = {"HELLO": 1, "REFUSE": 2, "RAM_INFO": 3, "PAGES": 4, "SWITCHOVER": 5,
+         "EOS": 6, "CANCEL": 7, "RESUME": 8, "PING": 9, "DISCARD": 11, "REQ": 16,
+         "COMPLETE": 17, "RESUME_ACK": 20}
 
 
 def sock_for(uri, listen):
@@ -38,7 +67,7 @@ def sock_for(uri, listen):
         else:
             s.connect((host, int(port)))
     if listen:
-        s.listen(8)
+        s.listen(64)
     return s
 
 
@@ -52,8 +81,17 @@ def recv_exact(c, n):
     return buf
 
 
+def msg(t, payload=b""):
+    return struct.pack(">II", t, len(payload)) + payload
+
+
+def recv_msg(c):
+    t, n = struct.unpack(">II", recv_exact(c, HDR))
+    return t, recv_exact(c, n)
+
+
 def hello(role, flags, uid):
-    return struct.pack(">IIIIII", HELLO, 32, MAGIC, VERSION, role, flags) + uid
+    return msg(TYPES["HELLO"], struct.pack(">IIII", MAGIC, VERSION, role, flags) + uid)
 
 
 def serve(c):
@@ -71,11 +109,156 @@ READY_FD = None
 
 
 def ready():
+    global READY_FD
     if READY_FD is None:
-        ready()
+        print("ready", flush=True)
     else:
         os.write(READY_FD, b"\n")
         os.close(READY_FD)
+        READY_FD = None
+
+
+def drain(c, secs=120):
+    """Read until the other side closes (or secs pass)."""
+    c.settimeout(secs)
+    try:
+        while c.recv(65536):
+            pass
+    except (socket.timeout, OSError):
+        pass
+
+
+def answered(c):
+    """The answer to our hello: True for a HELLO; a REFUSE exits 3."""
+    t, p = recv_msg(c)
+    if t == TYPES["REFUSE"]:
+        code = struct.unpack(">I", p[:4])[0]
+        print("refused %d %s" % (code, p[4:].decode(errors="replace")), flush=True)
+        sys.exit(3)
+    return t == TYPES["HELLO"]
+
+
+def stranger_main(uri, then):
+    c = sock_for(uri, False)
+    c.settimeout(30)
+    c.sendall(hello(ROLE_MAIN, 0, uuidlib.uuid4().bytes))
+    if not answered(c):
+        sys.exit("not answered with a hello")
+    print("answered", flush=True)
+    if then == "close":
+        c.shutdown(socket.SHUT_WR)
+    elif then == "badram":
+        c.sendall(msg(TYPES["RAM_INFO"], struct.pack(">QII", 1 << 20, 512, 0)))
+    elif then == "badframe":
+        c.sendall(struct.pack(">II", 99, 16) + bytes(16))
+    elif then != "stall":
+        sys.exit("unknown THEN " + then)
+    ready()
+    drain(c)
+    print("closed by the other side", flush=True)
+
+
+def stranger_preempt(uri, uid, flags):
+    c = sock_for(uri, False)
+    c.settimeout(30)
+    c.sendall(hello(ROLE_PREEMPT, flags, uid))
+    if not answered(c):
+        sys.exit("not answered with a hello")
+    for page in range(16):
+        c.sendall(msg(TYPES["PAGES"], struct.pack(">QII", page * 4096, 1, 0) +
+                      b"\xa5" * 4096))
+    print("accepted: wrote 16 pages", flush=True)
+    c.close()
+
+
+def flood(uri, n, secs):
+    conns = []
+    while True:
+        while len(conns) < n:
+            try:
+                conns.append((time.monotonic(), sock_for(uri, False)))
+            except OSError:
+                time.sleep(0.1)
+        if READY_FD is not None:
+            ready()
+        since, c = conns[0]
+        time.sleep(max(0.0, since + secs - time.monotonic()))
+        c.close()
+        conns.pop(0)
+
+
+def pipe(src, dst, frames):
+    """Copy src to dst, whole messages: frames(buf) -> (out, rest)."""
+    buf = b""
+    try:
+        while True:
+            data = src.recv(1 << 20)
+            if not data:
+                break
+            buf += data
+            out, buf = frames(buf)
+            dst.sendall(out)
+    except OSError:
+        pass
+    for s in (src, dst):
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+class Mitm:
+    def __init__(self, after, inject):
+        self.name, self.after, self.inject = after, TYPES[after], inject
+        self.lock = threading.Lock()
+        self.due = self.done = False
+        self.seen = {}
+
+    def injected(self):
+        if self.inject in ("SWITCHOVER", "RAM_INFO"):
+            return msg(TYPES[self.inject], self.seen[TYPES[self.inject]])
+        return msg(TYPES[self.inject])
+
+    def frames(self, conn, to_dest):
+        """A parser for one direction of connection conn (a dict whose
+        "main" the source's hello sets)."""
+        def parse(buf):
+            out = b""
+            while True:
+                with self.lock:
+                    if to_dest and conn.get("main") and self.due and not self.done:
+                        self.done = True
+                        out += self.injected()
+                        print("injected %s after %s" % (self.inject, self.name),
+                              flush=True)
+                if len(buf) < HDR:
+                    break
+                t, n = struct.unpack(">II", buf[:HDR])
+                if len(buf) < HDR + n:
+                    break
+                frame, buf = buf[:HDR + n], buf[HDR + n:]
+                out += frame
+                if to_dest and "main" not in conn:
+                    conn["main"] = struct.unpack(">I", frame[HDR + 8:HDR + 12])[0] == ROLE_MAIN
+                    continue
+                if to_dest:
+                    self.seen[t] = frame[HDR:]
+                with self.lock:
+                    if conn.get("main") and t == self.after:
+                        self.due = True
+            return out, buf
+        return parse
+
+    def serve(self, c, target):
+        try:
+            t = sock_for(target, False)
+        except OSError:
+            c.close()
+            return
+        conn = {}
+        threading.Thread(target=pipe, args=(t, c, self.frames(conn, False)),
+                         daemon=True).start()
+        pipe(c, t, self.frames(conn, True))
 
 
 def main():
@@ -86,6 +269,20 @@ def main():
         READY_FD = int(args[i + 1])
         del args[i:i + 2]
     mode, uri = args[0], args[1]
+    if mode == "main":
+        return stranger_main(uri, args[2])
+    if mode == "preempt":
+        return stranger_preempt(uri, uuidlib.UUID(args[2]).bytes,
+                                RESUME if "--resume" in args else 0)
+    if mode == "flood":
+        return flood(uri, int(args[2]), float(args[3]) if len(args) > 3 else 4)
+    if mode == "mitm":
+        m = Mitm(args[3], args[4])
+        ls = sock_for(uri, True)
+        ready()
+        while True:
+            c, _ = ls.accept()
+            threading.Thread(target=m.serve, args=(c, args[2]), daemon=True).start()
     if mode == "dest":
         ls = sock_for(uri, True)
         ready()
@@ -100,12 +297,7 @@ def main():
     c = sock_for(uri, False)
     c.sendall(hello(ROLE_MAIN, RESUME, uid))
     ready()
-    c.settimeout(120)
-    try:
-        while c.recv(65536):
-            pass
-    except (socket.timeout, OSError):
-        pass
+    drain(c)
 
 
 if __name__ == "__main__":
