@@ -67,7 +67,8 @@ recover_both() {
 @test "a second SWITCHOVER after the go-ahead pauses; the running guest is kept and recovers" {
 	busy_guest 64M
 	recv_at --link-timeout 2
-	local via=tcp:127.0.0.1:$(free_port)
+	local via
+	via=tcp:127.0.0.1:$(free_port)
 	start mitm "$FAKE" mitm "$via" "$DST" REQ SWITCHOVER
 	send_to "$via" --link-timeout 2 --max-bandwidth 8M
 	state "$DST_BUS" postcopy-paused
@@ -81,7 +82,8 @@ recover_both() {
 @test "out-of-place messages before switchover fail the migration; the guest is whole on the source" {
 	guest src 64M --workload ab
 	recv_at --link-timeout 2
-	local via=tcp:127.0.0.1:$(free_port)
+	local via
+	via=tcp:127.0.0.1:$(free_port)
 	# RESUME means nothing before SWITCHOVER
 	start mitm "$FAKE" mitm "$via" "$DST" RAM_INFO RESUME
 	bg send mig-send --name m --guest "$T/src.ctl" --to "$via" --link-timeout 2 --max-bandwidth 8M
@@ -130,9 +132,9 @@ recover_both() {
 @test "bad first connections are dropped; the real source then migrates" {
 	guest src 64M --workload ab
 	recv_at
-	local then
-	for then in close badram badframe; do
-		expect 0 "$FAKE" main "$DST" "$then"
+	local how
+	for how in close badram badframe; do
+		expect 0 "$FAKE" main "$DST" "$how"
 		says "closed by the other side"
 		state "$DST_BUS" setup
 	done
