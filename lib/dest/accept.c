@@ -2,9 +2,10 @@
 /*
  * The destination's listeners: a connection is accepted without blocking
  * and held until its hello is in (bounded, see struct pending), then
- * refused, or taken as the main channel (a new migration, or a source
- * recovering) or as the preempt channel. A deferred engine's listener
- * comes from migrate-incoming.
+ * refused, or taken as the main channel (a new migration, once its
+ * RAM_INFO is in too; or a source recovering) or as the preempt channel
+ * the session's main hello announced. A deferred engine's listener comes
+ * from migrate-incoming.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -48,7 +49,7 @@ int dst_hello_ack(struct dst *d, int fd, uint32_t role)
 
 /* The new migration's setup is valid: spawn and claim the incoming guest,
  * start serving its faults. */
-static int start_session(struct dst *d, int fd, const struct mig_ram_info *ri)
+static int start_session(struct dst *d, const struct mig_ram_info *ri)
 {
 	int r;
 
@@ -102,7 +103,8 @@ static void accept_preempt(struct dst *d, int fd, const struct mig_hello *h)
 		mig_engine_post(&d->e, MIG_EV_LINK_DOWN);
 }
 
-static void accept_main(struct dst *d, int fd, const struct mig_hello *h)
+/* A main hello with RESUME: a source recovering, or one that missed our end. */
+static void accept_resume(struct dst *d, int fd, const struct mig_hello *h)
 {
 	enum mig_state st = mig_engine_state(&d->e);
 
@@ -201,7 +203,7 @@ static void route(struct dst *d, struct pending *p, const struct mig_hello *h)
 		snprintf(d->via_uri, sizeof(d->via_uri), "%s",
 			 p->recovery ? d->armed_uri : d->listen_uri);
 		pthread_mutex_unlock(&d->e.lock);
-		accept_main(d, fd, h);
+		accept_resume(d, fd, h);
 	}
 }
 
@@ -271,7 +273,7 @@ static void on_ram_info(struct dst *d, struct pending *p)
 			 p->recovery ? d->armed_uri : d->listen_uri);
 		pthread_mutex_unlock(&d->e.lock);
 		mig_engine_set_chan(&d->e, MIG_CHAN_MAIN, fd);
-		if (start_session(d, fd, &ri) < 0)
+		if (start_session(d, &ri) < 0)
 			dst_end_early(d, MIG_STATE_FAILED); /* its error said why */
 	}
 	release_held(d);
