@@ -144,7 +144,8 @@ static int take_over(struct dst *d)
 	}
 	memcpy(d->e.uuid, gi.rec.uuid, 16);
 	mig_uuid_format(d->e.uuid, d->e.uuid_str);
-	d->have_migration = d->switched = true;
+	d->have_migration = true;
+	d->switched = true;
 	atomic_store(&d->committed, true);
 	d->running = gi.running;
 	atomic_store(&d->guest_started, true);
