@@ -109,6 +109,14 @@ struct mig_json *bus_qapi_commands(const struct mig_qapi *q);
 int bus_qapi_check_args(const struct mig_qapi *q, const char *cmd,
 			const struct mig_json *args, char *desc, size_t desclen);
 
+/* ---- qmp.c: the client ---- */
+
+/* A client on a connected stream socket (owned from here on, closed on
+ * failure too): the greeting and capabilities negotiation, by the deadline,
+ * that mig_qmp_connect() does once connected; tests hand it a socketpair.
+ * NULL with errno set (EPROTO: the peer is not a QMP server). */
+struct mig_qmp *bus_qmp_open_fd(int fd, uint64_t deadline_ns);
+
 /* ---- shared by server and client ---- */
 
 int bus_unix_addr(const char *path, struct sockaddr_un *sa);

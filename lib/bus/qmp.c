@@ -180,20 +180,18 @@ static int qmp_greeting(struct mig_qmp *q, uint64_t deadline)
 	return r;
 }
 
-struct mig_qmp *mig_qmp_connect(const char *path, int timeout_ms)
+struct mig_qmp *bus_qmp_open_fd(int fd, uint64_t deadline)
 {
 	struct mig_qmp *q = calloc(1, sizeof(*q));
-	uint64_t deadline = mig_deadline_ns(timeout_ms);
 	int r;
 
-	if (!q)
+	if (!q) {
+		close(fd);
+		errno = ENOMEM;
 		return NULL;
-	q->tail = &q->head;
-	q->fd = qmp_sock(path, deadline);
-	if (q->fd < 0) {
-		r = q->fd;
-		goto out;
 	}
+	q->tail = &q->head;
+	q->fd = fd;
 	r = qmp_greeting(q, deadline);
 	if (r == 0)
 		r = mig_qmp_execute(q, "qmp_capabilities", NULL, NULL, NULL, 0,
@@ -202,10 +200,21 @@ struct mig_qmp *mig_qmp_connect(const char *path, int timeout_ms)
 		r = -EPROTO;
 	if (r == 0)
 		return q;
-out:
 	mig_qmp_close(q);
 	errno = -r;
 	return NULL;
+}
+
+struct mig_qmp *mig_qmp_connect(const char *path, int timeout_ms)
+{
+	uint64_t deadline = mig_deadline_ns(timeout_ms);
+	int fd = qmp_sock(path, deadline);
+
+	if (fd < 0) {
+		errno = -fd;
+		return NULL;
+	}
+	return bus_qmp_open_fd(fd, deadline);
 }
 
 void mig_qmp_close(struct mig_qmp *q)
