@@ -43,7 +43,7 @@ DEB_liblz4   := liblz4-dev
 DEB_libcurl  := libcurl4-openssl-dev
 DEB_cmocka   := libcmocka-dev
 DEB_CMDS     := bats:bats socat:socat mandoc:mandoc jq:jq pkg-config:pkg-config python3:python3 ip:iproute2 script:bsdutils \
-	pgrep:procps zsh:zsh
+	pgrep:procps zsh:zsh clang:clang
 
 PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
@@ -73,7 +73,21 @@ HELPER_BINS := $(HELPER_SRCS:tests/helpers/%.c=$(B)/tests/helpers/%)
 BENCH_SRCS := $(wildcard bench/*.c)
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(B)/bench/%)
 
-.PHONY: all deps check-deps demo check unit bats manlint headers bench install uninstall clean help
+# Fuzzing: libFuzzer harnesses (tests/fuzz), built with clang into build/fuzz
+# against libmig's sources compiled again with ASan+UBSan and coverage.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FB           := build/fuzz
+FUZZ_CC_PATH := $(shell command -v $(FUZZ_CC) 2>/dev/null)
+FUZZ_CFLAGS  := -O1 -g -std=gnu11 $(WARN) -D_GNU_SOURCE -DMIG_VERSION='"$(VERSION)"' \
+	-pthread -MMD -MP -Ilib -fno-omit-frame-pointer \
+	-fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_SRCS    := $(wildcard tests/fuzz/fuzz-*.c)
+FUZZ_BINS    := $(FUZZ_SRCS:tests/fuzz/%.c=$(FB)/%)
+FUZZ_LIB_OBJS := $(LIB_SRCS:lib/%.c=$(FB)/lib/%.o) $(FB)/gen/schema.o
+
+.PHONY: all deps check-deps demo check unit bats manlint headers bench fuzz fuzz-build \
+	install uninstall clean help
 .DEFAULT_GOAL := all
 
 all: check-deps $(BINS) $(HELPER_BINS)
@@ -89,6 +103,7 @@ help:
 	@echo "make manlint    lint the man pages (mandoc)"
 	@echo "make bats       the integration tests (bats) only"
 	@echo "make bench      benchmarks (not part of check)"
+	@echo "make fuzz       each libFuzzer harness for FUZZ_SECONDS=$(FUZZ_SECONDS) (clang)"
 	@echo "make install    PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)"
 	@echo "make uninstall  remove what install put there"
 	@echo "make clean      remove build/"
@@ -122,7 +137,7 @@ $(B)/cmd/%.o: cmd/%.c
 	@[ "$(V)" = 1 ] || echo "  CC      $<"
 	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 
-$(B)/gen/schema.c: lib/engine/schema.json
+$(B)/gen/schema.c $(FB)/gen/schema.c: lib/engine/schema.json
 	@mkdir -p $(@D)
 	@[ "$(V)" = 1 ] || echo "  GEN     $@"
 	$(Q){ echo '/* generated from $< by make: do not edit */'; \
@@ -157,6 +172,35 @@ $(B)/bench/%: bench/%.c $(B)/libmig.a
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS) -o $@ $< $(B)/libmig.a $(PKG_LIBS) $(LDFLAGS)
 
+$(FB)/lib/%.o: lib/%.c
+	@mkdir -p $(@D)
+	@[ "$(V)" = 1 ] || echo "  FUZZCC  $<"
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link $(PKG_CFLAGS) -c -o $@ $<
+
+$(FB)/gen/%.o: $(FB)/gen/%.c
+	@[ "$(V)" = 1 ] || echo "  FUZZCC  $<"
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
+
+$(FB)/libmig.a: $(FUZZ_LIB_OBJS)
+	@[ "$(V)" = 1 ] || echo "  AR      $@"
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(FB)/fuzz-%: tests/fuzz/fuzz-%.c $(FB)/libmig.a
+	@[ "$(V)" = 1 ] || echo "  FUZZLD  $@"
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(PKG_CFLAGS) -o $@ $< \
+		$(FB)/libmig.a $(PKG_LIBS)
+
+ifeq ($(FUZZ_CC_PATH),)
+fuzz-build:
+	@echo "fuzz: $(FUZZ_CC) missing; run 'make deps' (as root)"; exit 1
+else
+fuzz-build: check-deps $(FUZZ_BINS)
+endif
+
+# Each harness for FUZZ_SECONDS over a copy of its corpus (build/fuzz/corpus).
+fuzz: fuzz-build
+	@tests/fuzz/run.sh $(FB) $(FUZZ_SECONDS)
+
 demo: deps all
 	@MIG_BIN=$(CURDIR)/$(B)/bin examples/quickstart.sh
 
@@ -164,7 +208,8 @@ demo: deps all
 # SANITIZE=thread: the unit tests and the migration, recovery and signal
 # suites under ThreadSanitizer; any report it writes fails the run.
 TSAN_BATS := tests/bats/migrate.bats tests/bats/recover.bats tests/bats/signals.bats
-check: deps all $(UNIT_BINS)
+# The fuzz suite runs each harness over its corpus; without clang it skips.
+check: deps all $(UNIT_BINS) $(if $(and $(FUZZ_CC_PATH),$(filter-out thread,$(SANITIZE))),fuzz-build)
 ifeq ($(SANITIZE),thread)
 	@rm -rf $(B)/tsan-logs && mkdir -p $(B)/tsan-logs
 	@TSAN_OPTIONS="log_path=$(CURDIR)/$(B)/tsan-logs/report second_deadlock_stack=1" \
@@ -172,7 +217,8 @@ ifeq ($(SANITIZE),thread)
 		MIG_BIN=$(CURDIR)/$(B)/bin MIG_UNIT_DIR=$(CURDIR)/$(B)/tests \
 		tests/run-all.sh unit bats tsan
 else
-	@MIG_BIN=$(CURDIR)/$(B)/bin MIG_UNIT_DIR=$(CURDIR)/$(B)/tests tests/run-all.sh
+	@MIG_BIN=$(CURDIR)/$(B)/bin MIG_UNIT_DIR=$(CURDIR)/$(B)/tests \
+		MIG_FUZZ_DIR=$(if $(FUZZ_CC_PATH),$(CURDIR)/$(FB)) tests/run-all.sh
 endif
 
 unit: all $(UNIT_BINS)
@@ -222,4 +268,4 @@ clean:
 
 .SECONDARY:
 -include $(LIB_OBJS:.o=.d) $(BINS:$(B)/bin/%=$(B)/cmd/%.d) $(UNIT_BINS:%=%.d) \
-	$(HELPER_BINS:%=%.d)
+	$(HELPER_BINS:%=%.d) $(FUZZ_LIB_OBJS:.o=.d) $(FUZZ_BINS:%=%.d)

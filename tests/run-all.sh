@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # Run the test suites (all, or those named: selftest unit bats man headers
-# tsan)
+# fuzz tsan)
 # and end with one line "N passed, N failed, N skipped" summing them; exit 1
 # on any failure. Used by `make check` and .ci/run. selftest checks this
 # script's own counting of bats output on tests/fixtures.
@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 
 passed=0 failed=0 skipped=0
 suites=("$@")
-[ ${#suites[@]} -gt 0 ] || suites=(selftest unit headers man bats)
+[ ${#suites[@]} -gt 0 ] || suites=(selftest unit headers man fuzz bats)
 
 count() { passed=$((passed + $1)); failed=$((failed + $2)); skipped=$((skipped + ${3:-0})); }
 
@@ -130,6 +130,29 @@ run_selftest() {
 	count "$p" "$f"
 }
 
+# fuzz: each libFuzzer harness in $MIG_FUZZ_DIR (make fuzz-build) over its
+# committed corpus, one pass per harness; skipped, one per harness, when the
+# harnesses could not be built (no clang).
+run_fuzz() {
+	local dir=${MIG_FUZZ_DIR:-} src n p=0 f=0 total=0 line
+	for src in tests/fuzz/fuzz-*.c; do total=$((total + 1)); done
+	if [ -z "$dir" ]; then
+		echo "fuzz: $total skipped: clang missing (make deps)"; count 0 0 "$total"; return
+	fi
+	while IFS= read -r line; do
+		echo "$line"
+		case "$line" in
+		"fuzz: "*": ok") p=$((p + 1)) ;;
+		"fuzz: "*": FAILED"*) f=$((f + 1)) ;;
+		esac
+	done < <(tests/fuzz/run.sh "$dir" check)
+	# a harness that reported nothing (missing binary, script died) failed
+	n=$((total - p - f))
+	[ "$n" -le 0 ] || { echo "fuzz: $n harnesses did not report"; f=$((f + n)); }
+	echo "fuzz: $p passed, $f failed"
+	count "$p" "$f"
+}
+
 # tsan: every ThreadSanitizer report the programs and unit tests wrote
 # under $MIG_TSAN_LOGS (TSAN_OPTIONS log_path) is a failure; a run with
 # none is one pass.
@@ -149,6 +172,7 @@ for s in "${suites[@]}"; do
 	unit) run_unit ;;
 	headers) run_headers ;;
 	man) run_man ;;
+	fuzz) run_fuzz ;;
 	bats) run_bats ;;
 	selftest) run_selftest ;;
 	tsan) run_tsan ;;
