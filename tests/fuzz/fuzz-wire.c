@@ -4,8 +4,9 @@
  * input is the byte stream (hello, then messages), read with
  * mig_wire_recv() like the receive loop does; each payload goes to its
  * decoder, and every PAGES run the decoder accepts is applied to a guest
- * RAM buffer exactly that large (plain copy, zero fill, LZ4 expansion), so
- * ASan catches any run the decoder lets outside guest RAM.
+ * RAM buffer exactly that large (plain copy, zero fill, LZ4 expansion) and
+ * followed by an inaccessible page, so that a run the decoder lets outside
+ * guest RAM faults even where ASan does not look (inside liblz4).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -86,11 +87,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int fd;
 
 	if (!ram_buf) {
-		/* RAM sits at the end of its buffer (a smaller one announced
-		 * by RAM_INFO too), so ASan sees a run past its end */
-		ram_buf = malloc(FUZZ_RAM_BYTES);
+		/* RAM ends at the guard page (a smaller one announced by
+		 * RAM_INFO too), so a write past its end faults */
+		ram_buf = mmap(NULL, FUZZ_RAM_BYTES + 4096u, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		payload = malloc(MIG_WIRE_MAX_PAYLOAD);
-		if (!ram_buf || !payload)
+		if (ram_buf == MAP_FAILED || !payload ||
+		    mprotect(ram_buf + FUZZ_RAM_BYTES, 4096u, PROT_NONE) < 0)
 			abort();
 	}
 	fd = memfd_create("fuzz-wire", MFD_CLOEXEC);
