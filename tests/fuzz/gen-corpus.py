@@ -162,5 +162,34 @@ def qmp():
         '{"error":{"class":"CommandNotFound","desc":"x"},"id":1}')
 
 
-for gen in (wire, return_path, ctl, jsonstream, json_, qapi, qmp):
+JSON_TOKENS = ['{', '}', '[', ']', ':', ',', '"', '\\"', '\\\\', '\\u',
+               'true', 'false', 'null', '-0', '1e999', '"execute"',
+               '"arguments"', '"id"', '"return"', '"error"', '"desc"',
+               '"event"', '"QMP"', '"data"', '"timestamp"']
+
+
+def dicts():
+    """libFuzzer dictionaries (tests/fuzz/dict/NAME.dict): JSON's tokens,
+    and for the schema checks every name the schema has."""
+    d = os.path.join(TOP, "tests", "fuzz", "dict")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(TOP, "lib", "engine", "schema.json")) as f:
+        schema = json.load(f)["schema"]
+    names = set()
+    for t in schema:
+        names.add(t["name"])
+        for m in t.get("members", []):
+            names.add(m["name"])
+        for v in t.get("variants", []):
+            names.add(v["case"])
+    toks = [json.dumps(t) for t in JSON_TOKENS]
+    for name in ("json", "jsonstream", "qmp"):
+        with open(os.path.join(d, name + ".dict"), "w") as f:
+            f.write("\n".join(toks) + "\n")
+    with open(os.path.join(d, "qapi.dict"), "w") as f:
+        f.write("\n".join(toks + [json.dumps('"%s"' % n)
+                                  for n in sorted(names)]) + "\n")
+
+
+for gen in (wire, return_path, ctl, jsonstream, json_, qapi, qmp, dicts):
     gen()

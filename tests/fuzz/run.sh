@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 # Run the libFuzzer harnesses built in DIR (make fuzz-build).
 #   run.sh DIR SECONDS [NAME...]  fuzz each for SECONDS over a copy of its
-#                                 corpus in DIR/corpus (new inputs stay there)
+#                                 corpus in DIR/corpus (new inputs stay there),
+#                                 with tests/fuzz/dict/NAME.dict if there is one
 #   run.sh DIR check [NAME...]    run each once over its committed corpus and
 #                                 print "fuzz: NAME: ok" or "fuzz: NAME: FAILED"
 # Exit 1 if any harness crashed, leaked, timed out or failed a check.
@@ -51,8 +52,10 @@ for n in "${names[@]}"; do
 	mkdir -p "$dir/corpus/$n" "$dir/artifacts"
 	cp -n tests/fuzz/corpus/"$n"/* "$dir/corpus/$n/"
 	echo "fuzz: $n for ${mode}s"
+	dict=()
+	[ ! -f tests/fuzz/dict/"$n".dict ] || dict=(-dict=tests/fuzz/dict/"$n".dict)
 	"$bin" -max_total_time="$mode" -max_len="$(max_len "$n")" -timeout=10 \
-		-rss_limit_mb=2048 -print_final_stats=1 \
+		-rss_limit_mb=2048 -print_final_stats=1 "${dict[@]}" \
 		-artifact_prefix="$dir/artifacts/$n-" "$dir/corpus/$n" \
 		>"$dir/fuzz-$n.log" 2>&1 || {
 		tail -n 40 "$dir/fuzz-$n.log"
