@@ -209,7 +209,7 @@ demo: deps all
 # suites under ThreadSanitizer; any report it writes fails the run.
 TSAN_BATS := tests/bats/migrate.bats tests/bats/recover.bats tests/bats/signals.bats
 # The fuzz suite runs each harness over its corpus; without clang it skips.
-check: deps all $(UNIT_BINS) $(if $(and $(FUZZ_CC_PATH),$(filter-out thread,$(SANITIZE))),fuzz-build)
+check: deps all $(UNIT_BINS)
 ifeq ($(SANITIZE),thread)
 	@rm -rf $(B)/tsan-logs && mkdir -p $(B)/tsan-logs
 	@TSAN_OPTIONS="log_path=$(CURDIR)/$(B)/tsan-logs/report second_deadlock_stack=1" \
@@ -217,8 +217,12 @@ ifeq ($(SANITIZE),thread)
 		MIG_BIN=$(CURDIR)/$(B)/bin MIG_UNIT_DIR=$(CURDIR)/$(B)/tests \
 		tests/run-all.sh unit bats tsan
 else
-	@MIG_BIN=$(CURDIR)/$(B)/bin MIG_UNIT_DIR=$(CURDIR)/$(B)/tests \
-		MIG_FUZZ_DIR=$(if $(FUZZ_CC_PATH),$(CURDIR)/$(FB)) tests/run-all.sh
+	@# clang is looked for now, not when make read this file: deps may
+	@# have just installed it
+	@fuzz=; if command -v $(FUZZ_CC) >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory fuzz-build || exit 1; fuzz=$(CURDIR)/$(FB); fi; \
+	MIG_BIN=$(CURDIR)/$(B)/bin MIG_UNIT_DIR=$(CURDIR)/$(B)/tests \
+		MIG_FUZZ_DIR=$$fuzz tests/run-all.sh
 endif
 
 unit: all $(UNIT_BINS)
