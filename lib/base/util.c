@@ -416,6 +416,35 @@ ssize_t mig_recv_with_fds(int sock, void *buf, size_t len, int *fds, int *nfds)
 	return n;
 }
 
+int mig_peer_check(int fd, uid_t *uid, pid_t *pid)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	*uid = (uid_t)-1;
+	*pid = 0;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		return -errno;
+	*uid = cred.uid;
+	*pid = cred.pid;
+	return cred.uid == geteuid() || cred.uid == 0 ? 0 : -EACCES;
+}
+
+bool mig_ratelimit_ok(struct mig_ratelimit *rl, unsigned interval_ms,
+		      unsigned *suppressed)
+{
+	uint64_t now = mig_now_ns();
+
+	if (now < rl->next_ns) {
+		rl->suppressed++;
+		return false;
+	}
+	rl->next_ns = now + (uint64_t)interval_ms * 1000000u;
+	*suppressed = rl->suppressed;
+	rl->suppressed = 0;
+	return true;
+}
+
 const char *mig_fmt_bytes(uint64_t bytes, char *buf, size_t len)
 {
 	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };

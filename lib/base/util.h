@@ -82,6 +82,25 @@ ssize_t mig_recv_with_fds(int sock, void *buf, size_t len, int *fds, int *nfds);
  * wakeup instead of waiting a time slice behind the page pump. */
 void mig_thread_bulk(void);
 
+/* The peer of an accepted UNIX socket may use our sockets: it runs as
+ * our effective uid or as root. 0, or -EACCES with *uid and *pid the
+ * peer's (-errno from SO_PEERCRED, *uid then (uid_t)-1). The sockets are
+ * 0600 in a 0700 directory as well: this holds when a mode is loosened or
+ * a directory is shared. */
+int mig_peer_check(int fd, uid_t *uid, pid_t *pid);
+
+/* At most one log line per interval for a condition that may repeat at
+ * the rate of a loop (EMFILE on accept, refused peers): */
+struct mig_ratelimit {
+	uint64_t next_ns;    /* no line before */
+	unsigned suppressed; /* lines not logged since the last one */
+};
+
+/* true when a line may be logged now; *suppressed then says how many
+ * were not since the last one, and the count starts again. */
+bool mig_ratelimit_ok(struct mig_ratelimit *rl, unsigned interval_ms,
+		      unsigned *suppressed);
+
 /* Human-readable bytes ("1.5 GiB") into buf. */
 const char *mig_fmt_bytes(uint64_t bytes, char *buf, size_t len);
 
