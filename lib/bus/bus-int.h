@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <sys/un.h>
 
 #include "bus/bus.h"
@@ -40,6 +41,9 @@ struct history {
 
 struct client {
 	int fd;
+	uid_t uid;               /* the peer's, from SO_PEERCRED */
+	uint64_t negotiate_by_ns; /* dropped if not negotiated by then */
+	size_t *out_total;       /* the bus's sum of every client's backlog */
 	bool negotiated;
 	bool closing; /* no more reading: flush the output, then drop */
 	bool dead;    /* drop at the end of this round */
@@ -66,6 +70,8 @@ struct mig_bus {
 	bool stop;
 	/* bus thread only from here on */
 	uint64_t accept_after_ns; /* EMFILE backoff: no accept() before */
+	struct mig_ratelimit emfile_rl, refuse_rl, idle_rl, output_rl;
+	size_t out_total; /* queued output of every client, bytes */
 	struct client **clients;
 	size_t nclients;
 	struct pollfd *pfds;
@@ -74,9 +80,26 @@ struct mig_bus {
 
 /* ---- session.c: one client's connection ---- */
 
-/* A client on an accepted non-blocking fd (owned from here on), greeted;
- * NULL when out of memory (fd then left to the caller). */
-struct client *bus_client_new(int fd);
+/* How long a client has to send qmp_capabilities: a tool does at once;
+ * one that does not only holds a slot. */
+#define MIG_BUS_NEGOTIATE_MS 3000
+
+/* Output a client may fall behind by before it is dropped: thousands of
+ * events, yet a stuck client cannot grow the engine by much. */
+#define MIG_BUS_CLIENT_OUT_BYTES (1u << 20)
+
+/* A client on an accepted non-blocking fd (owned from here on) of a peer
+ * running as uid, greeted; its backlog is added to *out_total. NULL when
+ * out of memory (fd then left to the caller). */
+struct client *bus_client_new(int fd, uid_t uid, size_t *out_total);
+/* Its backlog: bytes queued and not yet taken by the socket. */
+static inline size_t bus_client_backlog(const struct client *c)
+{
+	return c->out_len - c->out_off;
+}
+/* Drop it at the end of this round; its output goes now, so that what
+ * the dead hold never adds up within a round. */
+void bus_client_kill(struct client *c);
 /* Close the fd, free the buffers. NULL is a no-op. */
 void bus_client_free(struct client *c);
 /* Queue one message line and push what the socket takes now. */

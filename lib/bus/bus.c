@@ -29,10 +29,19 @@
 
 /* Connections served at once; more are refused so fds stay bounded. */
 #define MIG_BUS_MAX_CLIENTS 256u
+/* Beyond that, slots only root's connections may take: the administrator's
+ * mig-status and mig-pause get in when the engine's own user holds every
+ * other one. (Under a root engine every peer is root: it is only more.) */
+#define MIG_BUS_ADMIN_CLIENTS 4u
+/* What every client's queued output may add up to: a few hundred stuck
+ * clients must not grow the engine by their limit each. */
+#define MIG_BUS_TOTAL_OUT_BYTES (8u << 20)
 /* How long mig_bus_close() waits for slow clients to take their last events. */
 #define MIG_BUS_CLOSE_FLUSH_MS 1000
 /* Pause before accepting again after EMFILE, so poll() does not spin. */
 #define MIG_BUS_ACCEPT_BACKOFF_MS 100
+/* At most one line per this long about what may repeat each round. */
+#define MIG_BUS_LOG_INTERVAL_MS 10000u
 
 struct qevent {
 	struct qevent *next;
@@ -41,7 +50,7 @@ struct qevent {
 
 /* ---- clients and events ---- */
 
-static int client_add(struct mig_bus *b, int fd)
+static int client_add(struct mig_bus *b, int fd, uid_t uid)
 {
 	struct client **v = realloc(b->clients, (b->nclients + 1) * sizeof(*v));
 	struct client *c;
@@ -49,35 +58,150 @@ static int client_add(struct mig_bus *b, int fd)
 	if (!v)
 		return -ENOMEM;
 	b->clients = v;
-	c = bus_client_new(fd);
+	c = bus_client_new(fd, uid, &b->out_total);
 	if (!c)
 		return -ENOMEM;
 	b->clients[b->nclients++] = c;
-	mig_dbg(MOD, "client fd %d connected (%zu now)", fd, b->nclients);
+	mig_dbg(MOD, "client fd %d (uid %u) connected (%zu now)", fd,
+		(unsigned)uid, b->nclients);
 	return 0;
+}
+
+static void reap_clients(struct mig_bus *b);
+
+/* The oldest connection that has not negotiated yet, dropped to make room:
+ * a tool negotiates at once, so what waits longest is the likeliest to
+ * never. false if every client has negotiated. */
+static bool evict_idle(struct mig_bus *b)
+{
+	struct client *old = NULL;
+
+	for (size_t i = 0; i < b->nclients; i++) {
+		struct client *c = b->clients[i];
+
+		if (!c->negotiated && !c->dead &&
+		    (!old || c->negotiate_by_ns < old->negotiate_by_ns))
+			old = c;
+	}
+	if (!old)
+		return false;
+	bus_client_kill(old);
+	reap_clients(b);
+	return true;
+}
+
+/* Room for one more client of uid: 0, or -EBUSY to refuse it. */
+static int make_room(struct mig_bus *b, uid_t uid)
+{
+	if (b->nclients >= MIG_BUS_MAX_CLIENTS)
+		reap_clients(b); /* the dead do not count */
+	if (b->nclients < MIG_BUS_MAX_CLIENTS)
+		return 0;
+	if (uid == 0 && b->nclients < MIG_BUS_MAX_CLIENTS + MIG_BUS_ADMIN_CLIENTS)
+		return 0;
+	return evict_idle(b) ? 0 : -EBUSY;
+}
+
+/* Log a refusal, rate-limited: a loop of connects must not flood the log. */
+static void refused(struct mig_bus *b, const char *what)
+{
+	unsigned more;
+
+	if (!mig_ratelimit_ok(&b->refuse_rl, MIG_BUS_LOG_INTERVAL_MS, &more))
+		return;
+	if (more)
+		mig_warn(MOD, "%s (and %u more not logged)", what, more);
+	else
+		mig_warn(MOD, "%s", what);
+}
+
+static void accept_failed(struct mig_bus *b)
+{
+	unsigned more;
+
+	if (errno != EMFILE && errno != ENFILE && errno != ENOMEM)
+		return; /* EAGAIN: all taken; others: the client's loss */
+	b->accept_after_ns = mig_deadline_ns(MIG_BUS_ACCEPT_BACKOFF_MS);
+	if (mig_ratelimit_ok(&b->emfile_rl, MIG_BUS_LOG_INTERVAL_MS, &more))
+		mig_warn(MOD, "accept: %s: pausing %d ms (%u such not logged)",
+			 strerror(errno), MIG_BUS_ACCEPT_BACKOFF_MS, more);
 }
 
 static void accept_clients(struct mig_bus *b)
 {
 	for (;;) {
 		int fd = accept4(b->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		char what[128];
+		uid_t uid;
+		pid_t pid;
 
 		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE || errno == ENOMEM) {
-				mig_warn(MOD, "accept: %s", strerror(errno));
-				b->accept_after_ns =
-					mig_deadline_ns(MIG_BUS_ACCEPT_BACKOFF_MS);
-			}
-			return; /* EAGAIN: all taken; others: the client's loss */
+			accept_failed(b);
+			return;
 		}
-		if (b->nclients >= MIG_BUS_MAX_CLIENTS) {
-			mig_warn(MOD, "%u clients already: refusing one",
-				 MIG_BUS_MAX_CLIENTS);
+		if (mig_peer_check(fd, &uid, &pid) < 0) {
+			snprintf(what, sizeof(what), "refusing a client of uid %d "
+				 "(pid %d): only uid %u and root may connect",
+				 (int)uid, (int)pid, (unsigned)geteuid());
+			refused(b, what);
 			close(fd);
 			continue;
 		}
-		if (client_add(b, fd) < 0)
+		if (make_room(b, uid) < 0) {
+			snprintf(what, sizeof(what), "%u clients already: refusing "
+				 "one (pid %d)", MIG_BUS_MAX_CLIENTS, (int)pid);
+			refused(b, what);
 			close(fd);
+			continue;
+		}
+		if (client_add(b, fd, uid) < 0)
+			close(fd);
+	}
+}
+
+/* Who did not negotiate in time goes, and its slot with it. */
+static void expire_idle(struct mig_bus *b)
+{
+	uint64_t now = mig_now_ns();
+	unsigned n = 0, more;
+
+	for (size_t i = 0; i < b->nclients; i++) {
+		struct client *c = b->clients[i];
+
+		if (!c->negotiated && !c->dead && now >= c->negotiate_by_ns) {
+			bus_client_kill(c);
+			n++;
+		}
+	}
+	if (n && mig_ratelimit_ok(&b->idle_rl, MIG_BUS_LOG_INTERVAL_MS, &more))
+		mig_warn(MOD, "%u client(s) sent no qmp_capabilities within %d ms: "
+			 "disconnected (%u such before not logged)", n,
+			 MIG_BUS_NEGOTIATE_MS, more);
+}
+
+/* Over the total: the clients furthest behind go first, until the rest
+ * fits. */
+static void bound_output(struct mig_bus *b)
+{
+	unsigned more;
+
+	/* a dead client holds no output: the total is the live clients' */
+	while (b->out_total > MIG_BUS_TOTAL_OUT_BYTES) {
+		struct client *far = NULL;
+
+		for (size_t i = 0; i < b->nclients; i++) {
+			struct client *c = b->clients[i];
+
+			if (!c->dead && (!far || bus_client_backlog(c) >
+					 bus_client_backlog(far)))
+				far = c;
+		}
+		if (mig_ratelimit_ok(&b->output_rl, MIG_BUS_LOG_INTERVAL_MS, &more))
+			mig_warn(MOD, "clients hold %u MiB of output: disconnecting "
+				 "fd %d, %zu KiB behind (%u such not logged)",
+				 MIG_BUS_TOTAL_OUT_BYTES >> 20, far->fd,
+				 bus_client_backlog(far) >> 10, more);
+		bus_client_kill(far);
 	}
 }
 
@@ -89,7 +213,7 @@ static void reap_clients(struct mig_bus *b)
 		struct client *c = b->clients[i];
 
 		if (c->closing && c->out_off == c->out_len)
-			c->dead = true;
+			bus_client_kill(c);
 		if (c->dead) {
 			mig_dbg(MOD, "client fd %d gone", c->fd);
 			bus_client_free(c);
@@ -120,6 +244,7 @@ static void deliver_events(struct mig_bus *b)
 			if (c->negotiated && !c->closing)
 				bus_client_write(c, text);
 		}
+		bound_output(b);
 		mig_json_free(q->ev);
 		if (text)
 			bus_history_push(&b->hist, text);
@@ -130,13 +255,19 @@ static void deliver_events(struct mig_bus *b)
 
 /* ---- the thread ---- */
 
-/* The poll set; *timeout is -1 unless accepting is backed off. */
+/* The poll set; *timeout until accepting is no longer backed off or the
+ * first client not negotiated yet is due, -1 if neither. */
 static size_t build_pollfds(struct mig_bus *b, int *timeout)
 {
 	int left = mig_deadline_left_ms(b->accept_after_ns);
 	bool backoff = left > 0;
+	uint64_t due = MIG_DEADLINE_NONE;
 
-	*timeout = backoff ? left : -1;
+	for (size_t i = 0; i < b->nclients; i++)
+		due = MIG_MIN(due, b->clients[i]->negotiate_by_ns);
+	*timeout = mig_deadline_left_ms(due);
+	if (backoff && (*timeout < 0 || left < *timeout))
+		*timeout = left;
 	b->pfds[0] = (struct pollfd){ .fd = b->efd, .events = POLLIN };
 	b->pfds[1] = (struct pollfd){ .fd = backoff ? -1 : b->lfd,
 				      .events = POLLIN };
@@ -154,13 +285,13 @@ static size_t build_pollfds(struct mig_bus *b, int *timeout)
 static void serve_client(struct mig_bus *b, struct client *c, short rev)
 {
 	if (rev & POLLERR) {
-		c->dead = true;
+		bus_client_kill(c);
 		return;
 	}
 	if ((rev & (POLLIN | POLLHUP)) && !c->closing)
 		bus_client_read(b, c);
 	else if (rev & POLLHUP)
-		c->dead = true; /* closing, and nobody left to read the rest */
+		bus_client_kill(c); /* closing, and nobody left to read the rest */
 	if (rev & POLLOUT)
 		bus_client_flush(c);
 }
@@ -191,9 +322,12 @@ static bool bus_round(struct mig_bus *b)
 	pthread_mutex_lock(&b->lock);
 	stop = b->stop;
 	pthread_mutex_unlock(&b->lock);
-	for (size_t i = 0; r > 0 && i + 2 < n; i++)
+	for (size_t i = 0; r > 0 && i + 2 < n; i++) {
 		if (b->pfds[2 + i].revents)
 			serve_client(b, b->clients[i], b->pfds[2 + i].revents);
+		bound_output(b); /* after each: its replies may be the excess */
+	}
+	expire_idle(b);
 	deliver_events(b);
 	if (r > 0 && (b->pfds[1].revents & POLLIN) && !stop)
 		accept_clients(b);
@@ -341,7 +475,8 @@ struct mig_bus *mig_bus_open(const char *path, const char *schema,
 	b->qtail = &b->qhead;
 	pthread_mutex_init(&b->lock, NULL);
 	snprintf(b->path, sizeof(b->path), "%s", path);
-	b->pfds = calloc(MIG_BUS_MAX_CLIENTS + 2, sizeof(*b->pfds));
+	b->pfds = calloc(MIG_BUS_MAX_CLIENTS + MIG_BUS_ADMIN_CLIENTS + 2,
+			 sizeof(*b->pfds));
 	b->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (!b->pfds || b->efd < 0) {
 		r = -errno;

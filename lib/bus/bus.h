@@ -46,7 +46,10 @@ typedef int (*mig_bus_cmd_fn)(void *ctx, const char *cmd,
 struct mig_bus;
 
 /* Listen on path (mode 0600; a stale socket is replaced, a live one is
- * -EADDRINUSE) and serve on a thread of its own. NULL with errno.
+ * -EADDRINUSE) and serve on a thread of its own. NULL with errno. Only
+ * peers running as our effective uid or root are served, whatever the
+ * socket's mode; a client that does not negotiate within a few seconds,
+ * or falls too far behind, is disconnected (bus.c says the bounds).
  *
  * schema, when not NULL, is the text of {"schema": [SchemaInfo...],
  * "unsupported": {NAME: REASON...}}: the QAPI introspection the bus serves

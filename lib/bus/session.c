@@ -18,11 +18,19 @@
 
 #define MOD "bus"
 
-/* Output a client may fall behind by before it is dropped: thousands of
- * events, yet a stuck client cannot grow the engine without bound. */
-#define MIG_BUS_CLIENT_OUT_BYTES (4u << 20)
+/* Output buffer kept once drained: what a reply or a burst of events takes. */
+#define MIG_BUS_CLIENT_KEEP_BYTES (64u << 10)
 
 /* ---- output ---- */
+
+void bus_client_kill(struct client *c)
+{
+	c->dead = true;
+	*c->out_total -= bus_client_backlog(c);
+	free(c->out);
+	c->out = NULL;
+	c->out_off = c->out_len = c->out_cap = 0;
+}
 
 void bus_client_flush(struct client *c)
 {
@@ -35,12 +43,19 @@ void bus_client_flush(struct client *c)
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return;
 		if (n < 0) {
-			c->dead = true;
+			bus_client_kill(c);
 			return;
 		}
 		c->out_off += n;
+		*c->out_total -= n;
 	}
 	c->out_off = c->out_len = 0;
+	/* a long reply's buffer is not kept for the next short one */
+	if (c->out_cap > MIG_BUS_CLIENT_KEEP_BYTES) {
+		free(c->out);
+		c->out = NULL;
+		c->out_cap = 0;
+	}
 }
 
 static int client_reserve(struct client *c, size_t len)
@@ -74,21 +89,23 @@ void bus_client_write(struct client *c, const char *text)
 	if (c->dead)
 		return;
 	/* the backlog before this message counts, so one reply larger than
-	 * the limit (a long history) still goes out */
-	if (c->out_len - c->out_off > MIG_BUS_CLIENT_OUT_BYTES) {
+	 * the limit (a long history) still goes out. Disconnecting, rather
+	 * than dropping its events: a client that missed one could not know. */
+	if (bus_client_backlog(c) > MIG_BUS_CLIENT_OUT_BYTES) {
 		mig_warn(MOD, "client fd %d fell %u MiB behind: disconnecting",
 			 c->fd, MIG_BUS_CLIENT_OUT_BYTES >> 20);
-		c->dead = true;
+		bus_client_kill(c);
 		return;
 	}
 	if (client_reserve(c, len + 2) < 0) {
 		mig_warn(MOD, "client fd %d: out of memory: disconnecting", c->fd);
-		c->dead = true;
+		bus_client_kill(c);
 		return;
 	}
 	memcpy(c->out + c->out_len, text, len);
 	memcpy(c->out + c->out_len + len, "\r\n", 2);
 	c->out_len += len + 2;
+	*c->out_total += len + 2;
 	bus_client_flush(c);
 }
 
@@ -98,7 +115,7 @@ static void client_write_json(struct client *c, const struct mig_json *j)
 
 	if (!text) {
 		mig_warn(MOD, "client fd %d: cannot format a reply", c->fd);
-		c->dead = true;
+		bus_client_kill(c);
 		return;
 	}
 	bus_client_write(c, text);
@@ -184,6 +201,7 @@ static struct mig_json *negotiate(struct client *c, const struct mig_json *args)
 		return reply_err("GenericError", desc);
 	}
 	c->negotiated = true;
+	c->negotiate_by_ns = MIG_DEADLINE_NONE;
 	return reply_ok(NULL);
 }
 
@@ -310,7 +328,7 @@ void bus_client_read(struct mig_bus *b, struct client *c)
 		char *p = realloc(c->in, cap);
 
 		if (!p) {
-			c->dead = true;
+			bus_client_kill(c);
 			return;
 		}
 		c->in = p;
@@ -320,7 +338,7 @@ void bus_client_read(struct mig_bus *b, struct client *c)
 	if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
 		return;
 	if (n < 0) {
-		c->dead = true;
+		bus_client_kill(c);
 		return;
 	}
 	if (n == 0) {
@@ -337,6 +355,7 @@ void bus_client_free(struct client *c)
 {
 	if (!c)
 		return;
+	*c->out_total -= bus_client_backlog(c);
 	close(c->fd);
 	free(c->in);
 	free(c->out);
@@ -371,13 +390,16 @@ static void greet(struct client *c)
 	mig_json_free(g);
 }
 
-struct client *bus_client_new(int fd)
+struct client *bus_client_new(int fd, uid_t uid, size_t *out_total)
 {
 	struct client *c = calloc(1, sizeof(*c));
 
 	if (!c)
 		return NULL;
 	c->fd = fd;
+	c->uid = uid;
+	c->out_total = out_total;
+	c->negotiate_by_ns = mig_deadline_ns(MIG_BUS_NEGOTIATE_MS);
 	greet(c);
 	return c;
 }
