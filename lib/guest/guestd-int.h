@@ -82,6 +82,8 @@ struct guestd {
 	struct mig_guest_record rec; /* the migration we belong to */
 	bool claimed;   /* some engine ever held the claim */
 	uint64_t t_start_ns;
+	uint64_t accept_after_ns; /* EMFILE backoff: no accept() before */
+	struct mig_ratelimit accept_rl, refuse_rl;
 	struct mig_sock_owner sock; /* so we unlink only our own socket */
 	sigset_t oldmask;
 	bool masked;

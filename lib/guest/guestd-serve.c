@@ -22,6 +22,10 @@
 /* An incoming guest that no engine claims within this long was orphaned by
  * an engine that died right after spawning it. */
 #define MIG_GUEST_UNCLAIMED_MS 30000u
+/* Pause before accepting again after EMFILE, so poll() does not spin. */
+#define MIG_GUEST_ACCEPT_BACKOFF_MS 100
+/* At most one line per this long about what may repeat each round. */
+#define MIG_GUEST_LOG_INTERVAL_MS 10000u
 
 void guestd_client_close(struct guestd *gd, int ci)
 {
@@ -186,18 +190,54 @@ static void client_read(struct guestd *gd, int ci)
 	mig_ctl_msg_close_fds(&m);
 }
 
+/* Out of fds (a flood of connections, or fds that came in messages):
+ * the pending connection stays in the backlog and the listening socket
+ * readable, so pause accepting rather than spin in poll(). */
+static void accept_failed(struct guestd *gd)
+{
+	unsigned more;
+
+	if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
+		return;
+	if (errno == EMFILE || errno == ENFILE || errno == ENOMEM ||
+	    errno == ENOBUFS)
+		gd->accept_after_ns = mig_deadline_ns(MIG_GUEST_ACCEPT_BACKOFF_MS);
+	if (mig_ratelimit_ok(&gd->accept_rl, MIG_GUEST_LOG_INTERVAL_MS, &more))
+		mig_warn("guest", "accept: %s (%u such not logged)",
+			 strerror(errno), more);
+}
+
+/* Only our own uid and root: the socket's mode is not the only guard. */
+static bool peer_ok(struct guestd *gd, int fd, pid_t *pid)
+{
+	unsigned more;
+	uid_t uid;
+	int r = mig_peer_check(fd, &uid, pid);
+
+	if (r == 0)
+		return true;
+	if (mig_ratelimit_ok(&gd->refuse_rl, MIG_GUEST_LOG_INTERVAL_MS, &more))
+		mig_warn("guest", "refusing a client of uid %d (pid %d): %s "
+			 "(%u such not logged)", (int)uid, (int)*pid,
+			 r == -EACCES ? "only our uid and root may connect" :
+			 strerror(-r), more);
+	return false;
+}
+
 static void client_accept(struct guestd *gd)
 {
 	for (;;) {
-		struct ucred cred = { .pid = 0 };
-		socklen_t cl = sizeof(cred);
 		int fd = accept4(gd->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		pid_t pid;
 		int ci;
 
 		if (fd < 0) {
-			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-				mig_warn("guest", "accept: %s", strerror(errno));
+			accept_failed(gd);
 			return;
+		}
+		if (!peer_ok(gd, fd, &pid)) {
+			close(fd);
+			continue;
 		}
 		for (ci = 0; ci < MAX_CLIENTS && gd->cl[ci].fd >= 0; ci++)
 			;
@@ -207,10 +247,8 @@ static void client_accept(struct guestd *gd)
 			close(fd);
 			continue;
 		}
-		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0)
-			mig_warn("guest", "SO_PEERCRED: %s", strerror(errno));
-		gd->cl[ci] = (struct client){ .fd = fd, .pid = cred.pid };
-		mig_dbg("guest", "client pid %d connected", (int)cred.pid);
+		gd->cl[ci] = (struct client){ .fd = fd, .pid = pid };
+		mig_dbg("guest", "client pid %d connected", (int)pid);
 	}
 }
 
@@ -250,8 +288,12 @@ int guestd_serve(struct guestd *gd)
 		nfds_t n = 3;
 		uint64_t ev;
 		int timeout_ms = orphan_check(gd);
+		int backoff = mig_deadline_left_ms(gd->accept_after_ns);
 
-		pfd[0] = (struct pollfd){ .fd = gd->lfd, .events = POLLIN };
+		if (backoff > 0 && (timeout_ms < 0 || backoff < timeout_ms))
+			timeout_ms = backoff;
+		pfd[0] = (struct pollfd){ .fd = backoff > 0 ? -1 : gd->lfd,
+					  .events = POLLIN };
 		pfd[1] = (struct pollfd){ .fd = gd->sigfd, .events = POLLIN };
 		pfd[2] = (struct pollfd){ .fd = gd->evfd, .events = POLLIN };
 		for (int i = 0; i < MAX_CLIENTS; i++) {
