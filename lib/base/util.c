@@ -247,12 +247,40 @@ int mig_uuid_parse(const char *s, uint8_t uuid[16])
 	return i == 16 ? 0 : -EINVAL;
 }
 
+/* An implicit runtime directory must be one we made: a user who made
+ * /tmp/mig-UID first could plant a socket our tools would talk to. */
+static int runtime_dir_check(const char *path, bool explicit, bool create)
+{
+	static bool said; /* a tool may look twice: one line is enough */
+	uid_t me = geteuid();
+	struct stat st;
+
+	if (lstat(path, &st) < 0) {
+		if (errno == ENOENT && !create)
+			return 0; /* nothing there yet: nothing to talk to */
+		return -errno;
+	}
+	if (explicit && (st.st_uid == me || st.st_uid == 0))
+		return 0;
+	if (!explicit && S_ISDIR(st.st_mode) && st.st_uid == me &&
+	    !(st.st_mode & 077))
+		return 0;
+	if (!said)
+		mig_err("util", "runtime directory %s is not ours (%s, owner uid "
+			"%u, mode %04o): refusing it", path,
+			S_ISDIR(st.st_mode) ? "a directory" : "not a directory",
+			(unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
+	said = true;
+	return -EPERM;
+}
+
 int mig_runtime_dir(char *buf, size_t len, bool create)
 {
 	const char *env = getenv("MIG_RUNTIME_DIR");
+	bool explicit = env && *env;
 	int n;
 
-	if (env && *env)
+	if (explicit)
 		n = snprintf(buf, len, "%s", env);
 	else if (geteuid() == 0)
 		n = snprintf(buf, len, "/run/mig");
@@ -264,7 +292,7 @@ int mig_runtime_dir(char *buf, size_t len, bool create)
 		return -ENAMETOOLONG;
 	if (create && mkdir(buf, 0700) < 0 && errno != EEXIST)
 		return -errno;
-	return 0;
+	return runtime_dir_check(buf, explicit, create);
 }
 
 bool mig_name_valid(const char *name)

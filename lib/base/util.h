@@ -53,8 +53,13 @@ void mig_uuid_generate(uint8_t uuid[16]);
 void mig_uuid_format(const uint8_t uuid[16], char out[37]);
 int mig_uuid_parse(const char *s, uint8_t uuid[16]);
 
-/* $MIG_RUNTIME_DIR, else /run/mig for root, else $XDG_RUNTIME_DIR/mig.
- * Creates it (0700) when create is set. */
+/* $MIG_RUNTIME_DIR, else /run/mig for root, else $XDG_RUNTIME_DIR/mig,
+ * else /tmp/mig-UID. Creates it (0700) when create is set. A directory
+ * another user could have made for us is refused: the implicit ones must
+ * be directories (not symlinks) we own with no group or other access; an
+ * explicit $MIG_RUNTIME_DIR must not be owned by another user than us or
+ * root. A refused one is -EPERM, logged once with its path and owner;
+ * one that does not exist yet is fine when create is not set. */
 int mig_runtime_dir(char *buf, size_t len, bool create);
 /* The bus socket of migration NAME on SIDE ("send" / "recv"). */
 int mig_bus_path(const char *name, const char *side, char *buf, size_t len,
