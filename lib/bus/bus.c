@@ -117,14 +117,15 @@ static void refused(struct mig_bus *b, const char *what)
 
 static void accept_failed(struct mig_bus *b)
 {
+	int err = errno;
 	unsigned more;
 
-	if (errno != EMFILE && errno != ENFILE && errno != ENOMEM)
+	if (err != EMFILE && err != ENFILE && err != ENOMEM)
 		return; /* EAGAIN: all taken; others: the client's loss */
 	b->accept_after_ns = mig_deadline_ns(MIG_BUS_ACCEPT_BACKOFF_MS);
 	if (mig_ratelimit_ok(&b->emfile_rl, MIG_BUS_LOG_INTERVAL_MS, &more))
 		mig_warn(MOD, "accept: %s: pausing %d ms (%u such not logged)",
-			 strerror(errno), MIG_BUS_ACCEPT_BACKOFF_MS, more);
+			 strerror(err), MIG_BUS_ACCEPT_BACKOFF_MS, more);
 }
 
 static void accept_clients(struct mig_bus *b)

@@ -195,16 +195,16 @@ static void client_read(struct guestd *gd, int ci)
  * readable, so pause accepting rather than spin in poll(). */
 static void accept_failed(struct guestd *gd)
 {
+	int err = errno;
 	unsigned more;
 
-	if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
+	if (err == EAGAIN || err == EINTR || err == ECONNABORTED)
 		return;
-	if (errno == EMFILE || errno == ENFILE || errno == ENOMEM ||
-	    errno == ENOBUFS)
+	if (err == EMFILE || err == ENFILE || err == ENOMEM || err == ENOBUFS)
 		gd->accept_after_ns = mig_deadline_ns(MIG_GUEST_ACCEPT_BACKOFF_MS);
 	if (mig_ratelimit_ok(&gd->accept_rl, MIG_GUEST_LOG_INTERVAL_MS, &more))
 		mig_warn("guest", "accept: %s (%u such not logged)",
-			 strerror(errno), more);
+			 strerror(err), more);
 }
 
 /* Only our own uid and root: the socket's mode is not the only guard. */
