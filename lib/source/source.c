@@ -80,9 +80,10 @@ static void fail_early(struct src *s, bool cancelled)
 {
 	/* CANCEL ahead of the close on every channel: the destination then
 	 * reads it before any end of stream, whichever receiver is first, and
-	 * ends cancelled instead of seeing a broken link (a preempt channel
-	 * that has connected meanwhile is taken first) */
-	src_preempt_poll(s);
+	 * ends cancelled instead of seeing a broken link. A preempt channel
+	 * still in its hello is waited for (bounded by the connect timeout):
+	 * the destination may have taken it already, and would see it close */
+	src_preempt_finish(s);
 	for (int c = MIG_CHAN__COUNT - 1; c >= 0; c--)
 		if (mig_engine_get_chan(&s->e, c) >= 0)
 			src_send_msg(s, c, MIG_MSG_CANCEL, NULL, 0, NULL, 0);
