@@ -13,13 +13,14 @@
 #include <unistd.h>
 
 #include "core/wire.h"
+#include "frames.h"
 
 #define FUZZ_RAM_PAGES 100u /* not a multiple of 8: the last byte is partial */
 #define FUZZ_RAM_BYTES (FUZZ_RAM_PAGES * 4096ull)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static uint8_t *payload, *ram_buf, *received_buf;
+static uint8_t *ram_buf, *received_buf;
 
 static void apply_bitmap(const struct mig_bitmap_chunk *c, uint8_t *received)
 {
@@ -31,9 +32,10 @@ static void apply_bitmap(const struct mig_bitmap_chunk *c, uint8_t *received)
 	}
 }
 
-static void decode(uint32_t type, const uint8_t *pl, uint32_t len,
-		   uint8_t *ram, uint8_t *received)
+static void decode(uint32_t type, const uint8_t *pl, uint32_t len, void *ctx)
 {
+	uint8_t *ram = ram_buf, *received = received_buf;
+
 	struct mig_req rq;
 	struct mig_bitmap_chunk c;
 	uint64_t v;
@@ -59,28 +61,12 @@ static void decode(uint32_t type, const uint8_t *pl, uint32_t len,
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	uint32_t type, len;
-	int fd;
-
-	if (!payload) {
-		payload = malloc(MIG_WIRE_MAX_PAYLOAD);
+	if (!ram_buf) {
 		ram_buf = malloc(FUZZ_RAM_BYTES);
 		received_buf = malloc(FUZZ_RAM_PAGES);
-	}
-	fd = memfd_create("fuzz-return-path", MFD_CLOEXEC);
-	if (!payload || !ram_buf || !received_buf || fd < 0)
-		abort();
-	if (write(fd, data, size) != (ssize_t)size || lseek(fd, 0, SEEK_SET) != 0)
-		abort();
-	while (mig_wire_recv(fd, &type, payload, MIG_WIRE_MAX_PAYLOAD, &len) == 0) {
-		uint8_t *pl = malloc(len ? len : 1);
-
-		if (!pl)
+		if (!ram_buf || !received_buf)
 			abort();
-		memcpy(pl, payload, len);
-		decode(type, pl, len, ram_buf, received_buf);
-		free(pl);
 	}
-	close(fd);
+	fuzz_frames(data, size, decode, NULL);
 	return 0;
 }

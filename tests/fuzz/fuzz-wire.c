@@ -16,6 +16,7 @@
 
 #include "core/compress.h"
 #include "core/wire.h"
+#include "frames.h"
 
 /* Guest RAM for the run: small, so that a RAM_INFO may shrink it. */
 #define FUZZ_RAM_BYTES (64u * 4096u)
@@ -23,7 +24,6 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static uint8_t *ram_buf;
-static uint8_t *payload;
 
 static void apply_pages(const struct mig_pages *p, uint8_t *ram)
 {
@@ -37,9 +37,10 @@ static void apply_pages(const struct mig_pages *p, uint8_t *ram)
 		memcpy(ram + p->offset, p->data, bytes);
 }
 
-static void decode(uint32_t type, const uint8_t *pl, uint32_t len,
-		   uint64_t *ram_bytes)
+static void decode(uint32_t type, const uint8_t *pl, uint32_t len, void *ctx)
 {
+	uint64_t *ram_bytes = ctx;
+
 	struct mig_hello h;
 	struct mig_refuse rf;
 	struct mig_ram_info ri;
@@ -83,34 +84,16 @@ static void decode(uint32_t type, const uint8_t *pl, uint32_t len,
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	uint64_t ram_bytes = FUZZ_RAM_BYTES;
-	uint32_t type, len;
-	int fd;
 
 	if (!ram_buf) {
 		/* RAM ends at the guard page (a smaller one announced by
 		 * RAM_INFO too), so a write past its end faults */
 		ram_buf = mmap(NULL, FUZZ_RAM_BYTES + 4096u, PROT_READ | PROT_WRITE,
 			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		payload = malloc(MIG_WIRE_MAX_PAYLOAD);
-		if (ram_buf == MAP_FAILED || !payload ||
+		if (ram_buf == MAP_FAILED ||
 		    mprotect(ram_buf + FUZZ_RAM_BYTES, 4096u, PROT_NONE) < 0)
 			abort();
 	}
-	fd = memfd_create("fuzz-wire", MFD_CLOEXEC);
-	if (fd < 0)
-		abort();
-	if (write(fd, data, size) != (ssize_t)size || lseek(fd, 0, SEEK_SET) != 0)
-		abort();
-	while (mig_wire_recv(fd, &type, payload, MIG_WIRE_MAX_PAYLOAD, &len) == 0) {
-		/* the payload buffer is exactly len bytes from here on */
-		uint8_t *pl = malloc(len ? len : 1);
-
-		if (!pl)
-			abort();
-		memcpy(pl, payload, len);
-		decode(type, pl, len, &ram_bytes);
-		free(pl);
-	}
-	close(fd);
+	fuzz_frames(data, size, decode, &ram_bytes);
 	return 0;
 }
