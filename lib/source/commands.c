@@ -4,7 +4,6 @@
  * ones are lib/engine/commands.c).
  */
 #include <errno.h>
-#include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -121,18 +120,18 @@ static int range(const char *name, int64_t v, int64_t max, const char *unit,
 static int src_params(struct mig_engine *e, const struct mig_json *args,
 		      bool apply, char *desc, size_t desclen)
 {
-	static const struct {
+	struct src *s = e->ctx;
+	const struct {
 		const char *name;
-		size_t off;
+		_Atomic uint64_t *v;
 		int64_t max;
 		const char *unit;
 	} p[] = {
-		{ "max-bandwidth", offsetof(struct src, max_bw), INT64_MAX,
+		{ "max-bandwidth", &s->max_bw, INT64_MAX, "bytes/second" },
+		{ "max-postcopy-bandwidth", &s->max_postcopy_bw, INT64_MAX,
 		  "bytes/second" },
-		{ "max-postcopy-bandwidth", offsetof(struct src, max_postcopy_bw),
-		  INT64_MAX, "bytes/second" },
-		{ "downtime-limit", offsetof(struct src, downtime_limit_ms),
-		  DOWNTIME_LIMIT_MS_MAX, "milliseconds" },
+		{ "downtime-limit", &s->downtime_limit_ms, DOWNTIME_LIMIT_MS_MAX,
+		  "milliseconds" },
 	};
 	int64_t v;
 	int r;
@@ -144,8 +143,7 @@ static int src_params(struct mig_engine *e, const struct mig_json *args,
 		if (r < 0)
 			return r;
 		if (apply)
-			atomic_store((_Atomic uint64_t *)((char *)e->ctx + p[i].off),
-				     (uint64_t)v);
+			atomic_store(p[i].v, (uint64_t)v);
 	}
 	return 0;
 }
