@@ -36,14 +36,15 @@ else
 Q := @
 endif
 
-PKGS := libcjson liblz4 libcurl
+PKGS := libcjson liblz4 libcurl gnutls
 # Debian package that provides each pkg-config name / command.
 DEB_libcjson := libcjson-dev
 DEB_liblz4   := liblz4-dev
 DEB_libcurl  := libcurl4-openssl-dev
+DEB_gnutls   := libgnutls28-dev
 DEB_cmocka   := libcmocka-dev
 DEB_CMDS     := bats:bats socat:socat mandoc:mandoc jq:jq pkg-config:pkg-config python3:python3 ip:iproute2 script:bsdutils \
-	pgrep:procps zsh:zsh clang:clang
+	pgrep:procps zsh:zsh clang:clang certtool:gnutls-bin
 
 PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)

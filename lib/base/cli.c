@@ -36,6 +36,15 @@ static const struct mig_cli_opt commons[MIG_CLI__COUNT] = {
 				   "SECS", "silence after which a link is broken (5)" },
 	[MIG_CLI_READY_FD] = { "ready-fd", MIG_CLI_KEY(MIG_CLI_READY_FD), "N",
 			       "write a newline to fd N once listening" },
+	[MIG_CLI_TLS_PSK] = { "tls-psk", MIG_CLI_KEY(MIG_CLI_TLS_PSK), "FILE",
+			      "TLS with the pre-shared keys in FILE (IDENTITY:HEXKEY)" },
+	[MIG_CLI_TLS_X509] = { "tls-x509", MIG_CLI_KEY(MIG_CLI_TLS_X509), "DIR",
+			       "TLS with the x509 certificates in DIR" },
+	[MIG_CLI_TLS_HOSTNAME] = { "tls-hostname", MIG_CLI_KEY(MIG_CLI_TLS_HOSTNAME),
+				   "NAME", "the name the destination's certificate\n"
+				   "must carry (default: the URI's host)" },
+	[MIG_CLI_TLS_AUTHZ] = { "tls-authz", MIG_CLI_KEY(MIG_CLI_TLS_AUTHZ), "FILE",
+				"admit only the peers FILE lists, one a line" },
 	[MIG_CLI_VERBOSE] = { "verbose", 'v', NULL, "more log output (repeatable)" },
 	[MIG_CLI_QUIET] = { "quiet", 'q', NULL, "less log output" },
 	[MIG_CLI_HELP] = { "help", 'h', NULL, "show this help and exit" },
@@ -225,6 +234,15 @@ static int common_opt(const struct mig_cli *cli, int c, const char *arg,
 					     "descriptor", arg);
 		a->ready_fd = (int)ul;
 		break;
+	case MIG_CLI_TLS_PSK:
+	case MIG_CLI_TLS_X509:
+		if (c == MIG_CLI_TLS_PSK ? a->tls_x509 : a->tls_psk)
+			return mig_cli_usage("--tls-psk and --tls-x509 exclude each "
+					     "other; give one");
+		*(c == MIG_CLI_TLS_PSK ? &a->tls_psk : &a->tls_x509) = arg;
+		break;
+	case MIG_CLI_TLS_HOSTNAME: a->tls_hostname = arg; break;
+	case MIG_CLI_TLS_AUTHZ: a->tls_authz = arg; break;
 	case MIG_CLI_VERBOSE: mig_log_adjust(+1); break;
 	case MIG_CLI_QUIET:
 		a->quiet++;

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The command line of every mig program: the common options (--name, --bus,
- * --timeout, --linger, --summary, --notify, --link-timeout, --ready-fd, -v,
+ * --timeout, --linger, --summary, --notify, --link-timeout, --ready-fd,
+ * --tls-psk, --tls-x509, --tls-hostname, --tls-authz, -v,
  * -q, -h, -V) parsed here the same way for all, the program's own options
  * handed to it, options that exclude each other checked from a table, and
  * --help generated from the same declarations, so that the help, the
@@ -26,6 +27,10 @@ enum mig_cli_common {
 	MIG_CLI_NOTIFY,         /* --notify URL */
 	MIG_CLI_LINK_TIMEOUT,   /* --link-timeout SECS */
 	MIG_CLI_READY_FD,       /* --ready-fd N */
+	MIG_CLI_TLS_PSK,        /* --tls-psk FILE */
+	MIG_CLI_TLS_X509,       /* --tls-x509 DIR */
+	MIG_CLI_TLS_HOSTNAME,   /* --tls-hostname NAME */
+	MIG_CLI_TLS_AUTHZ,      /* --tls-authz FILE */
 	MIG_CLI_VERBOSE,        /* -v, --verbose: every program */
 	MIG_CLI_QUIET,          /* -q, --quiet: every program */
 	MIG_CLI_HELP,           /* -h, --help: every program */
@@ -42,7 +47,10 @@ enum mig_cli_common {
 			MIG_CLI_TAKES(MIG_CLI_LINGER) | MIG_CLI_TAKES(MIG_CLI_SUMMARY) | \
 			MIG_CLI_TAKES(MIG_CLI_NOTIFY) | \
 			MIG_CLI_TAKES(MIG_CLI_LINK_TIMEOUT) | \
-			MIG_CLI_TAKES(MIG_CLI_READY_FD))
+			MIG_CLI_TAKES(MIG_CLI_READY_FD) | MIG_CLI_TAKES(MIG_CLI_TLS_PSK) | \
+			MIG_CLI_TAKES(MIG_CLI_TLS_X509) | \
+			MIG_CLI_TAKES(MIG_CLI_TLS_HOSTNAME) | \
+			MIG_CLI_TAKES(MIG_CLI_TLS_AUTHZ))
 #define MIG_CLI_TOOL (MIG_CLI_TAKES(MIG_CLI_NAME) | MIG_CLI_TAKES(MIG_CLI_BUS) | \
 		      MIG_CLI_TAKES(MIG_CLI_TIMEOUT))
 
@@ -89,6 +97,7 @@ struct mig_cli {
  * was not given keeps them. */
 struct mig_cli_args {
 	const char *name, *bus, *notify_url;
+	const char *tls_psk, *tls_x509, *tls_hostname, *tls_authz;
 	int64_t timeout_ms;
 	int linger_ms, link_timeout_ms, ready_fd;
 	bool summary;

@@ -289,6 +289,28 @@ static int check_object(struct check *c, const struct mig_json *t,
 	return 0;
 }
 
+/* An alternate takes a value of any of its members' builtin types (mig's
+ * have no others). */
+static int check_alternate(struct check *c, const char *name,
+			   const struct mig_json *t, const struct mig_json *v,
+			   const char *path)
+{
+	const struct mig_json *members = mig_json_get(t, "members");
+	size_t n = mig_json_array_len(members);
+	int64_t i;
+
+	for (size_t k = 0; k < n; k++) {
+		const struct mig_json *b = lookup(c->q, mig_json_get_str(
+			mig_json_array_at(members, k), "type"));
+		const char *want = b ? mig_json_get_str(b, "json-type") : NULL;
+
+		if (want && (!strcmp(want, mig_json_kind(v)) ||
+			     (!strcmp(want, "int") && mig_json_is_integer(v, &i))))
+			return 0;
+	}
+	return fail(c, "Invalid parameter type for '%s', expected: %s", path, name);
+}
+
 static int check_value(struct check *c, const char *type,
 		       const struct mig_json *v, const char *path)
 {
@@ -302,6 +324,8 @@ static int check_value(struct check *c, const char *type,
 		return check_enum(c, t, v, path);
 	if (is_meta(t, "array"))
 		return check_array(c, t, v, path);
+	if (is_meta(t, "alternate"))
+		return check_alternate(c, type, t, v, path);
 	return check_object(c, t, v, path);
 }
 

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "core/chan.h"
+#include "core/tls.h"
 #include "base/log.h"
 #include "base/util.h"
 
@@ -177,6 +178,7 @@ static int start_one(int family, const struct sockaddr *sa, socklen_t len)
 
 	if (fd < 0)
 		return -errno;
+	mig_tls_forget(fd); /* a session left by a close that missed it */
 	if (family != AF_UNIX)
 		mig_chan_tune(fd, 0); /* buffer sizes must be set before connect */
 	if (connect(fd, sa, len) == 0 || errno == EINPROGRESS)
@@ -257,7 +259,34 @@ int mig_chan_accept(int lfd)
 	do
 		fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 	while (fd < 0 && errno == EINTR);
-	return fd < 0 ? -errno : fd;
+	if (fd < 0)
+		return -errno;
+	mig_tls_forget(fd); /* a session left by a close that missed it */
+	return fd;
+}
+
+void mig_chan_close(int fd)
+{
+	mig_tls_forget(fd);
+	close(fd);
+}
+
+bool mig_chan_is_local(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0)
+		return false;
+	if (ss.ss_family == AF_INET)
+		return (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
+	if (ss.ss_family == AF_INET6) {
+		const struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+
+		return IN6_IS_ADDR_LOOPBACK(a) ||
+		       (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+	}
+	return ss.ss_family == AF_UNIX;
 }
 
 void mig_chan_tune(int fd, int keepalive_s)

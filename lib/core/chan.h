@@ -44,6 +44,11 @@ int mig_chan_connect_start(const struct mig_uri *u);
 int mig_chan_connect_finish(int fd);
 /* accept4 with CLOEXEC; fd or -errno. */
 int mig_chan_accept(int lfd);
+/* Close a channel, ending its TLS session (core/tls) if it has one. */
+void mig_chan_close(int fd);
+/* Whether fd's peer is on this host (loopback, or a unix socket): a link
+ * in clear that crosses no network. */
+bool mig_chan_is_local(int fd);
 /* Per-connection tuning: TCP_NODELAY, large buffers, TCP keepalive with
  * the given idle time (seconds; 0 leaves the system default). */
 void mig_chan_tune(int fd, int keepalive_s);

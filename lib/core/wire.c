@@ -13,6 +13,7 @@
 
 #include "base/bytes.h"
 #include "base/util.h"
+#include "core/tls.h"
 #include "core/wire.h"
 
 _Static_assert(MIG_PAGE_SIZE == 4096u, "wire.h spells the page size out");
@@ -344,6 +345,8 @@ static int send_iov(int fd, struct iovec *iov, int cnt)
 {
 	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = cnt };
 
+	if (mig_tls_active(fd))
+		return mig_tls_sendv(fd, iov, cnt);
 	iov_advance(&msg, 0);
 	while (msg.msg_iovlen) {
 		/* MSG_NOSIGNAL: a vanished peer is an error to handle (a
@@ -386,11 +389,25 @@ int mig_wire_send(int fd, uint32_t type, const void *payload, size_t len)
 	return mig_wire_send2(fd, type, payload, len, NULL, 0);
 }
 
+/* EOF, even mid-message, is -ECONNRESET; a SO_RCVTIMEO expiry -ETIMEDOUT. */
 static int recv_full(int fd, void *buf, size_t len)
 {
-	int r = mig_read_full(fd, buf, len);
+	uint8_t *p = buf;
 
-	return r == -EAGAIN || r == -EWOULDBLOCK ? -ETIMEDOUT : r;
+	while (len) {
+		ssize_t n = mig_tls_read(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return errno == EAGAIN || errno == EWOULDBLOCK ?
+			       -ETIMEDOUT : -errno;
+		if (n == 0)
+			return -ECONNRESET;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
 }
 
 int mig_wire_recv(int fd, uint32_t *type, uint8_t *buf, size_t cap,

@@ -11,13 +11,19 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "base/log.h"
 #include "base/util.h"
 #include "core/chan.h"
+#include "core/tls.h"
 #include "core/wire.h"
 #include "dest/dest-int.h"
+
+/* A TLS record starts with its content type, a handshake 0x16; a mig
+ * hello with the header's big-endian type, 0x00. */
+#define TLS_HANDSHAKE_BYTE 0x16
 
 static void refuse(int fd, uint32_t code, const char *why)
 {
@@ -27,7 +33,7 @@ static void refuse(int fd, uint32_t code, const char *why)
 	mig_chan_peer_name(fd, peer, sizeof(peer));
 	mig_warn("chan", "refused connection from %s: %s", peer, why);
 	mig_wire_send(fd, MIG_MSG_REFUSE, buf, mig_wire_enc_refuse(buf, code, why));
-	close(fd);
+	mig_chan_close(fd);
 }
 
 /* Our answer to a hello of migration uuid. */
@@ -83,7 +89,7 @@ static void accept_preempt(struct dst *d, int fd, const struct mig_hello *h)
 	if (st == MIG_STATE_COMPLETED) {
 		/* the source's recovery opens it before it learns we are done */
 		dst_hello_ack(d, fd, MIG_ROLE_PREEMPT);
-		close(fd);
+		mig_chan_close(fd);
 		return;
 	}
 	/* only the one the session's main hello announced, of that session:
@@ -119,16 +125,14 @@ static void accept_resume(struct dst *d, int fd, const struct mig_hello *h)
 		return;
 	}
 	d->preempt_expected = h->flags & MIG_HELLO_PREEMPT;
+	mig_engine_clear_link(&d->e, fd);
 	dst_begin_recovery(d, fd);
 }
 
 static void drop(struct pending *p, const char *why)
 {
-	char peer[64];
-
-	mig_chan_peer_name(p->fd, peer, sizeof(peer));
-	mig_warn("chan", "dropped connection from %s: %s", peer, why);
-	close(p->fd);
+	mig_warn("chan", "dropped connection from %s: %s", p->peer, why);
+	mig_chan_close(p->fd);
 	p->fd = -1;
 }
 
@@ -232,6 +236,8 @@ static void on_hello(struct dst *d, struct pending *p)
 		p->fd = -1;
 		mig_set_nonblock(fd, false);
 		refuse(fd, r == -EPROTO ? MIG_REFUSE_VERSION : MIG_REFUSE_PROTOCOL,
+		       p->buf[0] == TLS_HANDSHAKE_BYTE ? "a TLS handshake, but "
+		       "TLS is off here (--tls-psk or --tls-x509 on both sides)" :
 		       r == -EPROTO ? "not a mig peer of protocol version 1" :
 		       "malformed hello");
 		return;
@@ -273,6 +279,7 @@ static void on_ram_info(struct dst *d, struct pending *p)
 			 p->recovery ? d->armed_uri : d->listen_uri);
 		pthread_mutex_unlock(&d->e.lock);
 		mig_engine_set_chan(&d->e, MIG_CHAN_MAIN, fd);
+		mig_engine_clear_link(&d->e, fd);
 		if (start_session(d, &ri) < 0)
 			dst_end_early(d, MIG_STATE_FAILED); /* its error said why */
 	}
@@ -298,28 +305,83 @@ void dst_add_pending(struct dst *d, int lfd, bool recovery)
 {
 	int fd = mig_chan_accept(lfd);
 	struct pending *p = NULL;
+	struct mig_tls *t;
+	char host[256];
 
 	if (fd < 0)
 		return;
+	t = mig_engine_tls(&d->e, host, sizeof(host));
+	if (t && mig_tls_server_start(t, fd) < 0) {
+		mig_warn("tls", "cannot start TLS: %s", strerror(ENOMEM));
+		mig_tls_unref(t);
+		mig_chan_close(fd);
+		return;
+	}
 	for (int i = 0; i < MAX_PENDING && !p; i++)
 		if (d->pend[i].fd < 0)
 			p = &d->pend[i];
 	if (!p)
 		p = evict_oldest(d);
 	mig_set_nonblock(fd, true);
-	*p = (struct pending){ .fd = fd, .stage = PEND_HELLO,
+	*p = (struct pending){ .fd = fd, .stage = t ? PEND_TLS : PEND_HELLO,
 		.recovery = recovery, .since_ns = mig_now_ns(),
 		.deadline_ns = mig_deadline_ns(HELLO_TIMEOUT_MS),
 		.want = MIG_WIRE_HDR_BYTES + MIG_HELLO_BYTES };
+	mig_chan_peer_name(fd, p->peer, sizeof(p->peer));
+	mig_tls_unref(t); /* the session holds its own */
 }
 
-void dst_read_pending(struct dst *d, struct pending *p)
+/* A source in clear meets a destination that wants TLS: tell it so, in
+ * clear, rather than drop it without a word. */
+static bool clear_peer(struct pending *p)
+{
+	uint8_t b;
+
+	if (recv(p->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) != 1)
+		return false; /* nothing yet, or EOF: the handshake step sees it */
+	p->peeked = true;
+	if (b == TLS_HANDSHAKE_BYTE)
+		return false;
+	mig_tls_forget(p->fd);
+	mig_set_nonblock(p->fd, false);
+	refuse(p->fd, MIG_REFUSE_PROTOCOL, "TLS is required here (--tls-psk "
+	       "or --tls-x509 on both sides)");
+	p->fd = -1;
+	return true;
+}
+
+static void tls_step(struct dst *d, struct pending *p)
+{
+	char err[600];
+	int r;
+
+	if (!p->peeked && clear_peer(p))
+		return;
+	r = mig_tls_server_step(p->fd, err, sizeof(err));
+	if (r == -EAGAIN)
+		return;
+	if (r < 0) {
+		if (r == -EACCES)
+			mig_engine_auth_failed(&d->e, p->peer, err);
+		else if (r != -ECONNRESET)
+			mig_warn("tls", "dropped connection from %s: %s", p->peer, err);
+		mig_chan_close(p->fd);
+		p->fd = -1;
+		return;
+	}
+	mig_dbg("tls", "peer authenticated: %s", mig_tls_peer(p->fd));
+	p->stage = PEND_HELLO;
+}
+
+static void read_once(struct dst *d, struct pending *p)
 {
 	ssize_t n;
 
-	if (p->fd < 0 || p->stage == PEND_HELD)
-		return; /* settled earlier in this round */
-	n = read(p->fd, p->buf + p->have, p->want - p->have);
+	if (p->stage == PEND_TLS) {
+		tls_step(d, p);
+		return;
+	}
+	n = mig_tls_read(p->fd, p->buf + p->have, p->want - p->have);
 	if (n <= 0) {
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			return;
@@ -329,7 +391,7 @@ void dst_read_pending(struct dst *d, struct pending *p)
 			release_held(d);
 			return;
 		}
-		close(p->fd);
+		mig_chan_close(p->fd);
 		p->fd = -1;
 		return;
 	}
@@ -342,6 +404,17 @@ void dst_read_pending(struct dst *d, struct pending *p)
 		on_ram_info(d, p);
 }
 
+/* What TLS has decrypted already, a poll cannot see: take it now. */
+void dst_read_pending(struct dst *d, struct pending *p)
+{
+	do {
+		if (p->fd < 0 || p->stage == PEND_HELD)
+			return; /* settled earlier in this round */
+		read_once(d, p);
+	} while (p->fd >= 0 && p->stage != PEND_HELD && p->stage != PEND_TLS &&
+		 mig_tls_pending(p->fd));
+}
+
 void dst_expire_pending(struct dst *d)
 {
 	uint64_t now = mig_now_ns();
@@ -352,9 +425,11 @@ void dst_expire_pending(struct dst *d)
 
 		if (p->fd < 0 || now <= p->deadline_ns)
 			continue;
-		if (p->stage == PEND_HELLO) {
-			mig_warn("chan", "dropped a connection that sent no hello");
-			close(p->fd);
+		if (p->stage == PEND_TLS || p->stage == PEND_HELLO) {
+			mig_warn("chan", "dropped a connection that sent no %s",
+				 p->stage == PEND_TLS ? "TLS handshake in time" :
+				 "hello");
+			mig_chan_close(p->fd);
 			p->fd = -1;
 			continue;
 		}

@@ -50,6 +50,7 @@
 #define HELLO_TIMEOUT_MS 5000
 
 enum pend_stage {
+	PEND_TLS,       /* owes us a TLS handshake (core/tls) */
 	PEND_HELLO,     /* owes us its hello */
 	PEND_RAM_INFO,  /* a new migration's main channel, answered */
 	PEND_HELD,      /* a preempt channel of one still in PEND_RAM_INFO */
@@ -61,6 +62,8 @@ struct pending {
 	int fd;
 	enum pend_stage stage;
 	bool recovery;      /* accepted on the recovery listener */
+	bool peeked;        /* PEND_TLS: its first byte was a handshake's */
+	char peer[64];      /* its address, while it still has one to ask */
 	uint64_t since_ns;  /* accepted then: the oldest is evicted first */
 	uint64_t deadline_ns;
 	struct mig_hello h; /* past PEND_HELLO */

@@ -182,7 +182,7 @@ static void dst_close(struct dst *d)
 	dst_stop_fault(d);
 	for (int i = 0; i < MAX_PENDING; i++)
 		if (d->pend[i].fd >= 0)
-			close(d->pend[i].fd);
+			mig_chan_close(d->pend[i].fd);
 	if (d->lfd >= 0)
 		close(d->lfd);
 	if (d->new_lfd >= 0)

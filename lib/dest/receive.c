@@ -19,6 +19,7 @@
 #include "core/compress.h"
 #include "core/ram.h"
 #include "core/uffd.h"
+#include "core/chan.h"
 #include "core/wire.h"
 #include "dest/dest-int.h"
 
@@ -336,6 +337,6 @@ void dst_stop_rx(struct dst *d)
 
 		mig_engine_set_chan(&d->e, c, -1);
 		if (fd >= 0)
-			close(fd);
+			mig_chan_close(fd);
 	}
 }

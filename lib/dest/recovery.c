@@ -84,7 +84,7 @@ void dst_tell_complete(struct dst *d, int fd)
 		atomic_store(&d->main_closed, false); /* wait the linger out */
 		mig_engine_signal(&d->e);
 	}
-	close(fd);
+	mig_chan_close(fd);
 }
 
 /* RESUME_ACK must be the first message of the resumed return path: the

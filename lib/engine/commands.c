@@ -90,14 +90,16 @@ static int set_caps(struct mig_engine *e, const struct mig_json *args,
 	return 0;
 }
 
-/* x-link-timeout, the one parameter both sides have: it applies to the
- * connections made from then on (a recovery's), not to ones already up. */
+/* x-link-timeout and the tls-* parameters, the ones both sides have: they
+ * apply to the connections made from then on (a recovery's), not to ones
+ * already up. */
 #define LINK_TIMEOUT_MS_MIN 100
 #define LINK_TIMEOUT_MS_MAX 3600000
 
 static int set_params(struct mig_engine *e, const struct mig_json *args,
 		      char *desc, size_t desclen)
 {
+	struct mig_tls_change tls;
 	int64_t lt = -1;
 	int r;
 
@@ -108,11 +110,17 @@ static int set_params(struct mig_engine *e, const struct mig_json *args,
 			 LINK_TIMEOUT_MS_MIN, LINK_TIMEOUT_MS_MAX);
 		return -EINVAL;
 	}
-	r = e->ops->params(e, args, false, desc, desclen);
+	r = mig_engine_tls_prepare(e, args, &tls, desc, desclen);
 	if (r < 0)
 		return r;
+	r = e->ops->params(e, args, false, desc, desclen);
+	if (r < 0) {
+		mig_engine_tls_drop(&tls);
+		return r;
+	}
 	if (lt >= 0)
 		atomic_store(&e->link_timeout_ms, (int)lt);
+	mig_engine_tls_commit(e, &tls);
 	return e->ops->params(e, args, true, desc, desclen);
 }
 
@@ -122,6 +130,7 @@ static struct mig_json *query_params(struct mig_engine *e)
 
 	e->ops->query_params(e, r);
 	mig_json_add_int(r, "x-link-timeout", atomic_load(&e->link_timeout_ms));
+	mig_engine_tls_query(e, r);
 	return r;
 }
 

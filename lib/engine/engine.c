@@ -233,6 +233,8 @@ int mig_engine_init(struct mig_engine *e, enum mig_side side,
 	for (int i = 0; i < MIG_CHAN__COUNT; i++)
 		e->chan_fd[i] = -1;
 	pthread_mutex_init(&e->lock, NULL);
+	if (mig_engine_tls_init(e, c) < 0)
+		return -EINVAL;
 	e->sfd = block_signals();
 	if (e->sfd < 0)
 		return -errno;
@@ -260,6 +262,7 @@ void mig_engine_fini(struct mig_engine *e)
 	e->notify = NULL;
 	mig_bus_close(e->bus);
 	e->bus = NULL;
+	mig_engine_tls_fini(e); /* after the bus: its thread may set them */
 	mig_sm_free(e->sm);
 	e->sm = NULL;
 	mig_latency_free(e->lat);

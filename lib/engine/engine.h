@@ -106,6 +106,11 @@ struct mig_engine {
 	int chan_fd[MIG_CHAN__COUNT];
 
 	_Atomic int link_timeout_ms; /* x-link-timeout: set live by the bus */
+	/* TLS for the channels opened from now on (engine/secure.c), under
+	 * lock: the parameters as given, and their credentials (NULL: clear) */
+	char tls_creds[300], tls_hostname[256], tls_authz[300];
+	struct mig_tls *tls;
+	atomic_bool warned_clear; /* the clear-text warning is given once */
 	/* Written by the control loop, read by the bus thread's query-migrate
 	 * at any moment: atomic, so a query never sees a torn value. */
 	_Atomic uint64_t ram_bytes;
@@ -173,6 +178,33 @@ int mig_engine_addr_arg(const char *cmd, const struct mig_json *args,
 /* Record the most recent error for query-migrate (and log it). */
 void mig_engine_error(struct mig_engine *e, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+
+/* TLS (engine/secure.c). The command line's --tls-* into the engine:
+ * 0, or -EINVAL with the error printed. */
+int mig_engine_tls_init(struct mig_engine *e, const struct mig_cli_args *c);
+void mig_engine_tls_fini(struct mig_engine *e);
+/* migrate-set-parameters' tls-creds, tls-hostname, tls-authz: prepare
+ * checks them and loads new credentials (0, or -errno with desc), then
+ * commit applies them or drop forgets them. */
+struct mig_tls_change {
+	bool any;
+	char creds[300], hostname[256], authz[300];
+	struct mig_tls *tls;
+};
+int mig_engine_tls_prepare(struct mig_engine *e, const struct mig_json *args,
+			   struct mig_tls_change *ch, char *desc, size_t desclen);
+void mig_engine_tls_commit(struct mig_engine *e, struct mig_tls_change *ch);
+void mig_engine_tls_drop(struct mig_tls_change *ch);
+void mig_engine_tls_query(struct mig_engine *e, struct mig_json *ret);
+/* The credentials for a new channel (a reference, or NULL: clear text) and
+ * the name the peer's certificate must carry ("" if none was set). */
+struct mig_tls *mig_engine_tls(struct mig_engine *e, char *host, size_t len);
+/* A peer that failed to authenticate: one log line, a MIG_AUTH_FAILED
+ * event; on the source it is also the migration's error. */
+void mig_engine_auth_failed(struct mig_engine *e, const char *peer,
+			    const char *why);
+/* A channel in clear text that leaves this host: warn, once. */
+void mig_engine_clear_link(struct mig_engine *e, int fd);
 
 /* Channel fds the bus thread may kick; set -1 before closing. */
 void mig_engine_set_chan(struct mig_engine *e, enum mig_chan_slot slot, int fd);

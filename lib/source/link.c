@@ -12,6 +12,7 @@
 
 #include "base/log.h"
 #include "base/util.h"
+#include "core/tls.h"
 #include "core/wire.h"
 #include "source/source-int.h"
 
@@ -69,6 +70,32 @@ int src_say_hello(struct src *s, int fd, uint32_t role, uint32_t flags)
 	return r;
 }
 
+/* TLS first when it is on: not a byte of ours crosses before the
+ * destination has proved who it is. 0, or -EACCES and friends with the
+ * migration's error set. */
+int src_secure(struct src *s, int fd, const struct mig_uri *u)
+{
+	char host[256], err[600], name[300];
+	struct mig_tls *t = mig_engine_tls(&s->e, host, sizeof(host));
+	int r;
+
+	if (!t) {
+		mig_engine_clear_link(&s->e, fd);
+		return 0;
+	}
+	if (!host[0] && u->kind == MIG_URI_TCP)
+		snprintf(host, sizeof(host), "%s", u->host);
+	r = mig_tls_client(t, fd, host, atomic_load(&s->e.link_timeout_ms),
+			   err, sizeof(err));
+	mig_tls_unref(t);
+	mig_uri_format(u, name, sizeof(name));
+	if (r == -EACCES)
+		mig_engine_auth_failed(&s->e, name, err);
+	else if (r < 0)
+		mig_engine_error(&s->e, "TLS with %s failed: %s", name, err);
+	return r;
+}
+
 /* Connect, unless a pause arrives first (the fd is not yet kickable). */
 static int connect_interruptible(struct src *s, const struct mig_uri *u)
 {
@@ -105,7 +132,7 @@ static int connect_interruptible(struct src *s, const struct mig_uri *u)
 		r = -ETIMEDOUT;
 	}
 	if (r < 0) {
-		close(fd);
+		mig_chan_close(fd);
 		return r;
 	}
 	return fd;
@@ -118,7 +145,7 @@ static void close_chans(struct src *s)
 
 		mig_engine_set_chan(&s->e, c, -1);
 		if (fd >= 0)
-			close(fd);
+			mig_chan_close(fd);
 	}
 }
 
@@ -137,10 +164,18 @@ int src_open_chans(struct src *s, const struct mig_uri *u, bool resume)
 				 fd == -ENXIO ? "unknown host" : strerror(-fd));
 		return fd;
 	}
-	mig_engine_set_chan(&s->e, MIG_CHAN_MAIN, fd);
-	r = src_say_hello(s, fd, MIG_ROLE_MAIN, flags);
+	mig_engine_set_chan(&s->e, MIG_CHAN_MAIN, fd); /* a pause kicks it */
+	r = src_secure(s, fd, u);
 	if (r < 0) {
-		if (r != -EPROTO)
+		close_chans(s);
+		return r;
+	}
+	r = src_say_hello(s, fd, MIG_ROLE_MAIN, flags);
+	if (r == -EACCES) /* TLS 1.3 checks our certificate after our hello */
+		mig_engine_error(&s->e, "TLS with %s failed: the destination refused "
+				 "our certificate", name);
+	if (r < 0) {
+		if (r != -EPROTO && r != -EACCES)
 			mig_engine_error(&s->e, "hello with %s failed: %s", name,
 					 strerror(-r));
 		close_chans(s);

@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/chan.h"
 #include "core/wire.h"
 #include "source/source-int.h"
 
@@ -16,11 +17,15 @@ static void *preempt_main(void *arg)
 	struct src *s = arg;
 	int fd = mig_chan_connect(&s->pre_uri, CONNECT_TIMEOUT_MS), r;
 
+	if (fd >= 0 && (r = src_secure(s, fd, &s->pre_uri)) < 0) {
+		mig_chan_close(fd);
+		fd = r;
+	}
 	if (fd >= 0) {
 		r = src_say_hello(s, fd, MIG_ROLE_PREEMPT,
 				  s->pre_resume ? MIG_HELLO_RESUME : 0);
 		if (r < 0) {
-			close(fd);
+			mig_chan_close(fd);
 			fd = r;
 		}
 	}
@@ -96,7 +101,7 @@ int src_preempt_settle(struct src *s)
 		r = src_preempt_finish(s);
 	if (r == 0 && !want && (fd = mig_engine_get_chan(&s->e, MIG_CHAN_PREEMPT)) >= 0) {
 		mig_engine_set_chan(&s->e, MIG_CHAN_PREEMPT, -1);
-		close(fd);
+		mig_chan_close(fd);
 	}
 	return r;
 }

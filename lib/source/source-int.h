@@ -115,6 +115,7 @@ void src_join_digest(struct src *s);
 
 /* link.c */
 void src_link_down(struct src *s, const char *what, int err);
+int src_secure(struct src *s, int fd, const struct mig_uri *u);
 int src_say_hello(struct src *s, int fd, uint32_t role, uint32_t flags);
 int src_open_chans(struct src *s, const struct mig_uri *u, bool resume);
 int src_start_workers(struct src *s);

@@ -266,7 +266,11 @@ events_match_bus() {
 		refused "$bus" migrate-set-parameters '{"x-link-timeout": 10}' GenericError \
 			"Parameter 'x-link-timeout' expects an integer in the range of 100 to 3600000 milliseconds"
 		refused "$bus" migrate-set-parameters '{"tls-creds": "tls0"}' GenericError \
-			"Parameter 'tls-creds' is unexpected: mig does not encrypt its channels yet"
+			"Parameter 'tls-creds': 'tls0' is neither psk:FILE nor x509:DIR"
+		refused "$bus" migrate-set-parameters '{"tls-creds": "psk:/nonexistent"}' GenericError \
+			"Parameter 'tls-creds': /nonexistent: No such file or directory"
+		refused "$bus" migrate-set-parameters '{"tls-hostname": 5}' GenericError \
+			"Invalid parameter type for 'tls-hostname', expected: StrOrNull"
 		refused "$bus" migrate-set-parameters '{"multifd-channels": 4}' GenericError \
 			"Parameter 'multifd-channels' is unexpected: mig has no multifd channels yet"
 		refused "$bus" migrate-set-capabilities \

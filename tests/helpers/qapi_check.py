@@ -132,8 +132,9 @@ QEMU_EVENTS = {"MIGRATION": {"status": "MigrationStatus"},
 
 
 def own(name):
-    """mig's own names: x- members, commands and types."""
-    return name.startswith("x-") or name.startswith("[x-")
+    """mig's own names: x- members, commands and types; MIG_ events."""
+    return name.startswith("x-") or name.startswith("[x-") or \
+        name.startswith("MIG_")
 
 
 class Schema:
