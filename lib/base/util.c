@@ -290,8 +290,11 @@ int mig_runtime_dir(char *buf, size_t len, bool create)
 		n = snprintf(buf, len, "/tmp/mig-%u", (unsigned)geteuid());
 	if (n < 0 || (size_t)n >= len)
 		return -ENAMETOOLONG;
+	/* -EPERM is the refusal, which has said why: a caller adds no line
+	 * of its own for it, so mkdir's (a filesystem without directories)
+	 * must not pass for one */
 	if (create && mkdir(buf, 0700) < 0 && errno != EEXIST)
-		return -errno;
+		return errno == EPERM ? -EACCES : -errno;
 	return runtime_dir_check(buf, explicit, create);
 }
 

@@ -58,8 +58,9 @@ int mig_uuid_parse(const char *s, uint8_t uuid[16]);
  * another user could have made for us is refused: the implicit ones must
  * be directories (not symlinks) we own with no group or other access; an
  * explicit $MIG_RUNTIME_DIR must not be owned by another user than us or
- * root. A refused one is -EPERM, logged once with its path and owner;
- * one that does not exist yet is fine when create is not set. */
+ * root. A refused one is -EPERM (and only that is), logged once with its
+ * path and owner: the caller need not say more. One that does not exist
+ * yet is fine when create is not set. */
 int mig_runtime_dir(char *buf, size_t len, bool create);
 /* The bus socket of migration NAME on SIDE ("send" / "recv"). */
 int mig_bus_path(const char *name, const char *side, char *buf, size_t len,

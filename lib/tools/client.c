@@ -98,8 +98,9 @@ int mig_client_resolve(const struct mig_client_sel *sel,
 			continue;
 		r = add_target(sel, bus_sides[i], sides[i], t);
 		if (r < 0) {
-			mig_cli_error("bus path for '%s': %s", sel_name(sel),
-				      strerror(-r));
+			if (r != -EPERM) /* a refused runtime directory: said */
+				mig_cli_error("bus path for '%s': %s",
+					      sel_name(sel), strerror(-r));
 			return MIG_EXIT_UNAVAILABLE;
 		}
 		if (r > 0)

@@ -8,6 +8,7 @@
 # directory someone else made for us is refused.
 
 load ../helpers/common
+bats_require_minimum_version 1.5.0 # run --separate-stderr
 
 BATS_TEST_TIMEOUT=${BATS_TEST_TIMEOUT:-180}
 
@@ -255,6 +256,22 @@ rss_anon_kb() { awk '/^RssAnon:/ { print $2 }' "/proc/$1/status"; }
 # its runtime directory is /tmp/mig-64999.
 AS_VICTIM=(env -u MIG_RUNTIME_DIR -u XDG_RUNTIME_DIR setpriv --reuid=64999 --regid=64999 --clear-groups)
 
+# refused DIR STATUS CMD...: CMD exits STATUS having said, in exactly one
+# line on stderr and nothing on stdout, that DIR is not ours: what was
+# wrong, and no second line from a caller restating it.
+refused() {
+	local dir=$1 want=$2
+	shift 2
+	run --separate-stderr timeout 60 "$@" 3>&-
+	if [ "$status" -ne "$want" ] || [ -n "$output" ] || [ "${#stderr_lines[@]}" -ne 1 ] ||
+		[[ $stderr != *"runtime directory $dir is not ours"* ]]; then
+		echo "# expected status $want and one line about $dir, got $status: $*" >&2
+		printf '# stdout: %s\n' "${lines[@]}" >&2
+		printf '# stderr: %s\n' "${stderr_lines[@]}" >&2
+		return 1
+	fi
+}
+
 @test "a /tmp/mig-UID another user made is refused, by the tools and the engines" {
 	as_nobody_ok
 	SQUAT=/tmp/mig-64999
@@ -265,18 +282,18 @@ AS_VICTIM=(env -u MIG_RUNTIME_DIR -u XDG_RUNTIME_DIR setpriv --reuid=64999 --reg
 	fakebus planted completed silent
 	mv "$T/planted.sock" "$SQUAT/default.send.sock"
 	chmod 0777 "$SQUAT/default.send.sock"
-	expect 69 "${AS_VICTIM[@]}" "$MIG_BIN/mig-status"
-	says "runtime directory $SQUAT is not ours"
-	[[ $output != *completed* ]] || { echo "# talked to the planted bus: $output" >&2; false; }
+	refused "$SQUAT" 69 "${AS_VICTIM[@]}" "$MIG_BIN/mig-status"
+	[[ $stderr != *completed* ]] || { echo "# talked to the planted bus: $stderr" >&2; false; }
 	chmod 0755 "$T"
-	expect 1 "${AS_VICTIM[@]}" "$MIG_BIN/mig-recv" --listen "unix:$T/x.sock" --guest-ctl "$T/x.ctl"
-	says "runtime directory $SQUAT is not ours"
+	refused "$SQUAT" 1 "${AS_VICTIM[@]}" "$MIG_BIN/mig-recv" --listen "unix:$T/x.sock" \
+		--guest-ctl "$T/x.ctl"
+	refused "$SQUAT" 1 "${AS_VICTIM[@]}" "$MIG_BIN/mig-send" --guest "$T/x.ctl" \
+		--to "unix:$T/x.sock"
 	# the victim's own, but open to others: refused as well
 	rm -rf "$SQUAT"
 	mkdir -m 0755 "$SQUAT"
 	chown 64999:64999 "$SQUAT"
-	expect 69 "${AS_VICTIM[@]}" "$MIG_BIN/mig-status"
-	says "runtime directory $SQUAT is not ours"
+	refused "$SQUAT" 69 "${AS_VICTIM[@]}" "$MIG_BIN/mig-status"
 	# none there: nothing to refuse
 	rm -rf "$SQUAT"
 	expect 69 "${AS_VICTIM[@]}" "$MIG_BIN/mig-pause" x
@@ -284,7 +301,6 @@ AS_VICTIM=(env -u MIG_RUNTIME_DIR -u XDG_RUNTIME_DIR setpriv --reuid=64999 --reg
 	# an explicit MIG_RUNTIME_DIR owned by another user than us or root
 	mkdir -m 0777 "$T/other"
 	chown 65534:65534 "$T/other"
-	expect 69 env MIG_RUNTIME_DIR="$T/other" setpriv --reuid=64999 --regid=64999 \
+	refused "$T/other" 69 env MIG_RUNTIME_DIR="$T/other" setpriv --reuid=64999 --regid=64999 \
 		--clear-groups "$MIG_BIN/mig-status"
-	says "runtime directory $T/other is not ours"
 }
