@@ -32,10 +32,13 @@ RESULTS=$MIG_BENCH_DIR/results.jsonl
 
 SCENARIOS=(postcopy_preempt postcopy_nopreempt random_preempt random_nopreempt
 	   notify_refused notify_hang
+	   slow_subscriber
 	   recovery restart precopy_1g_10m precopy_1g_100m precopy_1g_400m precopy_4g_100m)
 RECOVERIES=${MIG_BENCH_RECOVERIES:-7}   # timed recoveries in `recovery`
 RECOVERY_BANDWIDTH=64M    # keeps the migration going through all of them
 RESTARTS=${MIG_BENCH_RESTARTS:-6}       # timed engine restarts in `restart`
+SLOW_SUBSCRIBERS=64   # never-reading clients on each bus in `slow_subscriber`
+SLOW_PAIRS=3          # its migrations without and with them, alternately
 
 PATH=$MIG_BIN:$PATH
 # short: sun_path holds 108 bytes
@@ -192,28 +195,37 @@ ref_uffd() {
 # migrate_postcopy NAME SEND-ARGS...: a RAM-sized ab guest with one vCPU (the
 # machine has two cores: the engines need the other), migrated on loopback
 # TCP with postcopy; the destination bus is polled for its statistics, the
-# migrated guest verified. Leaves $R/NAME.json.
+# migrated guest verified. Leaves $R/NAME.json. With PEAK_RSS set, each
+# engine runs under GNU time, which leaves its peak RSS (kB) in
+# $d/send.peak_kb and $d/recv.peak_kb; with SUBSCRIBERS=N, N clients that
+# never read are on each bus from as soon as the source's is up.
 migrate_postcopy() {
 	local name=$1 d=$T/$1 port rc_send rc_recv vrc=0 vmsg t0 t1
-	local LOGS=$d
+	local LOGS=$d peak_send=() peak_recv=()
 	shift
+	if [ -n "${PEAK_RSS:-}" ]; then
+		peak_send=(/usr/bin/time -f %M -o "$d/send.peak_kb")
+		peak_recv=(/usr/bin/time -f %M -o "$d/recv.peak_kb")
+	fi
 	mkdir -p "$d"
 	port=$(free_port)
 	log "$name: $RAM ${WORKLOAD:-ab} guest, mig-send $*"
 
 	start guest mig-guest --ctl "$d/A" --ram "$RAM" --workload "${WORKLOAD:-ab}" --vcpus 1
 	guest_populate "$d/A"
-	start recv mig-recv --name "$name" --listen "tcp:127.0.0.1:$port" \
+	start recv "${peak_recv[@]}" mig-recv --name "$name" --listen "tcp:127.0.0.1:$port" \
 		--guest-ctl "$d/B" --summary
 	t0=$EPOCHREALTIME
-	start send mig-send --name "$name" --guest "$d/A" \
+	start send "${peak_send[@]}" mig-send --name "$name" --guest "$d/A" \
 		--to "tcp:127.0.0.1:$port" --summary "$@"
+	subscribe "$name" "${SUBSCRIBERS:-0}"
 	poll_bus "$MIG_RUNTIME_DIR/$name.recv.sock" "$d/recv.json" "$PID_send" "$PID_recv"
 	wait_exit send 10
 	rc_send=$status
 	t1=$EPOCHREALTIME
 	wait_exit recv 10
 	rc_recv=$status
+	unsubscribe "${SUBSCRIBERS:-0}"
 	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", b - a }' >"$d/wall_s"
 
 	if [ -S "$d/B" ]; then
@@ -232,6 +244,24 @@ migrate_postcopy() {
 		tail -n 20 "$d"/*.log >&2 || true
 		return 1
 	fi
+}
+
+# subscribe NAME N: N clients on each of migration NAME's buses that
+# negotiate and never read (tests/helpers/subscribers.py --hold), started
+# as subs-send and subs-recv; unsubscribe N ends them.
+subscribe() {
+	local side
+	[ "$2" -gt 0 ] || return 0
+	for side in send recv; do
+		start "subs-$side" python3 "$here/../tests/helpers/subscribers.py" \
+			"$MIG_RUNTIME_DIR/$1.$side.sock" "$2" --hold
+	done
+}
+unsubscribe() {
+	[ "$1" -gt 0 ] || return 0
+	kill -TERM "$PID_subs_send" "$PID_subs_recv" 2>/dev/null || true
+	wait_exit subs-send 10 || true
+	wait_exit subs-recv 10 || true
 }
 
 # record_migration NAME DIR RC_SEND RC_RECV RC_VERIFY VERIFY_MSG SEND_ARGS:
@@ -307,6 +337,43 @@ scenario_notify_hang() {
 	migrate_postcopy notify-hang --postcopy --notify "http://127.0.0.1:$port/send"
 	kill -TERM "$PID_hook"
 	wait_exit hook 10 || true
+}
+
+# slow_subscriber: what clients that subscribe and never read cost the
+# migration: postcopy_preempt's, alone and with SLOW_SUBSCRIBERS on each
+# bus, in SLOW_PAIRS pairs taken alternately so that the machine's drift
+# falls on both; the medians, their ratio and the engines' peak RSS. (The
+# bus's limits on what it queues for them: tests/bats/local-access.bats.)
+scenario_slow_subscriber() {
+	local i n row
+	for i in $(seq "$SLOW_PAIRS"); do
+		for n in 0 "$SLOW_SUBSCRIBERS"; do
+			row=slow-sub-$n-$i
+			SUBSCRIBERS=$n PEAK_RSS=1 migrate_postcopy "$row" --postcopy
+			jq --argjson n "$n" --argjson ps "$(tail -n 1 "$T/$row/send.peak_kb")" \
+				--argjson pr "$(tail -n 1 "$T/$row/recv.peak_kb")" \
+				'. + {subscribers: $n, peak_rss_send_kb: $ps, peak_rss_recv_kb: $pr}' \
+				"$R/$row.json" >"$T/row.json"
+			mv "$T/row.json" "$R/$row.json"
+		done
+	done
+	# verify: reached only if every one passed (migrate_postcopy fails)
+	jq -s --arg ram "$RAM" --argjson n "$SLOW_SUBSCRIBERS" '
+		def med: sort | if length % 2 == 1 then .[length / 2 | floor]
+			else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+		def of($with; $k): map(select((.subscribers > 0) == $with) | .[$k]);
+		{scenario: "slow-subscriber", ram: $ram, subscribers: $n, pairs: (length / 2),
+		 total_s_alone: of(false; "total_s"), total_s_with: of(true; "total_s"),
+		 total_s_alone_median: (of(false; "total_s") | med),
+		 total_s_with_median: (of(true; "total_s") | med),
+		 peak_rss_send_kb_alone: (of(false; "peak_rss_send_kb") | med),
+		 peak_rss_send_kb_with: (of(true; "peak_rss_send_kb") | med),
+		 peak_rss_recv_kb_alone: (of(false; "peak_rss_recv_kb") | med),
+		 peak_rss_recv_kb_with: (of(true; "peak_rss_recv_kb") | med), verify: "pass"} |
+		.with_ratio_alone = (if .total_s_alone_median > 0 and .total_s_with_median then
+			(.total_s_with_median / .total_s_alone_median * 1000 | round) / 1000 else null end)' \
+		"$R"/slow-sub-*.json >"$R/slow-subscriber.json"
+	echo slow-subscriber >>"$R/order"
 }
 
 # migrate_precopy NAME RAM RATE: a dirty guest writing RATE of random pages
@@ -567,7 +634,8 @@ report() {
 		scenario total_s down_ms MB/s xTCP xCOPY requests p50_us p99_us p50xRTT p99xRTT blocked_ms verify
 	while read -r name; do
 		f=$R/$name.json
-		jq -e 'has("recover_ms") or has("precopy") or has("restart_send_ms")' "$f" >/dev/null && continue
+		jq -e 'has("recover_ms") or has("precopy") or has("restart_send_ms") or
+			has("with_ratio_alone")' "$f" >/dev/null && continue
 		jq -r '[.scenario, .total_s, .downtime_ms, .mb_per_s, .mb_ratio_tcp,
 			.mb_ratio_copy, .requests, .lat_p50_us, .lat_p99_us, .p50_ratio_rtt4k,
 			.p99_ratio_rtt4k, .blocked_ms, .verify] | map(. // "-") | @tsv' "$f" |
@@ -600,6 +668,16 @@ report() {
 		jq -r '"\nEngine restarts (\(.ram) ab guest, postcopy, kill -9 then the restart command until postcopy-active):",
 			"  mig-recv --attach (+ the source'"'"'s mig-recover --to): median \(.restart_recv_median_ms) ms (\(.restart_recv_ms | map(tostring) | join(" "))), \(.recv_ratio_rtt16 // "-")x the idle 16 B round trip",
 			"  mig-send --resume: median \(.restart_send_median_ms) ms (\(.restart_send_ms | map(tostring) | join(" "))), \(.send_ratio_rtt16 // "-")x; verify: \(.verify)"' "$f"
+	done <"$R/order"
+
+	while read -r name; do
+		f=$R/$name.json
+		jq -e 'has("with_ratio_alone")' "$f" >/dev/null || continue
+		jq -r 'def mib: if . then (. / 1024 | round | tostring) + " MiB" else "-" end;
+			"\nSubscribers that never read (\(.subscribers) on each bus; postcopy-preempt'"'"'s migration, \(.pairs) pairs, alternately):",
+			"  total_s median \(.total_s_with_median) with, \(.total_s_alone_median) alone: \(.with_ratio_alone // "-")x",
+			"  (with: \(.total_s_with | map(tostring) | join(" ")); alone: \(.total_s_alone | map(tostring) | join(" ")))",
+			"  peak RSS, median with / alone: mig-send \(.peak_rss_send_kb_with | mib) / \(.peak_rss_send_kb_alone | mib), mig-recv \(.peak_rss_recv_kb_with | mib) / \(.peak_rss_recv_kb_alone | mib); verify: \(.verify)"' "$f"
 	done <"$R/order"
 
 	if grep -q '^precopy' "$R/order"; then
