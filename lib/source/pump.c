@@ -283,7 +283,7 @@ static int precopy_pace(struct src *s, struct throttle *t, uint64_t *hb,
 int src_send_unsent(struct src *s, struct mig_pass *ps, uint64_t t0_ns,
 		    bool news)
 {
-	uint64_t p = 0, bytes0 = s->e.st.bytes, start = mig_now_ns(), hb = start;
+	uint64_t p = 0, bytes0 = s->e.st.bytes, start = mig_now_ns();
 	struct extent x = { 0, 0, false };
 	struct throttle t = { .limit_of = &s->max_bw };
 	int r = 0;
@@ -305,7 +305,7 @@ int src_send_unsent(struct src *s, struct mig_pass *ps, uint64_t t0_ns,
 		}
 		ps->pages_sent += n;
 		p += n;
-		if (news && (r = precopy_pace(s, &t, &hb, t0_ns)))
+		if (news && (r = precopy_pace(s, &t, &s->hb_ns, t0_ns)))
 			break;
 	}
 	ps->ns = mig_now_ns() - start;

@@ -84,6 +84,10 @@ struct src {
 	atomic_int pre_fd;       /* its output: fd, or -errno */
 	int pre_err;             /* why the last attempt failed, or 0 */
 	bool pre_resume;
+	/* the last precopy heartbeat: kept across passes, each of which may
+	 * be shorter than the period while the preempt channel idles through
+	 * all of them */
+	uint64_t hb_ns;
 
 	char recover_uri[256];   /* under e.lock */
 	bool stopped;            /* we stopped the guest (switchover) */

@@ -16,10 +16,11 @@ setup() {
 teardown() { mig_teardown; }
 
 # run_migration [mig-send args]: guest $T/src.ctl to $T/dst.ctl, destination
-# held stopped after switchover (strict check), events recorded.
+# held stopped after switchover (strict check), events recorded; RECV_ARGS
+# adds mig-recv args.
 run_migration() {
 	start recv mig-recv --name p --listen "tcp:127.0.0.1:$PORT" --guest-ctl "$T/dst.ctl" \
-		--paused-start --summary --linger 20
+		--paused-start --summary --linger 20 "${RECV_ARGS[@]}"
 	bg wr mig-status --bus "$DST_BUS" --watch --json
 	start send mig-send --name p --guest "$T/src.ctl" --to "tcp:127.0.0.1:$PORT" \
 		--digest --summary -v --linger 20 "$@"
@@ -75,6 +76,18 @@ strict_check() {
 	[ "$(jq -r 'select(.event == "MIGRATION_PASS") | .data.pass' "$T/ws.log" | tr '\n' ' ')" = "1 2 " ]
 	strict_check
 	[[ "$output" == *"invariant holds"* ]]
+}
+
+@test "precopy passes longer together than the link timeout keep the idle preempt channel alive" {
+	# each pass of a 64 MiB ab guest is shorter than a heartbeat period:
+	# the heartbeat clock must run across passes, or the preempt channel,
+	# idle until switchover, times out at the destination
+	guest src 64M --workload ab
+	RECV_ARGS=(--link-timeout 1)
+	run_migration --postcopy-after 3s --downtime-limit 0 --link-timeout 1
+	[ "$(log_events ws)" = "setup active postcopy-active completed" ]
+	[ "$(jq -r 'select(.event == "MIGRATION_PASS")' "$T/ws.log" | grep -c pass)" -ge 4 ]
+	strict_check
 }
 
 @test "a page dirtied after it was sent, and not sent again, is fetched fresh" {
