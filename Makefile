@@ -171,7 +171,7 @@ $(B)/tests/helpers/%: tests/helpers/%.c $(B)/libmig.a
 
 $(B)/bench/%: bench/%.c $(B)/libmig.a
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(CFLAGS) -o $@ $< $(B)/libmig.a $(PKG_LIBS) $(LDFLAGS)
+	$(Q)$(CC) $(CFLAGS) $(PKG_CFLAGS) -o $@ $< $(B)/libmig.a $(PKG_LIBS) $(LDFLAGS)
 
 $(FB)/lib/%.o: lib/%.c
 	@mkdir -p $(@D)

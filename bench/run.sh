@@ -32,13 +32,14 @@ RESULTS=$MIG_BENCH_DIR/results.jsonl
 
 SCENARIOS=(postcopy_preempt postcopy_nopreempt random_preempt random_nopreempt
 	   notify_refused notify_hang
-	   slow_subscriber
+	   slow_subscriber tls
 	   recovery restart precopy_1g_10m precopy_1g_100m precopy_1g_400m precopy_4g_100m)
 RECOVERIES=${MIG_BENCH_RECOVERIES:-7}   # timed recoveries in `recovery`
 RECOVERY_BANDWIDTH=64M    # keeps the migration going through all of them
 RESTARTS=${MIG_BENCH_RESTARTS:-6}       # timed engine restarts in `restart`
 SLOW_SUBSCRIBERS=64   # never-reading clients on each bus in `slow_subscriber`
 SLOW_PAIRS=3          # its migrations without and with them, alternately
+TLS_PAIRS=3           # `tls`: migrations in clear and with TLS, alternately
 
 PATH=$MIG_BIN:$PATH
 # short: sun_path holds 108 bytes
@@ -198,10 +199,13 @@ ref_uffd() {
 # migrated guest verified. Leaves $R/NAME.json. With PEAK_RSS set, each
 # engine runs under GNU time, which leaves its peak RSS (kB) in
 # $d/send.peak_kb and $d/recv.peak_kb; with SUBSCRIBERS=N, N clients that
-# never read are on each bus from as soon as the source's is up.
+# never read are on each bus from as soon as the source's is up; with
+# TLS_PSK=FILE, mig-recv takes --tls-psk FILE (mig-send's are in SEND-ARGS).
 migrate_postcopy() {
 	local name=$1 d=$T/$1 port rc_send rc_recv vrc=0 vmsg t0 t1
 	local LOGS=$d peak_send=() peak_recv=()
+	local recv_args=()
+	[ -z "${TLS_PSK:-}" ] || recv_args=(--tls-psk "$TLS_PSK")
 	shift
 	if [ -n "${PEAK_RSS:-}" ]; then
 		peak_send=(/usr/bin/time -f %M -o "$d/send.peak_kb")
@@ -214,7 +218,7 @@ migrate_postcopy() {
 	start guest mig-guest --ctl "$d/A" --ram "$RAM" --workload "${WORKLOAD:-ab}" --vcpus 1
 	guest_populate "$d/A"
 	start recv "${peak_recv[@]}" mig-recv --name "$name" --listen "tcp:127.0.0.1:$port" \
-		--guest-ctl "$d/B" --summary
+		--guest-ctl "$d/B" --summary "${recv_args[@]}"
 	t0=$EPOCHREALTIME
 	start send "${peak_send[@]}" mig-send --name "$name" --guest "$d/A" \
 		--to "tcp:127.0.0.1:$port" --summary "$@"
@@ -374,6 +378,41 @@ scenario_slow_subscriber() {
 			(.total_s_with_median / .total_s_alone_median * 1000 | round) / 1000 else null end)' \
 		"$R"/slow-sub-*.json >"$R/slow-subscriber.json"
 	echo slow-subscriber >>"$R/order"
+}
+
+# tls: what TLS 1.3 (a pre-shared key; x509 differs only in its handshake)
+# costs a postcopy migration, against the same in clear, alternately, and
+# how much of one core's AEAD sealing rate (tlsref) the pump keeps.
+scenario_tls() {
+	local i key=$T/tls.psk
+	log "references: AEAD sealing rate (tlsref)"
+	"$MIG_BENCH_DIR/tlsref" >"$T/tlsref.out"
+	printf 'mig:%s\n' "$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')" >"$key"
+	for i in $(seq "$TLS_PAIRS"); do
+		migrate_postcopy "tls-clear-$i" --postcopy
+		TLS_PSK=$key migrate_postcopy "tls-psk-$i" --postcopy --tls-psk "$key"
+	done
+	jq -s --arg ram "$RAM" --argjson tcp "$REF_tcp_bytes_per_s" \
+		--argjson aes256 "$(sed -n 's/^aes256gcm_bytes_per_s=//p' "$T/tlsref.out")" \
+		--argjson aes128 "$(sed -n 's/^aes128gcm_bytes_per_s=//p' "$T/tlsref.out")" '
+		def med: sort | if length % 2 == 1 then .[length / 2 | floor]
+			else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+		def of($tls; $k): map(select((.scenario | startswith("tls-psk")) == $tls) | .[$k]);
+		def r3: . * 1000 | round / 1000;
+		{scenario: "tls", ram: $ram, pairs: (length / 2),
+		 aes256gcm_mb_per_s: ($aes256 / 1e6 | round), aes128gcm_mb_per_s: ($aes128 / 1e6 | round),
+		 total_s_clear: of(false; "total_s"), total_s_tls: of(true; "total_s"),
+		 total_s_clear_median: (of(false; "total_s") | med),
+		 total_s_tls_median: (of(true; "total_s") | med),
+		 mb_per_s_clear_median: (of(false; "mb_per_s") | med),
+		 mb_per_s_tls_median: (of(true; "mb_per_s") | med),
+		 lat_p99_us_clear_median: (of(false; "lat_p99_us") | med),
+		 lat_p99_us_tls_median: (of(true; "lat_p99_us") | med), verify: "pass"} |
+		.tls_ratio_clear = (.total_s_tls_median / .total_s_clear_median | r3) |
+		.tls_ratio_aes256 = (.mb_per_s_tls_median * 1e6 / $aes256 | r3) |
+		.clear_ratio_tcp = (.mb_per_s_clear_median * 1e6 / $tcp | r3)' \
+		"$R"/tls-clear-*.json "$R"/tls-psk-*.json >"$R/tls.json"
+	echo tls >>"$R/order"
 }
 
 # migrate_precopy NAME RAM RATE: a dirty guest writing RATE of random pages
@@ -635,7 +674,7 @@ report() {
 	while read -r name; do
 		f=$R/$name.json
 		jq -e 'has("recover_ms") or has("precopy") or has("restart_send_ms") or
-			has("with_ratio_alone")' "$f" >/dev/null && continue
+			has("with_ratio_alone") or has("tls_ratio_clear")' "$f" >/dev/null && continue
 		jq -r '[.scenario, .total_s, .downtime_ms, .mb_per_s, .mb_ratio_tcp,
 			.mb_ratio_copy, .requests, .lat_p50_us, .lat_p99_us, .p50_ratio_rtt4k,
 			.p99_ratio_rtt4k, .blocked_ms, .verify] | map(. // "-") | @tsv' "$f" |
@@ -678,6 +717,16 @@ report() {
 			"  total_s median \(.total_s_with_median) with, \(.total_s_alone_median) alone: \(.with_ratio_alone // "-")x",
 			"  (with: \(.total_s_with | map(tostring) | join(" ")); alone: \(.total_s_alone | map(tostring) | join(" ")))",
 			"  peak RSS, median with / alone: mig-send \(.peak_rss_send_kb_with | mib) / \(.peak_rss_send_kb_alone | mib), mig-recv \(.peak_rss_recv_kb_with | mib) / \(.peak_rss_recv_kb_alone | mib); verify: \(.verify)"' "$f"
+	done <"$R/order"
+
+	while read -r name; do
+		f=$R/$name.json
+		jq -e 'has("tls_ratio_clear")' "$f" >/dev/null || continue
+		jq -r '"\nTLS 1.3 with a pre-shared key against clear text (postcopy-preempt'"'"'s migration, \(.pairs) pairs, alternately):",
+			"  total_s median \(.total_s_tls_median) with TLS, \(.total_s_clear_median) clear: \(.tls_ratio_clear)x",
+			"  (TLS: \(.total_s_tls | map(tostring) | join(" ")); clear: \(.total_s_clear | map(tostring) | join(" ")))",
+			"  MB/s median \(.mb_per_s_tls_median) with TLS = \(.tls_ratio_aes256)x one core sealing AES-256-GCM (\(.aes256gcm_mb_per_s) MB/s; AES-128-GCM \(.aes128gcm_mb_per_s)); clear \(.mb_per_s_clear_median) = \(.clear_ratio_tcp)x TCP",
+			"  page-request p99 median: \(.lat_p99_us_tls_median) us with TLS, \(.lat_p99_us_clear_median) us clear; verify: \(.verify)"' "$f"
 	done <"$R/order"
 
 	if grep -q '^precopy' "$R/order"; then
