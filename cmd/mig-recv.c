@@ -33,7 +33,8 @@ static const struct mig_cli_excl excl[] = {
 static const struct mig_cli_exit exits[] = {
 	{ MIG_EXIT_OK, "completed" },
 	{ MIG_EXIT_FAIL, "failed or cancelled (stopped while deferred too),\n"
-	  "or the listen address is in use, or nothing to attach to" },
+	  "or the listen address is in use, or nothing to attach to,\n"
+	  "or unusable TLS credentials" },
 	{ MIG_EXIT_USAGE, "usage error" },
 	{ MIG_EXIT_UNAVAILABLE, "userfaultfd not permitted, or no guest at --attach PATH" },
 	{ MIG_EXIT_PAUSED, "stopped while paused (the guest is kept)" },
@@ -84,7 +85,7 @@ static const struct mig_cli cli = {
 		 "the bus command migrate-incoming {\"uri\": URI}, then goes on as\n"
 		 "--listen URI would have.",
 	.opts = opts,
-	.common = MIG_CLI_ENGINE,
+	.common = MIG_CLI_ENGINE & ~MIG_CLI_TAKES(MIG_CLI_TLS_HOSTNAME), /* the source checks names */
 	.excl = excl,
 	.exits = exits,
 	.opt = opt,

@@ -50,9 +50,10 @@ static const struct mig_cli_excl excl[] = {
 static const struct mig_cli_exit exits[] = {
 	{ MIG_EXIT_OK, "completed" },
 	{ MIG_EXIT_FAIL, "failed or cancelled (stopped while deferred too),\n"
-	  "or nothing to resume" },
+	  "or nothing to resume, or unusable TLS credentials" },
 	{ MIG_EXIT_USAGE, "usage error" },
-	{ MIG_EXIT_UNAVAILABLE, "no guest, no destination, or userfaultfd not permitted" },
+	{ MIG_EXIT_UNAVAILABLE, "no guest, no destination, TLS authentication failed,\n"
+	  "or userfaultfd not permitted" },
 	{ MIG_EXIT_PAUSED, "stopped while paused (the guest is kept)" },
 	{ 0, NULL },
 };

@@ -18,7 +18,7 @@ setup() {
 # line that starts with an option ("  -g, --guest PATH  ...",
 # "      --postcopy  ..."), so options named in descriptions do not count.
 help_long() {
-	"$MIG_BIN/$1" --help | sed -nE 's/^ +(-[A-Za-z], +)?(--[a-z][a-z-]*).*/\2/p' | sort -u
+	"$MIG_BIN/$1" --help | sed -nE 's/^ +(-[A-Za-z], +)?(--[a-z][a-z0-9-]*).*/\2/p' | sort -u
 }
 
 help_short() {
@@ -33,7 +33,7 @@ man_tags() {
 }
 
 man_long() {
-	man_tags "$1" | grep -E '^--[a-z][a-z-]*$' | sort -u
+	man_tags "$1" | grep -E '^--[a-z][a-z0-9-]*$' | sort -u
 }
 
 man_short() {
@@ -42,7 +42,7 @@ man_short() {
 
 # Every long option written in the file, comments left out.
 file_long() {
-	grep -v '^[[:space:]]*#' "$1" | grep -oE -- '--[a-z][a-z-]*' | sort -u
+	grep -v '^[[:space:]]*#' "$1" | grep -oE -- '--[a-z][a-z0-9-]*' | sort -u
 }
 
 bash_short() {
