@@ -168,17 +168,23 @@ for _ in $(seq 600); do
 done
 say "   guest progress: $(progress "$dir/src.ctl") page writes ($pages pages, each written at least once)"
 
-say "== destination: mig-recv --listen tcp:$ip_dst:4444 --link-timeout 2"
+# The link crosses a network: TLS with a pre-shared key, which the two
+# hosts would share once (scp), as QEMU's keys.psk.
+say "== a TLS pre-shared key for both hosts: $dir/keys.psk"
+(umask 077; printf 'mig:%s\n' "$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')" >"$dir/keys.psk")
+
+say "== destination: mig-recv --listen tcp:$ip_dst:4444 --link-timeout 2 --tls-psk keys.psk"
 MIG_RUNTIME_DIR=$dir/dst in_dst mig-recv --name "$name" --listen "tcp:$ip_dst:4444" \
-	--guest-ctl "$dir/dst.ctl" --link-timeout 2 --summary \
+	--guest-ctl "$dir/dst.ctl" --link-timeout 2 --tls-psk "$dir/keys.psk" --summary \
 	--ready-fd 3 3>"$dir/r.ready" >"$dir/recv.log" 2>&1 &
 recv_pid=$!
 pids+=("$recv_pid")
 wait_ready "$dir/r.ready" "$recv_pid" mig-recv
 
-say "== source: mig-send --postcopy --to tcp:$ip_dst:4444 --link-timeout 2 --max-bandwidth $bandwidth"
+say "== source: mig-send --postcopy --to tcp:$ip_dst:4444 --link-timeout 2 --tls-psk keys.psk --max-bandwidth $bandwidth"
 MIG_RUNTIME_DIR=$dir/src in_src mig-send --name "$name" --guest "$dir/src.ctl" \
-	--to "tcp:$ip_dst:4444" --postcopy --link-timeout 2 --max-bandwidth "$bandwidth" --summary \
+	--to "tcp:$ip_dst:4444" --postcopy --link-timeout 2 --tls-psk "$dir/keys.psk" \
+	--max-bandwidth "$bandwidth" --summary \
 	--ready-fd 3 3>"$dir/s.ready" >"$dir/send.log" 2>&1 &
 send_pid=$!
 pids+=("$send_pid")
