@@ -300,6 +300,7 @@ static int do_switchover(struct dst *d)
 	 * the moment it reads our ack, so from here a link failure pauses.
 	 * The guest runs only on the source's RESUME, so that a source that
 	 * never got the ack can safely run it there instead. */
+	d->e.bytes_at_pump = d->e.st.bytes;
 	d->e.t_pump_start_ns = mig_now_ns();
 	mig_engine_move(&d->e, MIG_STATE_POSTCOPY_ACTIVE);
 	dst_rp_send(d, MIG_MSG_RESUME_ACK, NULL, 0);

@@ -403,7 +403,9 @@ void mig_engine_kick_all(struct mig_engine *e)
 	pthread_mutex_unlock(&e->lock);
 }
 
-/* One human line: outcome, time, bytes, throughput, downtime, requests. */
+/* One human line: outcome, time, bytes, throughput (of the postcopy pump
+ * once there was one: precopy's bytes came before its clock started),
+ * downtime, requests. */
 static void summary(struct mig_engine *e, FILE *out)
 {
 	struct mig_latency_summary ls = { 0 };
@@ -420,8 +422,8 @@ static void summary(struct mig_engine *e, FILE *out)
 		mig_state_name(mig_sm_get(e->sm)), total,
 		mig_fmt_bytes(e->ram_bytes, ram, sizeof(ram)),
 		mig_fmt_bytes(e->st.bytes, wire, sizeof(wire)));
-	if (pump > 0 && e->st.bytes)
-		fprintf(out, ", %.0f MB/s", e->st.bytes / 1e6 / pump);
+	if (pump > 0 && e->st.bytes > e->bytes_at_pump)
+		fprintf(out, ", %.0f MB/s", (e->st.bytes - e->bytes_at_pump) / 1e6 / pump);
 	if (e->downtime_ns)
 		fprintf(out, ", downtime %.2f ms", e->downtime_ns / 1e6);
 	fprintf(out, ", %llu page requests", (unsigned long long)e->st.requests);

@@ -118,7 +118,7 @@ struct mig_engine {
 	_Atomic uint64_t t_stop_ns, downtime_ns; /* guest stop -> running on dest */
 	_Atomic uint64_t t_run_ns;     /* the guest runs on the destination */
 	_Atomic uint64_t bytes_at_stop, bytes_at_run; /* st.bytes then */
-	_Atomic uint64_t t_pump_start_ns;
+	_Atomic uint64_t t_pump_start_ns, bytes_at_pump; /* st.bytes then */
 	struct mig_stats st;
 	/* destination: fault -> page placed; set once by the control loop, read
 	 * by the bus thread */

@@ -179,6 +179,7 @@ int src_switchover(struct src *s)
 	mig_engine_mark_running(&s->e);
 	s->e.downtime_ns = s->e.t_run_ns - s->e.t_stop_ns;
 	mig_engine_move(&s->e, MIG_STATE_POSTCOPY_ACTIVE);
+	s->e.bytes_at_pump = s->e.st.bytes;
 	s->e.t_pump_start_ns = mig_now_ns();
 	r = src_send_msg(s, MIG_CHAN_MAIN, MIG_MSG_RESUME, NULL, 0, NULL, 0);
 	if (r < 0) {
