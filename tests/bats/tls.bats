@@ -1,0 +1,163 @@
+#!/usr/bin/env bats
+# SPDX-License-Identifier: MIT
+# TLS on every channel (mig-protocol(7), TLS): a migration, its pause and
+# its recovery run over TLS 1.3 with a pre-shared key or x509 certificates;
+# whoever does not authenticate is refused, logged and told as
+# MIG_AUTH_FAILED, and never touches the migration; a clear peer and a TLS
+# one that meet are told so; bad credentials stop an engine at once.
+
+load ../helpers/common
+
+BATS_TEST_TIMEOUT=${BATS_TEST_TIMEOUT:-120}
+
+# Credentials, once for the file: good (the migration's), rogue (a CA of
+# its own), impostor (rogue client certificate, good CA: only the
+# destination can tell), and keys: psk (the pair's), wrong (same identity,
+# another key).
+setup_file() {
+	command -v certtool >/dev/null && command -v gnutls-cli >/dev/null || return 0
+	local d=$BATS_FILE_TMPDIR helpers=$BATS_TEST_DIRNAME/../helpers
+	"$helpers/tls-certs.sh" "$d/good"
+	"$helpers/tls-certs.sh" "$d/rogue" rogue-
+	mkdir "$d/impostor"
+	cp "$d/good/ca-cert.pem" "$d/impostor/"
+	cp "$d/rogue/client-cert.pem" "$d/rogue/client-key.pem" "$d/impostor/"
+	echo "src:$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" >"$d/psk"
+	echo "src:$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" >"$d/wrong"
+	echo "CN=src" >"$d/authz"
+}
+
+setup() {
+	command -v certtool >/dev/null || skip "certtool (gnutls-bin) is not installed"
+	command -v gnutls-cli >/dev/null || skip "gnutls-cli (gnutls-bin) is not installed"
+	mig_setup
+	require_uffd
+	C=$BATS_FILE_TMPDIR
+	# an address off the loopback when the host has one: a link in clear
+	# there is warned of, so that no warning means TLS
+	ADDR=$(ip -4 -o addr show scope global 2>/dev/null | awk '{ sub("/.*", "", $4); print $4; exit }')
+	ADDR=${ADDR:-127.0.0.1}
+	PORT=$(free_port)
+	DST=tcp:$ADDR:$PORT
+	SRC_BUS=$(bus_of m send)
+	DST_BUS=$(bus_of m recv)
+	FAKE=$BATS_TEST_DIRNAME/../helpers/fakepeer.py
+}
+teardown() { mig_teardown; }
+
+# The x509 options for each side: the certificates name localhost, not
+# $ADDR.
+X509_SEND() { echo --tls-x509 "$C/good" --tls-hostname localhost; }
+
+# recv_at ARGS: the destination at $DST, watched as wr.
+recv_at() {
+	start recv mig-recv --name m --listen "$DST" --guest-ctl "$T/dst.ctl" "$@"
+	bg wr mig-status --bus "$DST_BUS" --watch --json
+}
+
+# send_to ARGS: a postcopy migration of the guest src to $DST, watched as ws.
+send_to() {
+	start send mig-send --postcopy --name m --guest "$T/src.ctl" --to "$DST" "$@"
+	bg ws mig-status --bus "$SRC_BUS" --watch --json
+}
+
+# busy_guest SIZE: the source's guest, every page written.
+busy_guest() {
+	guest src "$1" --workload ab
+	guest_wrote "$T/src.ctl" $(($(numfmt --from=iec "$1") / 4096))
+}
+
+# no_warning NAME: the engine's log holds no warning or error.
+no_warning() {
+	if grep -E 'warning|error' "$T/$1.log" >&2; then
+		echo "# $1 warned (above)" >&2
+		return 1
+	fi
+}
+
+# param BUS NAME: a parameter as query-migrate-parameters reports it.
+param() {
+	qmp_send "$1" '{"execute":"query-migrate-parameters","id":"p"}' |
+		jq -r --arg n "$2" 'select(.id == "p") | .return[$n]'
+}
+
+# set_creds BUS JSON: migrate-set-parameters with JSON's tls-* members.
+set_creds() {
+	local out
+	out=$(qmp_send "$1" "{\"execute\":\"migrate-set-parameters\",\"arguments\":$2,\"id\":\"c\"}")
+	grep '"id":"c"' <<<"$out" | jq -e '.return == {}' >/dev/null ||
+		{ echo "# migrate-set-parameters $2 on $1: $out" >&2; return 1; }
+}
+
+# auth_failures BUS: the MIG_AUTH_FAILED events so far, one JSON data a line.
+auth_failures() {
+	qmp_send "$1" '{"execute":"x-query-events","id":"h"}' |
+		jq -c 'select(.id == "h") | .return[] | select(.event == "MIG_AUTH_FAILED") | .data'
+}
+
+# uuid_of BUS: the migration's UUID, as a stranger could learn it.
+uuid_of() { mig-status --bus "$1" --json 3>&- | jq -r '."x-uuid"'; }
+
+# finished: both engines exit 0, the guest verifies on the destination,
+# and each side's events were exactly WANT (default: no pause).
+finished() {
+	local want=${1:-setup active postcopy-active completed}
+	finish_and_verify
+	wait_exit ws 10
+	wait_exit wr 10
+	events_match ws "$want"
+	events_match wr "$want"
+}
+
+# pause_and_recover: mig-pause, then the destination armed and the source
+# recovering to it, each mig-recover's own status checked.
+pause_and_recover() {
+	state "$SRC_BUS" postcopy-active
+	expect 0 mig-pause --bus "$SRC_BUS"
+	state "$SRC_BUS" postcopy-paused
+	state "$DST_BUS" postcopy-paused
+	expect 75 mig-recover --bus "$DST_BUS" --listen "$DST" --timeout 0.5
+	expect 0 mig-recover --bus "$SRC_BUS" --to "$DST" --timeout 20
+}
+
+PAUSED="setup active postcopy-active postcopy-paused postcopy-recover-setup postcopy-recover postcopy-active completed"
+PAUSED_DST="setup active postcopy-active postcopy-paused postcopy-recover postcopy-active completed"
+
+@test "postcopy with a pre-shared key: completes, verifies, no warning, tls-creds on both buses" {
+	busy_guest 64M
+	recv_at --tls-psk "$C/psk"
+	send_to --tls-psk "$C/psk" --max-bandwidth 8M
+	state "$SRC_BUS" postcopy-active
+	assert_eq "source tls-creds" "$(param "$SRC_BUS" tls-creds)" "psk:$C/psk"
+	assert_eq "destination tls-creds" "$(param "$DST_BUS" tls-creds)" "psk:$C/psk"
+	set_bandwidth "$SRC_BUS" 0
+	finished
+	no_warning send
+	no_warning recv
+}
+
+@test "postcopy with x509 and an authz list: completes, verifies, no warning, tls-creds on both buses" {
+	busy_guest 64M
+	recv_at --tls-x509 "$C/good" --tls-authz "$C/authz"
+	# shellcheck disable=SC2046 # options, one a word
+	send_to $(X509_SEND) --max-bandwidth 8M
+	state "$SRC_BUS" postcopy-active
+	assert_eq "source tls-creds" "$(param "$SRC_BUS" tls-creds)" "x509:$C/good"
+	assert_eq "source tls-hostname" "$(param "$SRC_BUS" tls-hostname)" localhost
+	assert_eq "destination tls-creds" "$(param "$DST_BUS" tls-creds)" "x509:$C/good"
+	assert_eq "destination tls-authz" "$(param "$DST_BUS" tls-authz)" "$C/authz"
+	set_bandwidth "$SRC_BUS" 0
+	finished
+	no_warning send
+	no_warning recv
+}
+
+@test "without TLS, a link off the host is warned of once on each side" {
+	[ "$ADDR" != 127.0.0.1 ] || skip "no address off the loopback here"
+	guest src 64M --workload ab
+	recv_at
+	send_to
+	finished
+	[ "$(grep -c 'neither encrypted nor authenticated' "$T/send.log")" -eq 1 ]
+	[ "$(grep -c 'neither encrypted nor authenticated' "$T/recv.log")" -eq 1 ]
+}
