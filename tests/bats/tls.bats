@@ -98,15 +98,16 @@ auth_failures() {
 # uuid_of BUS: the migration's UUID, as a stranger could learn it.
 uuid_of() { mig-status --bus "$1" --json 3>&- | jq -r '."x-uuid"'; }
 
-# finished: both engines exit 0, the guest verifies on the destination,
-# and each side's events were exactly WANT (default: no pause).
+# finished [SRC DST]: both engines exit 0, the guest verifies on the
+# destination, and each side's events were exactly SRC and DST (default:
+# no pause).
 finished() {
-	local want=${1:-setup active postcopy-active completed}
+	local plain="setup active postcopy-active completed"
 	finish_and_verify
 	wait_exit ws 10
 	wait_exit wr 10
-	events_match ws "$want"
-	events_match wr "$want"
+	events_match ws "${1:-$plain}"
+	events_match wr "${2:-$plain}"
 }
 
 # pause_and_recover: mig-pause, then the destination armed and the source
@@ -120,6 +121,7 @@ pause_and_recover() {
 	expect 0 mig-recover --bus "$SRC_BUS" --to "$DST" --timeout 20
 }
 
+# One pause and one recovery, as each side sees them.
 PAUSED="setup active postcopy-active postcopy-paused postcopy-recover-setup postcopy-recover postcopy-active completed"
 PAUSED_DST="setup active postcopy-active postcopy-paused postcopy-recover postcopy-active completed"
 
@@ -160,4 +162,23 @@ PAUSED_DST="setup active postcopy-active postcopy-paused postcopy-recover postco
 	finished
 	[ "$(grep -c 'neither encrypted nor authenticated' "$T/send.log")" -eq 1 ]
 	[ "$(grep -c 'neither encrypted nor authenticated' "$T/recv.log")" -eq 1 ]
+}
+
+@test "pause and recovery over TLS with a pre-shared key" {
+	busy_guest 64M
+	recv_at --tls-psk "$C/psk"
+	send_to --tls-psk "$C/psk" --max-bandwidth 4M
+	pause_and_recover
+	set_bandwidth "$SRC_BUS" 0
+	finished "$PAUSED" "$PAUSED_DST"
+}
+
+@test "pause and recovery over TLS with x509" {
+	busy_guest 64M
+	recv_at --tls-x509 "$C/good" --tls-authz "$C/authz"
+	# shellcheck disable=SC2046
+	send_to $(X509_SEND) --max-bandwidth 4M
+	pause_and_recover
+	set_bandwidth "$SRC_BUS" 0
+	finished "$PAUSED" "$PAUSED_DST"
 }

@@ -34,12 +34,17 @@ hostile.
                                       too: a copy of the last SWITCHOVER or
                                       RAM_INFO seen, or an empty CANCEL,
                                       RESUME or EOS
+--tls DIR: connect over TLS 1.3 with DIR's client-cert.pem and
+client-key.pem, trusting DIR's ca-cert.pem (the peer's name unchecked); a
+TLS failure, in the handshake or in the first read after it (TLS 1.3 checks
+our certificate once we have sent), prints "refused tls REASON", exit 3.
 Signals readiness once listening / connected / answered: a newline on
 --ready-fd N (as the mig programs do), else "ready" on stdout. Exits after
 120 s (flood and mitm: when killed).
 """
 import os
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -68,7 +73,22 @@ def sock_for(uri, listen):
             s.connect((host, int(port)))
     if listen:
         s.listen(64)
+    elif TLS_DIR is not None:
+        s = tls_wrap(s)
     return s
+
+
+TLS_DIR = None
+
+
+def tls_wrap(s):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.check_hostname = False
+    ctx.load_verify_locations(os.path.join(TLS_DIR, "ca-cert.pem"))
+    ctx.load_cert_chain(os.path.join(TLS_DIR, "client-cert.pem"),
+                        os.path.join(TLS_DIR, "client-key.pem"))
+    return ctx.wrap_socket(s)
 
 
 def recv_exact(c, n):
@@ -262,11 +282,24 @@ class Mitm:
 
 
 def main():
-    global READY_FD
-    args = sys.argv[1:]
+    try:
+        run(sys.argv[1:])
+    except ssl.SSLError as e:
+        if TLS_DIR is None:
+            raise
+        print("refused tls %s" % (e.reason or e), flush=True)
+        sys.exit(3)
+
+
+def run(args):
+    global READY_FD, TLS_DIR
     if "--ready-fd" in args:
         i = args.index("--ready-fd")
         READY_FD = int(args[i + 1])
+        del args[i:i + 2]
+    if "--tls" in args:
+        i = args.index("--tls")
+        TLS_DIR = args[i + 1]
         del args[i:i + 2]
     mode, uri = args[0], args[1]
     if mode == "main":
