@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/socket.h>
 
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
@@ -26,6 +27,9 @@
 #define MAX_AUTHZ 64
 /* The most plaintext one record carries. */
 #define RECORD_BYTES 16384
+/* Reads of 4 KiB a refused client's last bytes get: its flight and hello
+ * are a few hundred bytes. */
+#define DRAIN_READS 16
 /* Sessions by fd: more fds than an engine ever opens. */
 #define MAX_FD 65536
 
@@ -493,6 +497,20 @@ int mig_tls_server_start(struct mig_tls *t, int fd)
 	return r;
 }
 
+/* What the client sent past the record we refused (TLS 1.3: the rest of
+ * its flight, its hello), read and dropped: a close with bytes unread is a
+ * reset, which can overtake our alert and leave the client a "connection
+ * reset" instead of a reason. Bounded, so that a peer that keeps sending
+ * cannot hold the caller. */
+static void drain(int fd)
+{
+	char junk[4096];
+
+	for (int i = 0; i < DRAIN_READS && recv(fd, junk, sizeof(junk),
+						MSG_DONTWAIT) > 0; i++)
+		;
+}
+
 int mig_tls_server_step(int fd, char *err, size_t errlen)
 {
 	struct conn *c = conn_of(fd);
@@ -506,8 +524,10 @@ int mig_tls_server_step(int fd, char *err, size_t errlen)
 	if (r == GNUTLS_E_AGAIN)
 		return -EAGAIN;
 	r = r == 0 ? check_peer(c, err, errlen) : hs_end(c, r, err, errlen);
-	if (r < 0)
+	if (r < 0) {
+		drain(fd);
 		mig_tls_forget(fd);
+	}
 	return r;
 }
 
@@ -540,6 +560,8 @@ static int tls_errno(ssize_t r)
 	case GNUTLS_E_PULL_ERROR:
 	case GNUTLS_E_PUSH_ERROR:
 		return errno && errno != EAGAIN ? errno : ECONNRESET;
+	case GNUTLS_E_PREMATURE_TERMINATION:
+		return ECONNRESET; /* a write into a reset: not a protocol error */
 	case GNUTLS_E_DECRYPTION_FAILED:
 		return EBADMSG; /* a record that fails its MAC: altered on the way */
 	case GNUTLS_E_FATAL_ALERT_RECEIVED:
