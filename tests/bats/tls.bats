@@ -12,7 +12,8 @@ BATS_TEST_TIMEOUT=${BATS_TEST_TIMEOUT:-120}
 
 # Credentials, once for the file: good (the migration's), rogue (a CA of
 # its own), impostor (rogue client certificate, good CA: only the
-# destination can tell), and keys: psk (the pair's), wrong (same identity,
+# destination can tell), other (good's CA vouches for CN=other-src, whom
+# authz does not list), and keys: psk (the pair's), wrong (same identity,
 # another key).
 setup_file() {
 	command -v certtool >/dev/null && command -v gnutls-cli >/dev/null || return 0
@@ -22,6 +23,9 @@ setup_file() {
 	mkdir "$d/impostor"
 	cp "$d/good/ca-cert.pem" "$d/impostor/"
 	cp "$d/rogue/client-cert.pem" "$d/rogue/client-key.pem" "$d/impostor/"
+	mkdir "$d/other"
+	cp "$d/good/ca-cert.pem" "$d/good/ca-key.pem" "$d/other/"
+	"$helpers/tls-certs.sh" "$d/other" other-
 	echo "src:$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" >"$d/psk"
 	echo "src:$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" >"$d/wrong"
 	echo "CN=src" >"$d/authz"
@@ -181,4 +185,97 @@ PAUSED_DST="setup active postcopy-active postcopy-paused postcopy-recover postco
 	pause_and_recover
 	set_bandwidth "$SRC_BUS" 0
 	finished "$PAUSED" "$PAUSED_DST"
+}
+
+# stranger NAME CREDS...: a mig-send of an idle guest of its own (NAME) to the
+# destination's listener, with CREDS; its exit status and output in
+# $status and $output.
+stranger() {
+	local name=$1; shift
+	guest "$name" 4M --workload idle
+	expect 69 mig-send --postcopy --name "$name" --guest "$T/$name.ctl" --to "$DST" "$@"
+}
+
+# refused_as N TEXT: the destination's Nth MIG_AUTH_FAILED event comes
+# (bounded: it may follow the refusal the stranger saw), its reason has TEXT.
+refused_as() {
+	wait_for 5 "MIG_AUTH_FAILED number $1" nth_failure "$1"
+	nth_failure "$1" | jq -e --arg t "$2" '.reason | contains($t)' >/dev/null ||
+		{ echo "# MIG_AUTH_FAILED number $1 does not say '$2':" >&2; auth_failures "$DST_BUS" >&2; return 1; }
+}
+nth_failure() {
+	local e; e=$(auth_failures "$DST_BUS" | sed -n "$1p")
+	[ -n "$e" ] && echo "$e"
+}
+
+# lasting_guest: the source's guest, 64 MiB, whose postcopy lasts as long as
+# the pump's limit (1 MiB/s: 48 s for its 48 MiB not zero) makes it, until
+# lifted: no vCPU asks for a page.
+lasting_guest() { guest src 64M --workload idle; }
+
+@test "strangers at an x509 migration's door are refused; it completes undisturbed" {
+	lasting_guest
+	recv_at --tls-x509 "$C/good" --tls-authz "$C/authz"
+	# shellcheck disable=SC2046
+	send_to $(X509_SEND) --max-bandwidth 1M
+	state "$SRC_BUS" postcopy-active
+	local uuid; uuid=$(uuid_of "$DST_BUS")
+	# a source of another CA does not trust the destination; the
+	# destination hears it
+	stranger s1 --tls-x509 "$C/rogue" --tls-hostname localhost
+	says "mig-send: error: engine: TLS with $DST failed: the peer's certificate: The certificate is NOT trusted"
+	refused_as 1 "the peer refused us"
+	# GnuTLS offers no certificate of a CA the destination does not name
+	stranger s2 --tls-x509 "$C/impostor" --tls-hostname localhost
+	says "mig-send: error: engine: TLS with $DST failed: the destination refused our certificate"
+	refused_as 2 "Certificate is required"
+	# one of its own CA whom authz does not list
+	stranger s3 --tls-x509 "$C/other" --tls-hostname localhost
+	says "mig-send: error: engine: TLS with $DST failed: the destination refused our certificate"
+	refused_as 3 "subject 'CN=other-src' is not in the authz list"
+	# preempt channels of this migration: another CA's certificate...
+	expect 3 "$FAKE" preempt "$DST" "$uuid" --tls "$C/impostor"
+	says "refused tls "
+	refused_as 4 "the peer's certificate: The certificate is NOT trusted. The certificate issuer is unknown."
+	# ... one authz does not list, one that does not trust the destination
+	expect 3 "$FAKE" preempt "$DST" "$uuid" --tls "$C/other"
+	says "refused tls "
+	refused_as 5 "subject 'CN=other-src' is not in the authz list"
+	expect 3 "$FAKE" preempt "$DST" "$uuid" --tls "$C/rogue"
+	says "refused tls CERTIFICATE_VERIFY_FAILED"
+	refused_as 6 "" # its alert in clear: GnuTLS cannot decrypt it
+	# ... and one in clear, told so in clear
+	expect 3 "$FAKE" preempt "$DST" "$uuid"
+	says "TLS is required here (--tls-psk or --tls-x509 on both sides)"
+	log_says recv "mig-recv: warning: tls: TLS with $ADDR:"
+	state "$SRC_BUS" postcopy-active 1
+	set_bandwidth "$SRC_BUS" 0
+	finished
+	# the destination's watcher heard each refusal too, and no other
+	assert_eq "MIG_AUTH_FAILED events seen by wr" \
+		"$(jq -c 'select(.event == "MIG_AUTH_FAILED")' "$T/wr.log" | wc -l)" 6
+}
+
+@test "strangers at a pre-shared key migration's door are refused; it completes undisturbed" {
+	lasting_guest
+	recv_at --tls-psk "$C/psk"
+	send_to --tls-psk "$C/psk" --max-bandwidth 1M
+	state "$SRC_BUS" postcopy-active
+	stranger s1 --tls-psk "$C/wrong"
+	says "mig-send: error: engine: TLS with $DST failed: "
+	refused_as 1 "(not the same pre-shared key, or an unknown identity?)"
+	local key prio='NORMAL:-VERS-ALL:+VERS-TLS1.3:-KX-ALL:+ECDHE-PSK'
+	key=$(cut -d: -f2 "$C/wrong")
+	expect 1 gnutls-cli --pskusername src --pskkey "$key" --priority "$prio" -p "$PORT" "$ADDR" </dev/null
+	refused_as 2 "(not the same pre-shared key, or an unknown identity?)"
+	expect 1 gnutls-cli --pskusername nobody --pskkey "$key" --priority "$prio" -p "$PORT" "$ADDR" </dev/null
+	refused_as 3 "(not the same pre-shared key, or an unknown identity?)"
+	expect 3 "$FAKE" main "$DST" close
+	says "TLS is required here (--tls-psk or --tls-x509 on both sides)"
+	state "$SRC_BUS" postcopy-active 1
+	set_bandwidth "$SRC_BUS" 0
+	finished
+	# the destination's watcher heard each refusal too, and no other
+	assert_eq "MIG_AUTH_FAILED events seen by wr" \
+		"$(jq -c 'select(.event == "MIG_AUTH_FAILED")' "$T/wr.log" | wc -l)" 3
 }
