@@ -279,3 +279,44 @@ lasting_guest() { guest src 64M --workload idle; }
 	assert_eq "MIG_AUTH_FAILED events seen by wr" \
 		"$(jq -c 'select(.event == "MIG_AUTH_FAILED")' "$T/wr.log" | wc -l)" 3
 }
+
+# wrong_then_right SEND-CREDS WRONG TEXT: a migration whose source has
+# SEND-CREDS (tls-creds), paused; a recovery with the source's tls-creds
+# WRONG is refused (the destination's MIG_AUTH_FAILED says TEXT) and
+# leaves both paused; with SEND-CREDS again, the next one completes.
+wrong_then_right() {
+	local right=$1 wrong=$2 text=$3
+	state "$SRC_BUS" postcopy-active
+	expect 0 mig-pause --bus "$SRC_BUS"
+	state "$SRC_BUS" postcopy-paused
+	state "$DST_BUS" postcopy-paused
+	expect 75 mig-recover --bus "$DST_BUS" --listen "$DST" --timeout 0.5
+	set_creds "$SRC_BUS" "{\"tls-creds\":\"$wrong\"}"
+	assert_eq "source tls-creds" "$(param "$SRC_BUS" tls-creds)" "$wrong"
+	expect 75 mig-recover --bus "$SRC_BUS" --to "$DST" --timeout 20
+	says "recovery failed: still postcopy-paused"
+	refused_as 1 "$text"
+	log_says recv "mig-recv: warning: tls: TLS with $ADDR:"
+	log_says send "mig-send: error: engine: TLS with $DST failed: "
+	state "$DST_BUS" postcopy-paused 1
+	set_creds "$SRC_BUS" "{\"tls-creds\":\"$right\"}"
+	expect 0 mig-recover --bus "$SRC_BUS" --to "$DST" --timeout 20
+	set_bandwidth "$SRC_BUS" 0
+	finished "setup active postcopy-active postcopy-paused postcopy-recover-setup postcopy-paused $(
+		)postcopy-recover-setup postcopy-recover postcopy-active completed" "$PAUSED_DST"
+}
+
+@test "a recovery with the wrong pre-shared key is refused and stays paused; the right key recovers" {
+	lasting_guest
+	recv_at --tls-psk "$C/psk"
+	send_to --tls-psk "$C/psk" --max-bandwidth 1M
+	wrong_then_right "psk:$C/psk" "psk:$C/wrong" "(not the same pre-shared key, or an unknown identity?)"
+}
+
+@test "a recovery with a certificate of another CA is refused and stays paused; the right one recovers" {
+	lasting_guest
+	recv_at --tls-x509 "$C/good" --tls-authz "$C/authz"
+	# shellcheck disable=SC2046
+	send_to $(X509_SEND) --max-bandwidth 1M
+	wrong_then_right "x509:$C/good" "x509:$C/impostor" "Certificate is required"
+}
