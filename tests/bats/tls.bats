@@ -320,3 +320,30 @@ wrong_then_right() {
 	send_to $(X509_SEND) --max-bandwidth 1M
 	wrong_then_right "x509:$C/good" "x509:$C/impostor" "Certificate is required"
 }
+
+@test "a source in clear at a TLS destination is refused, which waits on for a TLS source" {
+	guest src 64M --workload ab
+	recv_at --tls-psk "$C/psk"
+	# refused, as by any destination that will not take it: 1
+	expect 1 mig-send --postcopy --name m --guest "$T/src.ctl" --to "$DST"
+	says "mig-send: error: engine: destination refused the connection: TLS is required here (--tls-psk or --tls-x509 on both sides)"
+	guest_runs "$T/src.ctl"
+	state "$DST_BUS" setup 1
+	send_to --tls-psk "$C/psk"
+	finished
+}
+
+@test "a TLS source at a clear destination fails and says why; the destination logs it" {
+	guest src 64M --workload ab
+	recv_at
+	# shellcheck disable=SC2046
+	expect 69 mig-send --postcopy --name m --guest "$T/src.ctl" --to "$DST" $(X509_SEND)
+	says "mig-send: error: engine: TLS with $DST failed: the peer does not speak TLS 1.3"
+	says "is TLS on at both ends?"
+	expect 69 mig-send --postcopy --name m --guest "$T/src.ctl" --to "$DST" --tls-psk "$C/psk"
+	says "mig-send: error: engine: TLS with $DST failed: the peer does not speak TLS 1.3"
+	[ "$(grep -c 'a TLS handshake, but TLS is off here (--tls-psk or --tls-x509 on both sides)' "$T/recv.log")" -eq 2 ]
+	guest_runs "$T/src.ctl"
+	send_to
+	finished
+}
