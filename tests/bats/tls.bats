@@ -347,3 +347,61 @@ wrong_then_right() {
 	send_to
 	finished
 }
+
+# bad_creds FILE TEXT PROG ARGS...: PROG stops at once: exit 1, one line,
+# naming FILE and saying TEXT; nothing of it left running.
+bad_creds() {
+	local file=$1 text=$2 prog=$3; shift 2
+	expect 1 "$@"
+	[ "${#lines[@]}" -eq 1 ] || { echo "# $prog: not one line: $output" >&2; return 1; }
+	assert_eq "$prog's line" "${lines[0]}" "$prog: error: tls: $file: $text"
+	no_procs
+}
+
+@test "bad credentials at startup: one line naming the file, exit 1, nothing left" {
+	local recv=(mig-recv --name m --listen "$DST" --guest-ctl "$T/dst.ctl")
+	local send=(mig-send --postcopy --name m --guest "$T/src.ctl" --to "$DST")
+	printf 'src\n' >"$T/nocolon"
+	printf 'src:00112233445566778899aabbccddee\n' >"$T/short"
+	printf 'src:zz112233445566778899aabbccddeeff\n' >"$T/badhex"
+	printf '# no key\n\n' >"$T/empty"
+	mkdir "$T/x509"
+	cp "$C/good/ca-cert.pem" "$T/x509/"
+	local p
+	for p in recv send; do
+		local -n cmd=$p
+		bad_creds "$T/missing" "No such file or directory" "${cmd[@]}" --tls-psk "$T/missing"
+		bad_creds "$T/nocolon" "not lines of IDENTITY:HEXKEY" "${cmd[@]}" --tls-psk "$T/nocolon"
+		bad_creds "$T/short" "a key is shorter than 128 bits" "${cmd[@]}" --tls-psk "$T/short"
+		bad_creds "$T/badhex" "not lines of IDENTITY:HEXKEY" "${cmd[@]}" --tls-psk "$T/badhex"
+		bad_creds "$T/empty" "holds no key" "${cmd[@]}" --tls-psk "$T/empty"
+		bad_creds "$T/empty" "lists nobody" "${cmd[@]}" --tls-psk "$C/psk" --tls-authz "$T/empty"
+		usage_error "${cmd[@]}" --tls-psk "$C/psk" --tls-x509 "$C/good"
+		says "--tls-psk and --tls-x509 exclude each other"
+		no_procs
+	done
+	bad_creds "$T/x509/server-cert.pem" "No such file or directory" "${recv[@]}" --tls-x509 "$T/x509"
+	bad_creds "$T/x509/client-cert.pem" "No such file or directory" "${send[@]}" --tls-x509 "$T/x509"
+	# a key that is not the certificate's
+	cp "$C/good/server-cert.pem" "$T/x509/"
+	cp "$C/rogue/server-key.pem" "$T/x509/"
+	run "${recv[@]}" --tls-x509 "$T/x509" 3>&-
+	[ "$status" -eq 1 ] && [ "${#lines[@]}" -eq 1 ] && [[ ${lines[0]} == "mig-recv: error: tls: $T/x509/server-cert.pem: "* ]] ||
+		{ echo "# $status: $output" >&2; false; }
+	no_procs
+}
+
+@test "tls-creds set on the bus: bad ones refused with the file named, the old ones kept" {
+	recv_at --tls-psk "$C/psk"
+	qmp "$DST_BUS" "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"tls-creds\":\"psk:$T/missing\"},\"id\":1}"
+	grep '"id":1' <<<"$output" | jq -e --arg d "Parameter 'tls-creds': $T/missing: No such file or directory" '.error.desc == $d'
+	qmp "$DST_BUS" '{"execute":"migrate-set-parameters","arguments":{"tls-creds":"pkcs:x"},"id":2}'
+	grep '"id":2' <<<"$output" | jq -e '.error.desc | test("neither psk:FILE nor x509:DIR")'
+	assert_eq "tls-creds" "$(param "$DST_BUS" tls-creds)" "psk:$C/psk"
+	# null, as QEMU's StrOrNull: TLS off for what comes next
+	set_creds "$DST_BUS" '{"tls-creds":null}'
+	assert_eq "tls-creds" "$(param "$DST_BUS" tls-creds)" ""
+	guest src 64M --workload ab
+	send_to
+	finished
+}
