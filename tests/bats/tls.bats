@@ -46,12 +46,10 @@ setup() {
 	SRC_BUS=$(bus_of m send)
 	DST_BUS=$(bus_of m recv)
 	FAKE=$BATS_TEST_DIRNAME/../helpers/fakepeer.py
+	# the source's x509 options: the certificates name localhost, not $ADDR
+	X509_SEND=(--tls-x509 "$C/good" --tls-hostname localhost)
 }
 teardown() { mig_teardown; }
-
-# The x509 options for each side: the certificates name localhost, not
-# $ADDR.
-X509_SEND() { echo --tls-x509 "$C/good" --tls-hostname localhost; }
 
 # recv_at ARGS: the destination at $DST, watched as wr.
 recv_at() {
@@ -65,11 +63,31 @@ send_to() {
 	bg ws mig-status --bus "$SRC_BUS" --watch --json
 }
 
+# send_deferred ARGS: the same, attached and waiting for go: its
+# parameters can be read and set with nothing under way.
+send_deferred() {
+	start send mig-send --postcopy --name m --defer --guest "$T/src.ctl" "$@"
+	bg ws mig-status --bus "$SRC_BUS" --watch --json
+}
+
+# go: the deferred source migrates to $DST.
+go() {
+	local out
+	out=$(qmp_send "$SRC_BUS" "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"$DST\"},\"id\":\"go\"}")
+	grep '"id":"go"' <<<"$out" | jq -e '.return == {}' >/dev/null ||
+		{ echo "# migrate on $SRC_BUS: $out" >&2; return 1; }
+}
+
 # busy_guest SIZE: the source's guest, every page written.
 busy_guest() {
 	guest src "$1" --workload ab
 	guest_wrote "$T/src.ctl" $(($(numfmt --from=iec "$1") / 4096))
 }
+
+# lasting_guest: the source's guest, 64 MiB, whose postcopy lasts as long as
+# the pump's limit (1 MiB/s: 48 s for its 48 MiB not zero) makes it, until
+# lifted: no vCPU asks for a page.
+lasting_guest() { guest src 64M --workload idle; }
 
 # no_warning NAME: the engine's log holds no warning or error.
 no_warning() {
@@ -132,27 +150,26 @@ PAUSED_DST="setup active postcopy-active postcopy-paused postcopy-recover postco
 @test "postcopy with a pre-shared key: completes, verifies, no warning, tls-creds on both buses" {
 	busy_guest 64M
 	recv_at --tls-psk "$C/psk"
-	send_to --tls-psk "$C/psk" --max-bandwidth 8M
-	state "$SRC_BUS" postcopy-active
+	send_deferred --tls-psk "$C/psk"
 	assert_eq "source tls-creds" "$(param "$SRC_BUS" tls-creds)" "psk:$C/psk"
 	assert_eq "destination tls-creds" "$(param "$DST_BUS" tls-creds)" "psk:$C/psk"
-	set_bandwidth "$SRC_BUS" 0
+	go
 	finished
 	no_warning send
 	no_warning recv
 }
 
-@test "postcopy with x509 and an authz list: completes, verifies, no warning, tls-creds on both buses" {
+@test "postcopy with x509 and an authz list set on the buses: completes, verifies, no warning" {
 	busy_guest 64M
-	recv_at --tls-x509 "$C/good" --tls-authz "$C/authz"
-	# shellcheck disable=SC2046 # options, one a word
-	send_to $(X509_SEND) --max-bandwidth 8M
-	state "$SRC_BUS" postcopy-active
+	recv_at
+	set_creds "$DST_BUS" "{\"tls-creds\":\"x509:$C/good\",\"tls-authz\":\"$C/authz\"}"
+	send_deferred
+	set_creds "$SRC_BUS" "{\"tls-creds\":\"x509:$C/good\",\"tls-hostname\":\"localhost\"}"
 	assert_eq "source tls-creds" "$(param "$SRC_BUS" tls-creds)" "x509:$C/good"
 	assert_eq "source tls-hostname" "$(param "$SRC_BUS" tls-hostname)" localhost
 	assert_eq "destination tls-creds" "$(param "$DST_BUS" tls-creds)" "x509:$C/good"
 	assert_eq "destination tls-authz" "$(param "$DST_BUS" tls-authz)" "$C/authz"
-	set_bandwidth "$SRC_BUS" 0
+	go
 	finished
 	no_warning send
 	no_warning recv
@@ -169,19 +186,18 @@ PAUSED_DST="setup active postcopy-active postcopy-paused postcopy-recover postco
 }
 
 @test "pause and recovery over TLS with a pre-shared key" {
-	busy_guest 64M
+	lasting_guest
 	recv_at --tls-psk "$C/psk"
-	send_to --tls-psk "$C/psk" --max-bandwidth 4M
+	send_to --tls-psk "$C/psk" --max-bandwidth 1M
 	pause_and_recover
 	set_bandwidth "$SRC_BUS" 0
 	finished "$PAUSED" "$PAUSED_DST"
 }
 
 @test "pause and recovery over TLS with x509" {
-	busy_guest 64M
+	lasting_guest
 	recv_at --tls-x509 "$C/good" --tls-authz "$C/authz"
-	# shellcheck disable=SC2046
-	send_to $(X509_SEND) --max-bandwidth 4M
+	send_to "${X509_SEND[@]}" --max-bandwidth 1M
 	pause_and_recover
 	set_bandwidth "$SRC_BUS" 0
 	finished "$PAUSED" "$PAUSED_DST"
@@ -208,16 +224,10 @@ nth_failure() {
 	[ -n "$e" ] && echo "$e"
 }
 
-# lasting_guest: the source's guest, 64 MiB, whose postcopy lasts as long as
-# the pump's limit (1 MiB/s: 48 s for its 48 MiB not zero) makes it, until
-# lifted: no vCPU asks for a page.
-lasting_guest() { guest src 64M --workload idle; }
-
 @test "strangers at an x509 migration's door are refused; it completes undisturbed" {
 	lasting_guest
 	recv_at --tls-x509 "$C/good" --tls-authz "$C/authz"
-	# shellcheck disable=SC2046
-	send_to $(X509_SEND) --max-bandwidth 1M
+	send_to "${X509_SEND[@]}" --max-bandwidth 1M
 	state "$SRC_BUS" postcopy-active
 	local uuid; uuid=$(uuid_of "$DST_BUS")
 	# a source of another CA does not trust the destination; the
@@ -316,8 +326,7 @@ wrong_then_right() {
 @test "a recovery with a certificate of another CA is refused and stays paused; the right one recovers" {
 	lasting_guest
 	recv_at --tls-x509 "$C/good" --tls-authz "$C/authz"
-	# shellcheck disable=SC2046
-	send_to $(X509_SEND) --max-bandwidth 1M
+	send_to "${X509_SEND[@]}" --max-bandwidth 1M
 	wrong_then_right "x509:$C/good" "x509:$C/impostor" "Certificate is required"
 }
 
@@ -336,8 +345,7 @@ wrong_then_right() {
 @test "a TLS source at a clear destination fails and says why; the destination logs it" {
 	guest src 64M --workload ab
 	recv_at
-	# shellcheck disable=SC2046
-	expect 69 mig-send --postcopy --name m --guest "$T/src.ctl" --to "$DST" $(X509_SEND)
+	expect 69 mig-send --postcopy --name m --guest "$T/src.ctl" --to "$DST" "${X509_SEND[@]}"
 	says "mig-send: error: engine: TLS with $DST failed: the peer does not speak TLS 1.3"
 	says "is TLS on at both ends?"
 	expect 69 mig-send --postcopy --name m --guest "$T/src.ctl" --to "$DST" --tls-psk "$C/psk"
