@@ -272,7 +272,7 @@ nth_failure() {
 	send_to --tls-psk "$C/psk" --max-bandwidth 1M
 	state "$SRC_BUS" postcopy-active
 	stranger s1 --tls-psk "$C/wrong"
-	says "mig-send: error: engine: TLS with $DST failed: "
+	says "mig-send: error: engine: TLS with $DST failed: the peer refused us (not the same pre-shared key?): "
 	refused_as 1 "(not the same pre-shared key, or an unknown identity?)"
 	local key prio='NORMAL:-VERS-ALL:+VERS-TLS1.3:-KX-ALL:+ECDHE-PSK'
 	key=$(cut -d: -f2 "$C/wrong")
