@@ -567,7 +567,8 @@ static int tls_errno(ssize_t r)
 	case GNUTLS_E_FATAL_ALERT_RECEIVED:
 		return EACCES;  /* the peer's authz refused us */
 	}
-	return EPROTO;
+	/* not EPROTO: callers take that for a refusal already reported */
+	return EIO;
 }
 
 ssize_t mig_tls_read(int fd, void *buf, size_t len)

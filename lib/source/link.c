@@ -53,6 +53,20 @@ static int hello_answer(struct src *s, int fd, uint32_t role)
 	return 0;
 }
 
+/* Our hello could not go out. A TLS 1.3 destination that refused our
+ * certificate did so after our handshake ended, and its alert may be
+ * queued here still, behind the reset that failed the write: read it if
+ * it is there (never wait), so that the reason is told, not the reset. */
+static int refused_why(int fd, int r)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	uint8_t b;
+
+	if (!mig_tls_active(fd) || poll(&p, 1, 0) != 1)
+		return r;
+	return mig_tls_read(fd, &b, 1) < 0 && errno == EACCES ? -EACCES : r;
+}
+
 int src_say_hello(struct src *s, int fd, uint32_t role, uint32_t flags)
 {
 	struct mig_hello h = { .version = MIG_WIRE_VERSION, .role = role,
@@ -65,9 +79,9 @@ int src_say_hello(struct src *s, int fd, uint32_t role, uint32_t flags)
 	r = mig_chan_set_timeouts(fd, s->e.link_timeout_ms, s->e.link_timeout_ms);
 	if (r == 0)
 		r = mig_wire_send(fd, MIG_MSG_HELLO, buf, mig_wire_enc_hello(buf, &h));
-	if (r == 0)
-		r = hello_answer(s, fd, role);
-	return r;
+	if (r < 0)
+		return refused_why(fd, r);
+	return hello_answer(s, fd, role);
 }
 
 /* TLS first when it is on: not a byte of ours crosses before the

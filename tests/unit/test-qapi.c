@@ -93,10 +93,21 @@ static void test_scalars(void **state)
 		"Invalid parameter type for 'arguments', expected: object");
 }
 
+/* An alternate (StrOrNull) takes a value of any of its members' types. */
+static void test_alternates(void **state)
+{
+	accepted("migrate-set-parameters", "{\"tls-creds\": \"psk:/k\"}");
+	accepted("migrate-set-parameters", "{\"tls-hostname\": null}");
+	refused("migrate-set-parameters", "{\"tls-authz\": 5}",
+		"Invalid parameter type for 'tls-authz', expected: StrOrNull");
+	refused("migrate-set-parameters", "{\"tls-creds\": [\"x\"]}",
+		"Invalid parameter type for 'tls-creds', expected: StrOrNull");
+}
+
 static void test_reasons(void **state)
 {
-	refused("migrate-set-parameters", "{\"tls-creds\": \"t\"}",
-		"Parameter 'tls-creds' is unexpected: mig does not encrypt its "
+	refused("migrate-set-parameters", "{\"multifd-channels\": 2}",
+		"Parameter 'multifd-channels' is unexpected: mig has no multifd "
 		"channels yet");
 	refused("migrate-incoming", "{\"exit-on-error\": false}",
 		"Parameter 'exit-on-error' is unexpected: mig-recv always ends "
@@ -198,6 +209,7 @@ int main(void)
 		cmocka_unit_test(test_commands),
 		cmocka_unit_test(test_scalars),
 		cmocka_unit_test(test_reasons),
+		cmocka_unit_test(test_alternates),
 		cmocka_unit_test(test_arrays_and_unions),
 		cmocka_unit_test(test_introspection),
 		cmocka_unit_test(test_is_integer),
