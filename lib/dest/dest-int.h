@@ -104,6 +104,10 @@ struct dst {
 	int uffd, memfd;
 	uint64_t base, npages;
 	struct mig_bitmap *received, *requested;
+	/* received as zero and left a hole, which reads as zero once the
+	 * range is unregistered at completion: never allocated unless a vCPU
+	 * faults on it first (receive.c, userfault.c) */
+	struct mig_bitmap *unplaced;
 	_Atomic uint64_t *fault_ns; /* per page: when a vCPU first faulted */
 	struct dst_bt *bt;          /* blocktime.c; outlives the bus */
 

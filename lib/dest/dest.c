@@ -202,6 +202,7 @@ static void dst_close(struct dst *d)
 	mig_guest_close(d->guest);
 	mig_bitmap_free(d->received);
 	mig_bitmap_free(d->requested);
+	mig_bitmap_free(d->unplaced);
 	free(d->fault_ns);
 	free(d->blob);
 	pthread_mutex_destroy(&d->rp_lock);

@@ -28,9 +28,11 @@ int dst_alloc_pages(struct dst *d)
 	d->npages = d->e.ram_bytes / MIG_PAGE_SIZE;
 	d->received = mig_bitmap_new(d->npages);
 	d->requested = mig_bitmap_new(d->npages);
+	d->unplaced = mig_bitmap_new(d->npages);
 	d->fault_ns = calloc(d->npages, sizeof(*d->fault_ns));
 	d->e.lat = mig_latency_new();
-	return d->received && d->requested && d->fault_ns && d->e.lat ? 0 : -ENOMEM;
+	return d->received && d->requested && d->unplaced && d->fault_ns &&
+	       d->e.lat ? 0 : -ENOMEM;
 }
 
 /* Bookkeeping after pages [first, first+n) are present. */
@@ -62,16 +64,19 @@ static void mark_present(struct dst *d, uint64_t first, uint64_t n)
 static int write_precopy(struct dst *d, uint64_t off, const uint8_t *src,
 			 size_t len)
 {
-	int r = 0;
+	uint64_t first = off / MIG_PAGE_SIZE, npages = len / MIG_PAGE_SIZE;
 
 	if (!src) {
-		/* zero pages: drop whatever is there, then allocate zeroes */
+		/* zero pages: drop whatever is there, and leave the hole */
 		if (fallocate(d->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-			      (off_t)off, (off_t)len) < 0 ||
-		    fallocate(d->memfd, 0, (off_t)off, (off_t)len) < 0)
-			r = -errno;
-		return r;
+			      (off_t)off, (off_t)len) < 0)
+			return -errno;
+		for (uint64_t p = first; p < first + npages; p++)
+			mig_bitmap_set(d->unplaced, p);
+		return 0;
 	}
+	for (uint64_t p = first; p < first + npages; p++)
+		mig_bitmap_clear(d->unplaced, p);
 	while (len) {
 		ssize_t n = pwrite(d->memfd, src, len, (off_t)off);
 
@@ -84,6 +89,34 @@ static int write_precopy(struct dst *d, uint64_t off, const uint8_t *src,
 		len -= (size_t)n;
 	}
 	return 0;
+}
+
+/*
+ * A zero run once the guest runs here: what is not here yet stays a hole,
+ * so an idle guest's empty RAM is never allocated here, and a zero page is
+ * placed only where a vCPU waits (or faults later: userfault.c). unplaced
+ * is set before received, and requested read after it; the fault thread
+ * sets requested, then reads received. So one of the two sees the other,
+ * and clearing unplaced decides which of them places the page.
+ */
+static long leave_zero(struct dst *d, uint64_t first, uint64_t n)
+{
+	for (uint64_t p = first; p < first + n; p++)
+		if (!mig_bitmap_test(d->received, p))
+			mig_bitmap_set(d->unplaced, p);
+	mark_present(d, first, n);
+	for (uint64_t p = first; p < first + n; p++) {
+		long r;
+
+		if (!mig_bitmap_test(d->requested, p) ||
+		    !mig_bitmap_clear(d->unplaced, p))
+			continue;
+		r = mig_uffd_zeropage(d->uffd, d->base + p * MIG_PAGE_SIZE,
+				      MIG_PAGE_SIZE);
+		if (r < 0)
+			return r;
+	}
+	return (long)n;
 }
 
 static int place(struct dst *d, const struct mig_pages *pg, uint8_t *scratch)
@@ -105,7 +138,7 @@ static int place(struct dst *d, const struct mig_pages *pg, uint8_t *scratch)
 	 * not fault and could read a half-written page; UFFDIO_COPY places
 	 * it atomically and wakes whoever waits for it */
 	else if (zero)
-		r = mig_uffd_zeropage(d->uffd, dst, len);
+		r = leave_zero(d, pg->offset / MIG_PAGE_SIZE, pg->npages);
 	else
 		r = mig_uffd_copy(d->uffd, dst, src, len);
 	if (r < 0 && atomic_load(&d->complete_posted))
@@ -138,9 +171,11 @@ static int discard(struct dst *d, const uint8_t *buf, uint32_t len)
 		      (off_t)rq.offset, (off_t)rq.npages * MIG_PAGE_SIZE) < 0)
 		return -errno;
 	first = rq.offset / MIG_PAGE_SIZE;
-	for (uint64_t p = first; p < first + rq.npages; p++)
+	for (uint64_t p = first; p < first + rq.npages; p++) {
+		mig_bitmap_clear(d->unplaced, p);
 		if (mig_bitmap_clear(d->received, p))
 			d->e.st.present--;
+	}
 	d->discarded += rq.npages;
 	atomic_store(&d->complete_posted, false);
 	return 0;

@@ -51,6 +51,23 @@ static void request(struct dst *d, uint64_t page, uint64_t now)
 	dst_send_req(d, page);
 }
 
+/* The page is here, or it is a zero page left a hole (receive.c's
+ * leave_zero): place that zero page, which wakes whoever waits on it. */
+static void serve_here(struct dst *d, uint64_t page, uint64_t addr)
+{
+	long r;
+
+	if (mig_bitmap_clear(d->unplaced, page)) {
+		r = mig_uffd_zeropage(d->uffd, d->base + page * MIG_PAGE_SIZE,
+				      MIG_PAGE_SIZE);
+		if (r >= 0)
+			return;
+		mig_warn("uffd", "placing zero page %llu: %s",
+			 (unsigned long long)page, mig_uffd_strerror((int)r));
+	}
+	mig_uffd_wake(d->uffd, addr, MIG_PAGE_SIZE);
+}
+
 /*
  * A thread faulted (tid: 0 when unknown). Once its page is placed, no wait
  * on it may go on counting. A receiver sets received, then exchanges
@@ -78,8 +95,8 @@ static void on_fault(struct dst *d, uint64_t addr, pid_t tid)
 		if (!mig_bitmap_test(d->received, page))
 			return;
 	}
-	/* placed between the fault and now: just wake the vCPU */
-	mig_uffd_wake(d->uffd, addr, MIG_PAGE_SIZE);
+	/* placed between the fault and now (or left a zero hole) */
+	serve_here(d, page, addr);
 	if (vcpu >= 0)
 		dst_blocktime_placed(d, page);
 }
