@@ -11,6 +11,13 @@ greeting, qmp_capabilities, then commands by QEMU's spellings.
                                   wait (events, then query-migrate) until
                                   the migration's status is S; exit 0, or
                                   1 on timeout, 3 if it ended otherwise
+  qmp.py SOCKET --time S CMD [ARGS-JSON]
+                                  run CMD, then wait for the MIGRATION
+                                  event of status S; print the ms from
+                                  just before the command was sent to the
+                                  event's arrival; exit 0, 2 if CMD failed,
+                                  1 on a 30 s timeout, 3 if another final
+                                  status came first
 
 Exit 4 when the bus cannot be reached or breaks the protocol. With
 MIG_QAPI_CHECK=1 in the environment the reply is also checked against
@@ -116,6 +123,30 @@ def wait_status(q, want, timeout):
             pass
 
 
+def time_to_status(q, want, name, args):
+    """How long from sending name to the MIGRATION event of status want."""
+    t0 = time.monotonic()
+    reply = q.cmd(name, args)
+    if "return" not in reply:
+        print(json.dumps(reply))
+        return 2
+    deadline = t0 + 30
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return 1
+        try:
+            ev = q.next_event(left)
+        except socket.timeout:
+            return 1
+        st = ev.get("data", {}).get("status") if ev and ev.get("event") == "MIGRATION" else None
+        if st == want:
+            print("%.3f" % ((time.monotonic() - t0) * 1000))
+            return 0
+        if st in TERMINAL:
+            return 3
+
+
 def main(argv):
     if len(argv) < 3:
         print(__doc__, file=sys.stderr)
@@ -125,6 +156,9 @@ def main(argv):
         if argv[2] == "--greeting":
             print(json.dumps(q.greeting))
             return 0
+        if argv[2] == "--time":
+            return time_to_status(q, argv[3], argv[4],
+                                  json.loads(argv[5]) if len(argv) > 5 else None)
         if argv[2] == "--wait-status":
             return wait_status(q, argv[3], float(argv[4]) if len(argv) > 4 else 30)
         args = json.loads(argv[3]) if len(argv) > 3 else None
