@@ -19,11 +19,32 @@
 #define IDLE_MIX 0x9e3779b97f4a7c15ull
 #define PAGE_WORDS (MIG_PAGE_SIZE / 8u)
 
-/* Word k of page p as idle writes it; pages p % 4 == 3 stay zero so a
- * migration exercises its zero-page path. */
-static uint64_t idle_word(uint64_t p, unsigned k)
+/* Which pages idle leaves zero: by default every fourth, so that a
+ * migration exercises its zero-page path; with data=PCT all but the first
+ * PCT of each hundred, the sparse guest (a mostly empty VM) that zero-page
+ * handling is measured on. */
+static bool idle_zero(const struct mig_workload *w, uint64_t p)
 {
-	if (p % 4 == 3)
+	unsigned pct = w->st.spec.data_pct;
+
+	return pct ? p % 100 >= pct : p % 4 == 3;
+}
+
+static int idle_param(struct mig_workload_spec *spec, const char *key,
+		      const char *val)
+{
+	unsigned long v;
+
+	if (strcmp(key, "data") || mig_parse_ulong(val, 1, 100, &v) < 0)
+		return -EINVAL;
+	spec->data_pct = (unsigned)v;
+	return 0;
+}
+
+/* Word k of page p as idle writes it. */
+static uint64_t idle_word(const struct mig_workload *w, uint64_t p, unsigned k)
+{
+	if (idle_zero(w, p))
 		return 0;
 	if (k == 0)
 		return IDLE_MAGIC;
@@ -39,10 +60,10 @@ static void idle_fill(struct mig_workload *w)
 	for (uint64_t p = 0; p < pages; p++) {
 		uint8_t *page = w->ram + p * MIG_PAGE_SIZE;
 
-		if (p % 4 == 3)
+		if (idle_zero(w, p))
 			continue; /* fresh memfd pages read as zero */
 		for (unsigned k = 0; k < PAGE_WORDS; k++)
-			mig_put_le64(page + 8 * k, idle_word(p, k));
+			mig_put_le64(page + 8 * k, idle_word(w, p, k));
 	}
 }
 
@@ -56,12 +77,12 @@ static int idle_verify(const struct mig_workload *w, char *msg, size_t len)
 		for (unsigned k = 0; k < PAGE_WORDS; k++) {
 			uint64_t got = mig_get_le64(page + 8 * k);
 
-			if (got == idle_word(p, k))
+			if (got == idle_word(w, p, k))
 				continue;
 			snprintf(msg, len, "idle: page %" PRIu64 " word %u is"
 				 " 0x%016" PRIx64 ", expected 0x%016" PRIx64
 				 ": invariant broken", p, k, got,
-				 idle_word(p, k));
+				 idle_word(w, p, k));
 			return -EBADMSG;
 		}
 	}
@@ -72,5 +93,5 @@ static int idle_verify(const struct mig_workload *w, char *msg, size_t len)
 
 const struct workload_ops workload_idle = {
 	.name = "idle", .id = MIG_WORKLOAD_IDLE, .state_words = 1,
-	.fill = idle_fill, .verify = idle_verify,
+	.param = idle_param, .fill = idle_fill, .verify = idle_verify,
 };

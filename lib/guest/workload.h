@@ -73,6 +73,9 @@ struct mig_workload_spec {
 	uint64_t rate;                    /* bytes/s over all vCPUs; 0: no limit */
 	enum mig_workload_pattern pattern;
 	unsigned hot_pct;                 /* 1-100 */
+	/* idle only: the share of pages holding data, 1-100, in runs of
+	 * that many pages per hundred; 0: every fourth page zero */
+	unsigned data_pct;
 };
 
 /* Everything a migration carries besides RAM. */

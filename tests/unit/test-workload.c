@@ -141,6 +141,8 @@ static void test_spec_parse(void **s)
 		"dirty:pattern=zipf", "dirty:pattern=", "dirty:hot=0",
 		"dirty:hot=101", "dirty:hot=1.5", "dirty:speed=1",
 		"dirty:rate=1,", "dirty:rate=1,,hot=2", "dirty:Rate=1",
+		"idle:data=0", "idle:data=101", "idle:data=", "idle:data=5%",
+		"ab:data=10", "dirty:data=10",
 		"abababababababababababababababababababababababababababababababab",
 	};
 	struct mig_workload_spec spec;
@@ -152,6 +154,10 @@ static void test_spec_parse(void **s)
 	assert_int_equal(mig_workload_parse("idle", &spec), 0);
 	assert_int_equal(spec.id, MIG_WORKLOAD_IDLE);
 	assert_string_equal(spec.text, "idle");
+	assert_int_equal(spec.data_pct, 0);
+	assert_int_equal(mig_workload_parse("idle:data=10", &spec), 0);
+	assert_int_equal(spec.data_pct, 10);
+	assert_string_equal(spec.text, "idle:data=10");
 	for (size_t i = 0; i < MIG_ARRAY_SIZE(bad); i++)
 		assert_int_equal(mig_workload_parse(bad[i], &spec), -EINVAL);
 	assert_int_equal(mig_workload_parse(NULL, &spec), -EINVAL);
@@ -659,6 +665,32 @@ static void test_idle_pattern(void **s)
 	free(ram);
 }
 
+/* data=PCT: the first PCT pages of each hundred hold data, the rest zero. */
+static void test_idle_sparse(void **s)
+{
+	char msg[256];
+	uint8_t *ram;
+	struct mig_workload *w = new_workload("idle:data=10", 1, &ram);
+	uint64_t pages = RAM_BYTES / MIG_PAGE_SIZE, data = 0;
+
+	(void)s;
+	for (uint64_t p = 0; p < pages; p++) {
+		bool zero = true;
+
+		for (size_t i = 0; i < MIG_PAGE_SIZE && zero; i++)
+			zero = !ram[p * MIG_PAGE_SIZE + i];
+		assert_int_equal(zero, p % 100 >= 10);
+		data += !zero;
+	}
+	assert_true(data > 0);
+	assert_int_equal(mig_workload_verify(w, msg, sizeof(msg)), 0);
+	ram[50 * MIG_PAGE_SIZE + 8] = 1; /* a zero page that is not */
+	assert_int_equal(mig_workload_verify(w, msg, sizeof(msg)), -EBADMSG);
+	assert_non_null(strstr(msg, "page 50 "));
+	mig_workload_free(w);
+	free(ram);
+}
+
 static void test_dirty_runs(void **s)
 {
 	struct mig_workload_state st;
@@ -783,6 +815,7 @@ int main(void)
 		cmocka_unit_test(test_blob_encode_rejects),
 		cmocka_unit_test(test_ab_runs),
 		cmocka_unit_test(test_idle_pattern),
+		cmocka_unit_test(test_idle_sparse),
 		cmocka_unit_test(test_spec_dirty),
 		cmocka_unit_test(test_digest),
 		cmocka_unit_test(test_dirty_page),
