@@ -32,7 +32,7 @@ RESULTS=$MIG_BENCH_DIR/results.jsonl
 
 SCENARIOS=(postcopy_preempt postcopy_nopreempt random_preempt random_nopreempt
 	   notify_refused notify_hang
-	   slow_subscriber tls
+	   slow_subscriber tls sparse
 	   recovery restart precopy_1g_10m precopy_1g_100m precopy_1g_400m precopy_4g_100m)
 RECOVERIES=${MIG_BENCH_RECOVERIES:-7}   # timed recoveries in `recovery`
 RECOVERY_BANDWIDTH=64M    # keeps the migration going through all of them
@@ -216,7 +216,10 @@ migrate_postcopy() {
 	log "$name: $RAM ${WORKLOAD:-ab} guest, mig-send $*"
 
 	start guest mig-guest --ctl "$d/A" --ram "$RAM" --workload "${WORKLOAD:-ab}" --vcpus 1
-	guest_populate "$d/A"
+	case ${WORKLOAD:-ab} in
+	idle*) ;; # filled before it is ready; no vCPU writes to wait for
+	*) guest_populate "$d/A" ;;
+	esac
 	start recv "${peak_recv[@]}" mig-recv --name "$name" --listen "tcp:127.0.0.1:$port" \
 		--guest-ctl "$d/B" --summary "${recv_args[@]}"
 	t0=$EPOCHREALTIME
@@ -413,6 +416,27 @@ scenario_tls() {
 		.clear_ratio_tcp = (.mb_per_s_clear_median * 1e6 / $tcp | r3)' \
 		"$R"/tls-clear-*.json "$R"/tls-psk-*.json >"$R/tls.json"
 	echo tls >>"$R/order"
+}
+
+# sparse: what zero pages cost. A 4 GiB idle guest with data in 10% of its
+# pages (idle:data=10: 410 MiB) against a 410 MiB guest all data
+# (idle:data=100), postcopy, alternately: the goal is at most 1.2x.
+scenario_sparse() {
+	local i
+	for i in 1 2; do
+		RAM=410M WORKLOAD=idle:data=100 migrate_postcopy "dense-410m-$i" --postcopy
+		RAM=4G WORKLOAD=idle:data=10 migrate_postcopy "sparse-4g-$i" --postcopy
+	done
+	jq -s '
+		def med: sort | if length % 2 == 1 then .[length / 2 | floor]
+			else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+		def of($p): map(select(.scenario | startswith($p)) | .total_s);
+		{scenario: "sparse", dense_total_s: of("dense"), sparse_total_s: of("sparse"),
+		 dense_median_s: (of("dense") | med), sparse_median_s: (of("sparse") | med),
+		 verify: "pass"} |
+		.sparse_ratio_dense = (.sparse_median_s / .dense_median_s * 1000 | round / 1000)' \
+		"$R"/dense-410m-*.json "$R"/sparse-4g-*.json >"$R/sparse.json"
+	echo sparse >>"$R/order"
 }
 
 # migrate_precopy NAME RAM RATE: a dirty guest writing RATE of random pages
@@ -673,7 +697,8 @@ report() {
 	while read -r name; do
 		f=$R/$name.json
 		jq -e 'has("recover_ms") or has("precopy") or has("restart_send_ms") or
-			has("with_ratio_alone") or has("tls_ratio_clear")' "$f" >/dev/null && continue
+			has("with_ratio_alone") or has("tls_ratio_clear") or
+			has("sparse_ratio_dense")' "$f" >/dev/null && continue
 		jq -r '[.scenario, .total_s, .downtime_ms, .mb_per_s, .mb_ratio_tcp,
 			.mb_ratio_copy, .requests, .lat_p50_us, .lat_p99_us, .p50_ratio_rtt4k,
 			.p99_ratio_rtt4k, .blocked_ms, .verify] | map(. // "-") | @tsv' "$f" |
@@ -726,6 +751,14 @@ report() {
 			"  (TLS: \(.total_s_tls | map(tostring) | join(" ")); clear: \(.total_s_clear | map(tostring) | join(" ")))",
 			"  MB/s median \(.mb_per_s_tls_median) with TLS = \(.tls_ratio_aes256)x one core sealing AES-256-GCM (\(.aes256gcm_mb_per_s) MB/s; AES-128-GCM \(.aes128gcm_mb_per_s)); clear \(.mb_per_s_clear_median) = \(.clear_ratio_tcp)x TCP",
 			"  page-request p99 median: \(.lat_p99_us_tls_median) us with TLS, \(.lat_p99_us_clear_median) us clear; verify: \(.verify)"' "$f"
+	done <"$R/order"
+
+	while read -r name; do
+		f=$R/$name.json
+		jq -e 'has("sparse_ratio_dense")' "$f" >/dev/null || continue
+		jq -r '"\nZero pages: a 4 GiB idle guest with data in 10% of its pages against 410 MiB all data (postcopy, alternately):",
+			"  total_s median \(.sparse_median_s) sparse, \(.dense_median_s) dense: \(.sparse_ratio_dense)x (goal: at most 1.2x)",
+			"  (sparse: \(.sparse_total_s | map(tostring) | join(" ")); dense: \(.dense_total_s | map(tostring) | join(" ")))"' "$f"
 	done <"$R/order"
 
 	if grep -q '^precopy' "$R/order"; then
