@@ -45,6 +45,9 @@ DEB_gnutls   := libgnutls28-dev
 DEB_cmocka   := libcmocka-dev
 DEB_CMDS     := bats:bats socat:socat mandoc:mandoc jq:jq pkg-config:pkg-config python3:python3 ip:iproute2 script:bsdutils \
 	pgrep:procps zsh:zsh clang:clang certtool:gnutls-bin
+# make bench's alone, so that make check never pulls QEMU in: the qemu
+# scenario's guest runs in QEMU and is a boot sector assembled by binutils.
+BENCH_DEB_CMDS := qemu-system-x86_64:qemu-system-x86 as:binutils ld:binutils objcopy:binutils
 
 PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
@@ -73,6 +76,7 @@ HELPER_SRCS := $(wildcard tests/helpers/*.c)
 HELPER_BINS := $(HELPER_SRCS:tests/helpers/%.c=$(B)/tests/helpers/%)
 BENCH_SRCS := $(wildcard bench/*.c)
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(B)/bench/%)
+BENCH_IMG  := $(B)/bench/abguest.img
 
 # Fuzzing: libFuzzer harnesses (tests/fuzz), built with clang into build/fuzz
 # against libmig's sources compiled again with ASan+UBSan and coverage.
@@ -87,7 +91,7 @@ FUZZ_SRCS    := $(wildcard tests/fuzz/fuzz-*.c)
 FUZZ_BINS    := $(FUZZ_SRCS:tests/fuzz/%.c=$(FB)/%)
 FUZZ_LIB_OBJS := $(LIB_SRCS:lib/%.c=$(FB)/lib/%.o) $(FB)/gen/schema.o
 
-.PHONY: all deps check-deps demo check unit bats manlint headers bench fuzz fuzz-build \
+.PHONY: all deps bench-deps check-deps demo check unit bats manlint headers bench fuzz fuzz-build \
 	install uninstall clean help
 .DEFAULT_GOAL := all
 
@@ -103,7 +107,7 @@ help:
 	@echo "make headers    check every lib/*/*.h compiles on its own"
 	@echo "make manlint    lint the man pages (mandoc)"
 	@echo "make bats       the integration tests (bats) only"
-	@echo "make bench      benchmarks (not part of check)"
+	@echo "make bench      benchmarks (not part of check; installs QEMU for its qemu scenario)"
 	@echo "make fuzz       each libFuzzer harness for FUZZ_SECONDS=$(FUZZ_SECONDS) (clang)"
 	@echo "make install    PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)"
 	@echo "make uninstall  remove what install put there"
@@ -111,18 +115,28 @@ help:
 	@echo "make help       this list"
 	@echo "options: WERROR=1, SANITIZE=1 (ASan+UBSan), SANITIZE=thread (TSan), V=1"
 
-# Which dependencies are missing, as Debian package names.
+# Which commands of the list $(1) (command:package ...) are missing, as
+# Debian package names; and which dependencies of the build and make check.
+missing_cmds = $(sort $(foreach c,$(1),$(if $(shell command -v $(firstword $(subst :, ,$(c))) 2>/dev/null),,$(lastword $(subst :, ,$(c))))))
 missing_pkgs = $(strip $(foreach p,$(PKGS) cmocka,$(if $(shell $(PKG_CONFIG) --exists $(p) 2>/dev/null && echo y),,$(DEB_$(p)))) \
-	$(foreach c,$(DEB_CMDS),$(if $(shell command -v $(firstword $(subst :, ,$(c))) 2>/dev/null),,$(lastword $(subst :, ,$(c))))))
+	$(call missing_cmds,$(DEB_CMDS)))
 
-deps:
-	@missing="$(missing_pkgs)"; \
-	if [ -z "$$missing" ]; then echo "deps: all present"; exit 0; fi; \
+# apt_install TARGET,PACKAGES: install them as root, or say how.
+define apt_install
+	@missing="$(2)"; \
+	if [ -z "$$missing" ]; then echo "$(1): all present"; exit 0; fi; \
 	cmd="apt-get install -y --no-install-recommends $$missing"; \
 	if [ "$$(id -u)" -ne 0 ]; then \
-		echo "deps: missing: $$missing"; echo "deps: run as root: apt-get update && $$cmd"; exit 1; fi; \
-	echo "deps: installing $$missing"; \
+		echo "$(1): missing: $$missing"; echo "$(1): run as root: apt-get update && $$cmd"; exit 1; fi; \
+	echo "$(1): installing $$missing"; \
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$cmd -qq
+endef
+
+deps:
+	$(call apt_install,deps,$(missing_pkgs))
+
+bench-deps:
+	$(call apt_install,bench-deps,$(call missing_cmds,$(BENCH_DEB_CMDS)))
 
 check-deps:
 	@command -v $(PKG_CONFIG) >/dev/null 2>&1 && $(PKG_CONFIG) --exists $(PKGS) || { \
@@ -172,6 +186,18 @@ $(B)/tests/helpers/%: tests/helpers/%.c $(B)/libmig.a
 $(B)/bench/%: bench/%.c $(B)/libmig.a
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS) $(PKG_CFLAGS) -o $@ $< $(B)/libmig.a $(PKG_LIBS) $(LDFLAGS)
+
+# The qemu scenario's guest: a boot sector, so exactly 512 bytes ending in
+# 55 aa (the BIOS boots nothing else); binutils only, no C compiler.
+$(BENCH_IMG): bench/qemu/abguest.S | bench-deps
+	@mkdir -p $(@D)
+	@[ "$(V)" = 1 ] || echo "  AS      $@"
+	$(Q)as --64 -o $(@:.img=.o) $<
+	$(Q)ld -m elf_x86_64 -Ttext=0x7c00 -e start -o $(@:.img=.elf) $(@:.img=.o)
+	$(Q)objcopy -O binary -j .text $(@:.img=.elf) $@.tmp
+	$(Q)[ "$$(stat -c %s $@.tmp)" -eq 512 ] && [ "$$(od -An -j510 -tx1 $@.tmp | tr -d ' ')" = 55aa ] || \
+		{ echo "$@: not a 512-byte boot sector ending in 55 aa"; rm -f $@.tmp; exit 1; }
+	$(Q)mv $@.tmp $@
 
 $(FB)/lib/%.o: lib/%.c
 	@mkdir -p $(@D)
@@ -239,7 +265,7 @@ manlint:
 headers:
 	@tests/run-all.sh headers
 
-bench: deps all $(BENCH_BINS)
+bench: deps bench-deps all $(BENCH_BINS) $(BENCH_IMG)
 	@MIG_BIN=$(CURDIR)/$(B)/bin MIG_BENCH_DIR=$(CURDIR)/$(B)/bench bench/run.sh
 
 MANS1    := $(wildcard man/*.1)
