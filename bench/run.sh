@@ -32,7 +32,7 @@ RESULTS=$MIG_BENCH_DIR/results.jsonl
 
 SCENARIOS=(postcopy_preempt postcopy_nopreempt random_preempt random_nopreempt
 	   notify_refused notify_hang
-	   slow_subscriber tls sparse
+	   slow_subscriber tls sparse qemu
 	   recovery restart precopy_1g_10m precopy_1g_100m precopy_1g_400m precopy_4g_100m)
 RECOVERIES=${MIG_BENCH_RECOVERIES:-7}   # timed recoveries in `recovery`
 RECOVERY_BANDWIDTH=64M    # keeps the migration going through all of them
@@ -40,6 +40,7 @@ RESTARTS=${MIG_BENCH_RESTARTS:-6}       # timed engine restarts in `restart`
 SLOW_SUBSCRIBERS=64   # never-reading clients on each bus in `slow_subscriber`
 SLOW_PAIRS=3          # its migrations without and with them, alternately
 TLS_PAIRS=3           # `tls`: migrations in clear and with TLS, alternately
+QEMU_PAIRS=3          # `qemu`: 1 GiB migrations by QEMU and by mig, alternately
 
 PATH=$MIG_BIN:$PATH
 # short: sun_path holds 108 bytes
@@ -50,6 +51,8 @@ mkdir -p "$MIG_RUNTIME_DIR" "$R"
 : >"$T/pids"
 # shellcheck source=../tests/helpers/common.bash
 . "$here/../tests/helpers/common.bash"
+# shellcheck source=qemu/migrate.sh
+. "$here/qemu/migrate.sh"
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 # where errexit stops us (not commands whose failure is handled)
@@ -439,6 +442,52 @@ scenario_sparse() {
 	echo sparse >>"$R/order"
 }
 
+# qemu: QEMU itself, on this machine in this run, migrating its guest with
+# postcopy (and the preempt channel) from the first moment, against mig's
+# postcopy_preempt migration of a guest of the same size: QEMU_PAIRS pairs
+# at 1 GiB taken alternately so the machine's drift falls on both, then one
+# at 4 GiB; the medians and mig's / QEMU's. QEMU's guest is abguest.S, a
+# boot sector dirtying every page as mig-guest's ab workload does. Skipped,
+# with the reason in its row, where QEMU or KVM is not to be had.
+scenario_qemu() {
+	local img=$MIG_BENCH_DIR/abguest.img why i
+	why=$(qemu_skip_reason "$img")
+	if [ -n "$why" ]; then
+		log "qemu: skipped: $why"
+		jq -n --arg why "$why" '{scenario: "qemu", skipped: $why}' >"$R/qemu.json"
+		echo qemu >>"$R/order"
+		return 0
+	fi
+	for i in $(seq "$QEMU_PAIRS"); do
+		qemu_migrate "qemu-1g-$i" 1G "$img" 1
+		RAM=1G migrate_postcopy "qemu-mig-1g-$i" --postcopy
+	done
+	qemu_migrate qemu-4g-1 4G "$img" 1
+	RAM=4G migrate_postcopy qemu-mig-4g-1 --postcopy
+	# verify: reached only if every one passed (both kinds fail)
+	jq -s '
+		def med: sort | if length == 0 then null elif length % 2 == 1
+			then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+		def r3: if . then . * 1000 | round / 1000 else null end;
+		def of($kind; $ram; $k): map(select(.ram == $ram and
+			(.scenario | startswith("qemu-mig-")) == ($kind == "mig")) | .[$k]);
+		def size($ram): {ram: $ram,
+			qemu_total_s: of("qemu"; $ram; "total_s"), mig_total_s: of("mig"; $ram; "total_s"),
+			qemu_downtime_ms: of("qemu"; $ram; "downtime_ms"),
+			mig_downtime_ms: of("mig"; $ram; "downtime_ms"),
+			qemu_blocktime_ms: of("qemu"; $ram; "blocktime_ms"),
+			mig_blocked_ms: of("mig"; $ram; "blocked_ms"),
+			qemu_mb_per_s: of("qemu"; $ram; "mb_per_s"), mig_mb_per_s: of("mig"; $ram; "mb_per_s")} |
+			.qemu_total_s_median = (.qemu_total_s | med) |
+			.mig_total_s_median = (.mig_total_s | med) |
+			.mig_ratio_qemu = (if .qemu_total_s_median > 0 and .mig_total_s_median then
+				(.mig_total_s_median / .qemu_total_s_median | r3) else null end);
+		{scenario: "qemu", qemu: .[0].qemu, preempt: true,
+		 sizes: [size("1G"), size("4G")], verify: "pass"}' \
+		"$R"/qemu-*.json >"$R/qemu.json"
+	echo qemu >>"$R/order"
+}
+
 # migrate_precopy NAME RAM RATE: a dirty guest writing RATE of random pages
 # a second, migrated with the default policy (precopy; stop-and-copy if the
 # rest fits 300 ms, else postcopy once passes stop converging). The engines
@@ -698,7 +747,8 @@ report() {
 		f=$R/$name.json
 		jq -e 'has("recover_ms") or has("precopy") or has("restart_send_ms") or
 			has("with_ratio_alone") or has("tls_ratio_clear") or
-			has("sparse_ratio_dense")' "$f" >/dev/null && continue
+			has("sparse_ratio_dense") or
+			(.scenario | startswith("qemu"))' "$f" >/dev/null && continue
 		jq -r '[.scenario, .total_s, .downtime_ms, .mb_per_s, .mb_ratio_tcp,
 			.mb_ratio_copy, .requests, .lat_p50_us, .lat_p99_us, .p50_ratio_rtt4k,
 			.p99_ratio_rtt4k, .blocked_ms, .verify] | map(. // "-") | @tsv' "$f" |
@@ -759,6 +809,21 @@ report() {
 		jq -r '"\nZero pages: a 4 GiB idle guest with data in 10% of its pages against 410 MiB all data (postcopy, alternately):",
 			"  total_s median \(.sparse_median_s) sparse, \(.dense_median_s) dense: \(.sparse_ratio_dense)x (goal: at most 1.2x)",
 			"  (sparse: \(.sparse_total_s | map(tostring) | join(" ")); dense: \(.dense_total_s | map(tostring) | join(" ")))"' "$f"
+	done <"$R/order"
+
+	while read -r name; do
+		[ "$name" = qemu ] || continue
+		jq -r 'def l: map(tostring) | join(" ");
+			if .skipped then "\nQEMU: skipped: \(.skipped)" else
+			"\nQEMU against mig, postcopy-preempt from the start, 1 vCPU, loopback TCP (\(.qemu // "QEMU"), KVM, abguest):",
+			(.sizes[] | select(.qemu_total_s | length > 0) |
+			"  \(.ram): total_s median QEMU \(.qemu_total_s_median), mig \(.mig_total_s_median): mig/QEMU \(.mig_ratio_qemu // "-")x",
+			"    total_s QEMU \(.qemu_total_s | l); mig \(.mig_total_s | l)",
+			"    downtime_ms QEMU \(.qemu_downtime_ms | l); mig \(.mig_downtime_ms | l)",
+			"    vCPU blocked ms QEMU (postcopy-blocktime) \(.qemu_blocktime_ms | l); mig \(.mig_blocked_ms | l)",
+			"    MB/s QEMU \(.qemu_mb_per_s | l); mig \(.mig_mb_per_s | l)"),
+			"  verify: \(.verify) (QEMU: the destination guest completes a pass after completion)" end' \
+			"$R/$name.json"
 	done <"$R/order"
 
 	if grep -q '^precopy' "$R/order"; then
