@@ -477,7 +477,9 @@ scenario_qemu() {
 			mig_downtime_ms: of("mig"; $ram; "downtime_ms"),
 			qemu_blocktime_ms: of("qemu"; $ram; "blocktime_ms"),
 			mig_blocked_ms: of("mig"; $ram; "blocked_ms"),
-			qemu_mb_per_s: of("qemu"; $ram; "mb_per_s"), mig_mb_per_s: of("mig"; $ram; "mb_per_s")} |
+			qemu_mb_per_s: of("qemu"; $ram; "mb_per_s"), mig_mb_per_s: of("mig"; $ram; "mb_per_s"),
+			qemu_wall_s: of("qemu"; $ram; "wall_s"), mig_wall_s: of("mig"; $ram; "wall_s"),
+			qemu_requests: of("qemu"; $ram; "requests"), mig_requests: of("mig"; $ram; "requests")} |
 			.qemu_total_s_median = (.qemu_total_s | med) |
 			.mig_total_s_median = (.mig_total_s | med) |
 			.mig_ratio_qemu = (if .qemu_total_s_median > 0 and .mig_total_s_median then
@@ -821,7 +823,9 @@ report() {
 			"    total_s QEMU \(.qemu_total_s | l); mig \(.mig_total_s | l)",
 			"    downtime_ms QEMU \(.qemu_downtime_ms | l); mig \(.mig_downtime_ms | l)",
 			"    vCPU blocked ms QEMU (postcopy-blocktime) \(.qemu_blocktime_ms | l); mig \(.mig_blocked_ms | l)",
-			"    MB/s QEMU \(.qemu_mb_per_s | l); mig \(.mig_mb_per_s | l)"),
+			"    MB/s QEMU \(.qemu_mb_per_s | l); mig \(.mig_mb_per_s | l)",
+			"    page requests QEMU \(.qemu_requests | l); mig \(.mig_requests | l)"),
+			"  (the guests differ in how fast their vCPU dirties: blocked time and requests are each its own)",
 			"  verify: \(.verify) (QEMU: the destination guest completes a pass after completion)" end' \
 			"$R/$name.json"
 	done <"$R/order"
