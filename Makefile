@@ -100,6 +100,7 @@ all: check-deps $(BINS) $(HELPER_BINS)
 help:
 	@echo "make, make all  build the programs into $(B)/bin"
 	@echo "make deps       install missing build/test dependencies (apt-get, as root)"
+	@echo "make bench-deps install what make bench alone needs: QEMU, binutils (as root)"
 	@echo "make check-deps fail unless the build dependencies are present"
 	@echo "make demo       migrate a 512 MiB guest over loopback with postcopy"
 	@echo "make check      unit tests, headers, man page lint, bats integration tests"

@@ -11,7 +11,8 @@
  * 0x5b-0x5d: 64 KiB blocks above 4 GiB), so one image serves every -m. With
  * -m 4G the pc machine keeps 3 GiB below the PCI hole and maps the last
  * GiB at 4 GiB: reaching it takes long mode, identity-mapped here with
- * 2 MiB pages up to MAP_END. Below 1 MiB nothing is written: the page
+ * 2 MiB pages up to MAP_END (8 GiB: with -m above 7G the rest is not
+ * walked; the bench runs 1G and 4G). Below 1 MiB nothing is written: the page
  * tables, this code, the BIOS and the VGA hole are there.
  *
  * Built with binutils alone, no preprocessor (the Makefile's bench target):
