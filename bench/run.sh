@@ -446,9 +446,10 @@ scenario_sparse() {
 # postcopy (and the preempt channel) from the first moment, against mig's
 # postcopy_preempt migration of a guest of the same size: QEMU_PAIRS pairs
 # at 1 GiB taken alternately so the machine's drift falls on both, then one
-# at 4 GiB; the medians and mig's / QEMU's. QEMU's guest is abguest.S, a
-# boot sector dirtying every page as mig-guest's ab workload does. Skipped,
-# with the reason in its row, where QEMU or KVM is not to be had.
+# at 4 GiB, then one at 1 GiB with neither using a preempt channel; the
+# medians and mig's / QEMU's. QEMU's guest is abguest.S, a boot sector
+# dirtying every page as mig-guest's ab workload does. Skipped, with the
+# reason in its row, where QEMU or KVM is not to be had.
 scenario_qemu() {
 	local img=$MIG_BENCH_DIR/abguest.img why i
 	why=$(qemu_skip_reason "$img")
@@ -464,28 +465,36 @@ scenario_qemu() {
 	done
 	qemu_migrate qemu-4g-1 4G "$img" 1
 	RAM=4G migrate_postcopy qemu-mig-4g-1 --postcopy
+	qemu_migrate qemu-1g-nopreempt-1 1G "$img" 0
+	RAM=1G migrate_postcopy qemu-mig-1g-nopreempt-1 --postcopy --no-preempt
 	# verify: reached only if every one passed (both kinds fail)
 	jq -s '
 		def med: sort | if length == 0 then null elif length % 2 == 1
 			then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
 		def r3: if . then . * 1000 | round / 1000 else null end;
-		def of($kind; $ram; $k): map(select(.ram == $ram and
+		def preempt: if .scenario | startswith("qemu-mig-")
+			then .send_args | test("--no-preempt") | not else .preempt end;
+		def of($kind; $ram; $pre; $k): map(select(.ram == $ram and preempt == $pre and
 			(.scenario | startswith("qemu-mig-")) == ($kind == "mig")) | .[$k]);
-		def size($ram): {ram: $ram,
-			qemu_total_s: of("qemu"; $ram; "total_s"), mig_total_s: of("mig"; $ram; "total_s"),
-			qemu_downtime_ms: of("qemu"; $ram; "downtime_ms"),
-			mig_downtime_ms: of("mig"; $ram; "downtime_ms"),
-			qemu_blocktime_ms: of("qemu"; $ram; "blocktime_ms"),
-			mig_blocked_ms: of("mig"; $ram; "blocked_ms"),
-			qemu_mb_per_s: of("qemu"; $ram; "mb_per_s"), mig_mb_per_s: of("mig"; $ram; "mb_per_s"),
-			qemu_wall_s: of("qemu"; $ram; "wall_s"), mig_wall_s: of("mig"; $ram; "wall_s"),
-			qemu_requests: of("qemu"; $ram; "requests"), mig_requests: of("mig"; $ram; "requests")} |
+		def size($ram; $pre): {ram: $ram, preempt: $pre,
+			qemu_total_s: of("qemu"; $ram; $pre; "total_s"),
+			mig_total_s: of("mig"; $ram; $pre; "total_s"),
+			qemu_downtime_ms: of("qemu"; $ram; $pre; "downtime_ms"),
+			mig_downtime_ms: of("mig"; $ram; $pre; "downtime_ms"),
+			qemu_blocktime_ms: of("qemu"; $ram; $pre; "blocktime_ms"),
+			mig_blocked_ms: of("mig"; $ram; $pre; "blocked_ms"),
+			qemu_mb_per_s: of("qemu"; $ram; $pre; "mb_per_s"),
+			mig_mb_per_s: of("mig"; $ram; $pre; "mb_per_s"),
+			qemu_wall_s: of("qemu"; $ram; $pre; "wall_s"),
+			mig_wall_s: of("mig"; $ram; $pre; "wall_s"),
+			qemu_requests: of("qemu"; $ram; $pre; "requests"),
+			mig_requests: of("mig"; $ram; $pre; "requests")} |
 			.qemu_total_s_median = (.qemu_total_s | med) |
 			.mig_total_s_median = (.mig_total_s | med) |
 			.mig_ratio_qemu = (if .qemu_total_s_median > 0 and .mig_total_s_median then
 				(.mig_total_s_median / .qemu_total_s_median | r3) else null end);
-		{scenario: "qemu", qemu: .[0].qemu, preempt: true,
-		 sizes: [size("1G"), size("4G")], verify: "pass"}' \
+		{scenario: "qemu", qemu: .[0].qemu,
+		 sizes: [size("1G"; true), size("4G"; true), size("1G"; false)], verify: "pass"}' \
 		"$R"/qemu-*.json >"$R/qemu.json"
 	echo qemu >>"$R/order"
 }
@@ -817,9 +826,9 @@ report() {
 		[ "$name" = qemu ] || continue
 		jq -r 'def l: map(tostring) | join(" ");
 			if .skipped then "\nQEMU: skipped: \(.skipped)" else
-			"\nQEMU against mig, postcopy-preempt from the start, 1 vCPU, loopback TCP (\(.qemu // "QEMU"), KVM, abguest):",
+			"\nQEMU against mig, postcopy from the start, 1 vCPU, loopback TCP (\(.qemu // "QEMU"), KVM, abguest):",
 			(.sizes[] | select(.qemu_total_s | length > 0) |
-			"  \(.ram): total_s median QEMU \(.qemu_total_s_median), mig \(.mig_total_s_median): mig/QEMU \(.mig_ratio_qemu // "-")x",
+			"  \(.ram) \(if .preempt then "preempt" else "no preempt" end): total_s median QEMU \(.qemu_total_s_median), mig \(.mig_total_s_median): mig/QEMU \(.mig_ratio_qemu // "-")x",
 			"    total_s QEMU \(.qemu_total_s | l); mig \(.mig_total_s | l)",
 			"    downtime_ms QEMU \(.qemu_downtime_ms | l); mig \(.mig_downtime_ms | l)",
 			"    vCPU blocked ms QEMU (postcopy-blocktime) \(.qemu_blocktime_ms | l); mig \(.mig_blocked_ms | l)",
