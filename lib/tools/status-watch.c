@@ -266,6 +266,22 @@ static void watcher_side(struct watcher *w, const struct mig_client_target *t)
 	mig_json_free(ret);
 }
 
+/* A peer that failed TLS authentication: its address and the reason, as a
+ * hostile bus or peer may have written them (sanitized). */
+static void show_refusal(struct watch *wt, struct watcher *w,
+			 const struct mig_json *ev)
+{
+	const struct mig_json *data = mig_json_get(ev, "data");
+	const char *peer = mig_json_get_str(data, "peer");
+	const char *why = mig_json_get_str(data, "reason");
+	char ts[64], p[128], r[512];
+
+	mig_status_format_time(ev, ts, sizeof(ts));
+	out_line(wt, "%s %s refused %s: %s", ts, w->side,
+		 mig_log_sanitize(peer ? peer : "?", p, sizeof(p)),
+		 mig_log_sanitize(why ? why : "?", r, sizeof(r)));
+}
+
 static void watch_event(struct watch *wt, struct watcher *w,
 			const struct mig_json *ev)
 {
@@ -274,11 +290,14 @@ static void watch_event(struct watch *wt, struct watcher *w,
 	int64_t pass;
 
 	if (!mig_client_event_state(ev, &st)) {
-		/* other events (MIGRATION_PASS) are shown, but end nothing */
+		/* other events (MIGRATION_PASS, MIG_AUTH_FAILED) are shown,
+		 * but end nothing */
 		const char *name = mig_json_get_str(ev, "event");
 
 		if (wt->o->json) {
 			status_print_json(ev);
+		} else if (name && !strcmp(name, "MIG_AUTH_FAILED")) {
+			show_refusal(wt, w, ev);
 		} else if (name && !strcmp(name, "MIGRATION_PASS") &&
 			   status_count(mig_json_get(ev, "data"), "pass", &pass)) {
 			mig_status_format_time(ev, ts, sizeof(ts));

@@ -269,6 +269,7 @@ nth_failure() {
 @test "strangers at a pre-shared key migration's door are refused; it completes undisturbed" {
 	lasting_guest
 	recv_at --tls-psk "$C/psk"
+	bg wr-human mig-status --bus "$DST_BUS" --watch
 	send_to --tls-psk "$C/psk" --max-bandwidth 1M
 	state "$SRC_BUS" postcopy-active
 	stranger s1 --tls-psk "$C/wrong"
@@ -288,6 +289,10 @@ nth_failure() {
 	# the destination's watcher heard each refusal too, and no other
 	assert_eq "MIG_AUTH_FAILED events seen by wr" \
 		"$(jq -c 'select(.event == "MIG_AUTH_FAILED")' "$T/wr.log" | wc -l)" 3
+	# and a person watching reads one line each, with the reason
+	wait_exit wr-human 20
+	assert_eq "refusals in the human view" \
+		"$(grep -c " destination refused $ADDR:[0-9]*: .*pre-shared key" "$T/wr-human.log")" 3
 }
 
 # wrong_then_right SEND-CREDS WRONG TEXT: a migration whose source has
