@@ -71,12 +71,7 @@ send_deferred() {
 }
 
 # go: the deferred source migrates to $DST.
-go() {
-	local out
-	out=$(qmp_send "$SRC_BUS" "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"$DST\"},\"id\":\"go\"}")
-	grep '"id":"go"' <<<"$out" | jq -e '.return == {}' >/dev/null ||
-		{ echo "# migrate on $SRC_BUS: $out" >&2; return 1; }
-}
+go() { qmp_ok "$SRC_BUS" migrate "{\"uri\":\"$DST\"}"; }
 
 # busy_guest SIZE: the source's guest, every page written.
 busy_guest() {
@@ -104,12 +99,7 @@ param() {
 }
 
 # set_creds BUS JSON: migrate-set-parameters with JSON's tls-* members.
-set_creds() {
-	local out
-	out=$(qmp_send "$1" "{\"execute\":\"migrate-set-parameters\",\"arguments\":$2,\"id\":\"c\"}")
-	grep '"id":"c"' <<<"$out" | jq -e '.return == {}' >/dev/null ||
-		{ echo "# migrate-set-parameters $2 on $1: $out" >&2; return 1; }
-}
+set_creds() { qmp_ok "$1" migrate-set-parameters "$2"; }
 
 # auth_failures BUS: the MIG_AUTH_FAILED events so far, one JSON data a line.
 auth_failures() {

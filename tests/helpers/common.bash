@@ -280,10 +280,16 @@ qmp() { run qmp_send "$1" "$2"; }
 # set_bandwidth BUS BYTES: the source's limits, precopy's and the postcopy
 # pump's, changed live (0: none).
 set_bandwidth() {
-	local out
-	out=$(qmp_send "$1" "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"max-bandwidth\":$2,\"max-postcopy-bandwidth\":$2},\"id\":\"bw\"}")
-	grep '"id":"bw"' <<<"$out" | jq -e '.return == {}' >/dev/null ||
-		{ echo "# migrate-set-parameters on $1: $out" >&2; return 1; }
+	qmp_ok "$1" migrate-set-parameters "{\"max-bandwidth\":$2,\"max-postcopy-bandwidth\":$2}"
+}
+
+# qmp_ok BUS CMD [ARGS-JSON]: run CMD on BUS; its reply must be an empty
+# return, or the reply is shown and it fails.
+qmp_ok() {
+	local out args=${3:+,\"arguments\":$3}
+	out=$(qmp_send "$1" "{\"execute\":\"$2\"$args,\"id\":\"ok\"}")
+	grep '"id":"ok"' <<<"$out" | jq -e '.return == {}' >/dev/null ||
+		{ echo "# $2 ${3:-} on $1: $out" >&2; return 1; }
 }
 
 # state BUS STATE [SECS]: wait (bounded) until the side is in STATE.
