@@ -307,12 +307,13 @@ void dst_add_pending(struct dst *d, int lfd, bool recovery)
 	struct pending *p = NULL;
 	struct mig_tls *t;
 	char host[256];
+	int r;
 
 	if (fd < 0)
 		return;
 	t = mig_engine_tls(&d->e, host, sizeof(host));
-	if (t && mig_tls_server_start(t, fd) < 0) {
-		mig_warn("tls", "cannot start TLS: %s", strerror(ENOMEM));
+	if (t && (r = mig_tls_server_start(t, fd)) < 0) {
+		mig_warn("tls", "cannot start TLS: %s", strerror(-r));
 		mig_tls_unref(t);
 		mig_chan_close(fd);
 		return;
