@@ -55,7 +55,8 @@ void src_recover(struct src *s)
 	if (r == 0)
 		r = src_preempt_finish(s);
 	if (r < 0) {
-		if (r != -EPROTO)
+		/* a refusal or a TLS failure has said why already */
+		if (r != -EPROTO && r != -EACCES)
 			mig_engine_error(&s->e, "recovery: cannot set up channels: %s",
 					 strerror(-r));
 		src_stop_workers(s);
