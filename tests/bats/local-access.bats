@@ -291,7 +291,12 @@ SUBS_MARGIN_KB=$((24 * 1024))
 	require_uffd
 	# as above: the sanitizer's quarantine would hold the dropped output
 	export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=0:thread_local_quarantine_size_kb=0
-	local side base_send base_recv peak base cut lost
+	local side base_send base_recv peak base cut lost growth=$SUBS_MARGIN_KB
+	# AddressSanitizer rounds every buffer up to a size class, adds
+	# redzones and caches freed chunks per thread: in a SANITIZE=1 build
+	# the same queues took about twice as much (45 and 47 MiB), so three
+	# times the margin there
+	! ldd "$MIG_BIN/mig-send" | grep -q libasan || growth=$((3 * SUBS_MARGIN_KB))
 	# the baseline needs fewer cycles: 500 more move an engine's memory
 	# by under 1 MiB (memory.bats), well inside the margin
 	cycled_migration a 0 100
@@ -308,7 +313,7 @@ SUBS_MARGIN_KB=$((24 * 1024))
 		[ "$cut" -gt 0 ] || { echo "# mig-$side: no subscriber cut" >&2; false; }
 		[ "$lost" -gt $((SUBS_MARGIN_KB * 1024)) ] ||
 			{ echo "# mig-$side: only $lost bytes withheld: the test proves nothing" >&2; false; }
-		[ "${!peak}" -le $((${!base} + SUBS_MARGIN_KB)) ] ||
+		[ "${!peak}" -le $((${!base} + growth)) ] ||
 			{ echo "# mig-$side grew by $((${!peak} - ${!base})) kB" >&2; false; }
 	done
 }
