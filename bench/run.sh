@@ -434,8 +434,9 @@ scenario_sparse() {
 		def med: sort | if length % 2 == 1 then .[length / 2 | floor]
 			else (.[length / 2 - 1] + .[length / 2]) / 2 end;
 		def of($p): map(select(.scenario | startswith($p)) | .total_s);
+		def r3: . * 1000 | round / 1000;
 		{scenario: "sparse", dense_total_s: of("dense"), sparse_total_s: of("sparse"),
-		 dense_median_s: (of("dense") | med), sparse_median_s: (of("sparse") | med),
+		 dense_median_s: (of("dense") | med | r3), sparse_median_s: (of("sparse") | med | r3),
 		 verify: "pass"} |
 		.sparse_ratio_dense = (.sparse_median_s / .dense_median_s * 1000 | round / 1000)' \
 		"$R"/dense-410m-*.json "$R"/sparse-4g-*.json >"$R/sparse.json"
