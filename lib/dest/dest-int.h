@@ -157,6 +157,9 @@ int dst_start_rx(struct dst *d, enum mig_chan_slot c);
 void dst_stop_rx(struct dst *d);
 
 /* userfault.c */
+/* A zero page left a hole (unplaced): place it now, waking its waiters.
+ * 1 placed, 0 it was not unplaced (or another placed it), or -errno. */
+long dst_place_unplaced(struct dst *d, uint64_t page);
 int dst_rp_send(struct dst *d, uint32_t type, const void *p, size_t len);
 int dst_send_req(struct dst *d, uint64_t page);
 int dst_start_fault(struct dst *d);

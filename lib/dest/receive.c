@@ -106,17 +106,24 @@ static long leave_zero(struct dst *d, uint64_t first, uint64_t n)
 			mig_bitmap_set(d->unplaced, p);
 	mark_present(d, first, n);
 	for (uint64_t p = first; p < first + n; p++) {
-		long r;
+		long r = mig_bitmap_test(d->requested, p) ?
+			 dst_place_unplaced(d, p) : 0;
 
-		if (!mig_bitmap_test(d->requested, p) ||
-		    !mig_bitmap_clear(d->unplaced, p))
-			continue;
-		r = mig_uffd_zeropage(d->uffd, d->base + p * MIG_PAGE_SIZE,
-				      MIG_PAGE_SIZE);
 		if (r < 0)
 			return r;
 	}
 	return (long)n;
+}
+
+long dst_place_unplaced(struct dst *d, uint64_t page)
+{
+	long r;
+
+	if (!mig_bitmap_clear(d->unplaced, page))
+		return 0;
+	r = mig_uffd_zeropage(d->uffd, d->base + page * MIG_PAGE_SIZE,
+			      MIG_PAGE_SIZE);
+	return r < 0 ? r : 1;
 }
 
 static int place(struct dst *d, const struct mig_pages *pg, uint8_t *scratch)

@@ -55,16 +55,13 @@ static void request(struct dst *d, uint64_t page, uint64_t now)
  * leave_zero): place that zero page, which wakes whoever waits on it. */
 static void serve_here(struct dst *d, uint64_t page, uint64_t addr)
 {
-	long r;
+	long r = dst_place_unplaced(d, page);
 
-	if (mig_bitmap_clear(d->unplaced, page)) {
-		r = mig_uffd_zeropage(d->uffd, d->base + page * MIG_PAGE_SIZE,
-				      MIG_PAGE_SIZE);
-		if (r >= 0)
-			return;
+	if (r > 0)
+		return;
+	if (r < 0)
 		mig_warn("uffd", "placing zero page %llu: %s",
 			 (unsigned long long)page, mig_uffd_strerror((int)r));
-	}
 	mig_uffd_wake(d->uffd, addr, MIG_PAGE_SIZE);
 }
 
