@@ -32,7 +32,7 @@ RESULTS=$MIG_BENCH_DIR/results.jsonl
 
 SCENARIOS=(postcopy_preempt postcopy_nopreempt random_preempt random_nopreempt
 	   notify_refused notify_hang
-	   slow_subscriber tls sparse qemu
+	   channels slow_subscriber tls sparse qemu
 	   recovery restart precopy_1g_10m precopy_1g_100m precopy_1g_400m precopy_4g_100m)
 RECOVERIES=${MIG_BENCH_RECOVERIES:-7}   # timed recoveries in `recovery`
 RECOVERY_BANDWIDTH=64M    # keeps the migration going through all of them
@@ -40,6 +40,7 @@ RESTARTS=${MIG_BENCH_RESTARTS:-6}       # timed engine restarts in `restart`
 SLOW_SUBSCRIBERS=64   # never-reading clients on each bus in `slow_subscriber`
 SLOW_PAIRS=3          # its migrations without and with them, alternately
 TLS_PAIRS=3           # `tls`: migrations in clear and with TLS, alternately
+CHANNEL_PAIRS=3       # `channels`: with --channels 1 and 2, alternately
 QEMU_PAIRS=3          # `qemu`: 1 GiB migrations by QEMU and by mig, alternately
 
 PATH=$MIG_BIN:$PATH
@@ -421,6 +422,35 @@ scenario_tls() {
 	echo tls >>"$R/order"
 }
 
+# channels: the background pump on one stream and on two (main and one
+# bulk channel), alternately, postcopy from the start; medians and ratios.
+scenario_channels() {
+	local i
+	for i in $(seq "$CHANNEL_PAIRS"); do
+		migrate_postcopy "channels-1-$i" --postcopy --channels 1
+		migrate_postcopy "channels-2-$i" --postcopy --channels 2
+	done
+	jq -s --arg ram "$RAM" --argjson tcp "$REF_tcp_bytes_per_s" \
+		--argjson copy "$REF_uffd_copy_first_bytes_per_s" '
+		def med: sort | if length % 2 == 1 then .[length / 2 | floor]
+			else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+		def of($n; $k): map(select(.scenario | startswith("channels-\($n)-")) | .[$k]);
+		def r3: . * 1000 | round / 1000;
+		{scenario: "channels", ram: $ram, pairs: (length / 2),
+		 total_s_1: of(1; "total_s"), total_s_2: of(2; "total_s"),
+		 total_s_1_median: (of(1; "total_s") | med),
+		 total_s_2_median: (of(2; "total_s") | med),
+		 mb_per_s_1_median: (of(1; "mb_per_s") | med),
+		 mb_per_s_2_median: (of(2; "mb_per_s") | med),
+		 lat_p99_us_1_median: (of(1; "lat_p99_us") | med),
+		 lat_p99_us_2_median: (of(2; "lat_p99_us") | med), verify: "pass"} |
+		.ratio_2_to_1 = (.total_s_2_median / .total_s_1_median | r3) |
+		.best_ratio_limit = (([.mb_per_s_1_median, .mb_per_s_2_median] | max) * 1e6 /
+			([$tcp, $copy] | min) | r3)' \
+		"$R"/channels-1-*.json "$R"/channels-2-*.json >"$R/channels.json"
+	echo channels >>"$R/order"
+}
+
 # sparse: what zero pages cost. A 4 GiB idle guest with data in 10% of its
 # pages (idle:data=10: 410 MiB) against a 410 MiB guest all data
 # (idle:data=100), postcopy, alternately: the goal is at most 1.2x.
@@ -759,7 +789,7 @@ report() {
 		f=$R/$name.json
 		jq -e 'has("recover_ms") or has("precopy") or has("restart_send_ms") or
 			has("with_ratio_alone") or has("tls_ratio_clear") or
-			has("sparse_ratio_dense") or
+			has("sparse_ratio_dense") or has("ratio_2_to_1") or
 			(.scenario | startswith("qemu"))' "$f" >/dev/null && continue
 		jq -r '[.scenario, .total_s, .downtime_ms, .mb_per_s, .mb_ratio_tcp,
 			.mb_ratio_copy, .requests, .lat_p50_us, .lat_p99_us, .p50_ratio_rtt4k,
@@ -813,6 +843,16 @@ report() {
 			"  (TLS: \(.total_s_tls | map(tostring) | join(" ")); clear: \(.total_s_clear | map(tostring) | join(" ")))",
 			"  MB/s median \(.mb_per_s_tls_median) with TLS = \(.tls_ratio_aes256)x one core sealing AES-256-GCM (\(.aes256gcm_mb_per_s) MB/s; AES-128-GCM \(.aes128gcm_mb_per_s)); clear \(.mb_per_s_clear_median) = \(.clear_ratio_tcp)x TCP",
 			"  page-request p99 median: \(.lat_p99_us_tls_median) us with TLS, \(.lat_p99_us_clear_median) us clear; verify: \(.verify)"' "$f"
+	done <"$R/order"
+
+	while read -r name; do
+		f=$R/$name.json
+		jq -e 'has("ratio_2_to_1")' "$f" >/dev/null || continue
+		jq -r '"\nBackground streams (--channels; postcopy, \(.pairs) pairs, alternately):",
+			"  total_s median \(.total_s_2_median) with 2, \(.total_s_1_median) with 1: \(.ratio_2_to_1)x",
+			"  (2: \(.total_s_2 | map(tostring) | join(" ")); 1: \(.total_s_1 | map(tostring) | join(" ")))",
+			"  MB/s median \(.mb_per_s_2_median) with 2, \(.mb_per_s_1_median) with 1; the better / min(TCP, UFFDIO_COPY): \(.best_ratio_limit)x (goal: at least 0.8x)",
+			"  page-request p99 median: \(.lat_p99_us_2_median) us with 2, \(.lat_p99_us_1_median) us with 1; verify: \(.verify)"' "$f"
 	done <"$R/order"
 
 	while read -r name; do

@@ -14,7 +14,7 @@
 
 enum { OPT_POSTCOPY = 256, OPT_AFTER, OPT_PRECOPY_ONLY, OPT_DOWNTIME,
        OPT_DIGEST, OPT_MAXBW, OPT_NOPREEMPT, OPT_COMPRESS, OPT_UUID, OPT_RESUME,
-       OPT_DEFER };
+       OPT_DEFER, OPT_CHANNELS };
 
 static const struct mig_cli_opt opts[] = {
 	{ "guest", 'g', "PATH", "control socket of the running mig-guest" },
@@ -28,6 +28,7 @@ static const struct mig_cli_opt opts[] = {
 	{ "digest", OPT_DIGEST, NULL, "report a digest of all RAM at switchover" },
 	{ "max-bandwidth", OPT_MAXBW, "RATE", "limit the background pump, bytes/s (K/M/G)" },
 	{ "no-preempt", OPT_NOPREEMPT, NULL, "send requested pages on the main channel" },
+	{ "channels", OPT_CHANNELS, "N", "background streams in postcopy, 1-8 (by cores)" },
 	{ "compress", OPT_COMPRESS, NULL, "LZ4-compress page runs (slow links only)" },
 	{ "uuid", OPT_UUID, "UUID", "migration UUID (default: random)" },
 	{ NULL },
@@ -98,6 +99,12 @@ static int opt(void *ctx, int c, const char *arg)
 		o->downtime_limit_ms = ul;
 		break;
 	case OPT_NOPREEMPT: o->preempt = false; break;
+	case OPT_CHANNELS:
+		if (mig_parse_ulong(arg, 1, MIG_SOURCE_CHANNELS_MAX, &ul) < 0)
+			return mig_cli_usage("--channels '%s' is not a number from 1 "
+					     "to %d", arg, MIG_SOURCE_CHANNELS_MAX);
+		o->channels = (unsigned)ul;
+		break;
 	case OPT_COMPRESS: o->compress = true; break;
 	case OPT_MAXBW:
 		if (mig_parse_size(arg, &o->max_bandwidth) < 0)

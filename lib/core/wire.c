@@ -116,8 +116,12 @@ int mig_wire_dec_hello(const uint8_t *in, size_t len, struct mig_hello *h)
 		return -EPROTO;
 	role = mig_get_be32(in + 8);
 	flags = mig_get_be32(in + 12);
-	if ((role != MIG_ROLE_MAIN && role != MIG_ROLE_PREEMPT) ||
-	    (flags & ~MIG_HELLO_FLAGS_ALL))
+	if ((role != MIG_ROLE_MAIN && role != MIG_ROLE_PREEMPT &&
+	     role != MIG_ROLE_BULK) || (flags & ~MIG_HELLO_FLAGS_ALL))
+		return -EBADMSG;
+	/* a bulk channel says which it is; main, how many follow it */
+	if (role != MIG_ROLE_MAIN &&
+	    (role == MIG_ROLE_BULK) != (MIG_HELLO_BULK_OF(flags) != 0))
 		return -EBADMSG;
 	h->version = MIG_WIRE_VERSION;
 	h->role = role;

@@ -63,12 +63,22 @@ enum mig_msg_type {
 enum mig_role {
 	MIG_ROLE_MAIN = 1,
 	MIG_ROLE_PREEMPT = 2,
+	MIG_ROLE_BULK = 3,      /* another stream of background pages */
 };
 
 /* Hello flags. */
 #define MIG_HELLO_RESUME 0x1u   /* this connection recovers a paused migration */
 #define MIG_HELLO_PREEMPT 0x2u  /* main hello: a preempt channel will follow */
-#define MIG_HELLO_FLAGS_ALL (MIG_HELLO_RESUME | MIG_HELLO_PREEMPT)
+/* Bits 8-10: in a main hello, how many bulk channels follow it (0-7); in
+ * a bulk hello, which one this is (1-7). */
+#define MIG_HELLO_BULK_SHIFT 8
+#define MIG_HELLO_BULK_MASK (7u << MIG_HELLO_BULK_SHIFT)
+#define MIG_WIRE_MAX_BULK 7u
+#define MIG_HELLO_BULK(n) ((uint32_t)(n) << MIG_HELLO_BULK_SHIFT)
+#define MIG_HELLO_BULK_OF(flags) (((flags) & MIG_HELLO_BULK_MASK) >> \
+				  MIG_HELLO_BULK_SHIFT)
+#define MIG_HELLO_FLAGS_ALL (MIG_HELLO_RESUME | MIG_HELLO_PREEMPT | \
+			     MIG_HELLO_BULK_MASK)
 
 /* Refusal reasons. */
 enum mig_refuse_code {

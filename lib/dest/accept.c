@@ -36,10 +36,12 @@ static void refuse(int fd, uint32_t code, const char *why)
 	mig_chan_close(fd);
 }
 
-/* Our answer to a hello of migration uuid. */
-static int ack(struct dst *d, int fd, uint32_t role, const uint8_t uuid[16])
+/* Our answer to a hello of migration uuid (a bulk channel's names it). */
+static int ack(struct dst *d, int fd, uint32_t role, uint32_t flags,
+	       const uint8_t uuid[16])
 {
-	struct mig_hello h = { .version = MIG_WIRE_VERSION, .role = role };
+	struct mig_hello h = { .version = MIG_WIRE_VERSION, .role = role,
+			       .flags = flags };
 	uint8_t buf[MIG_HELLO_BYTES];
 
 	memcpy(h.uuid, uuid, 16);
@@ -50,7 +52,7 @@ static int ack(struct dst *d, int fd, uint32_t role, const uint8_t uuid[16])
 
 int dst_hello_ack(struct dst *d, int fd, uint32_t role)
 {
-	return ack(d, fd, role, d->e.uuid);
+	return ack(d, fd, role, 0, d->e.uuid);
 }
 
 /* The new migration's setup is valid: spawn and claim the incoming guest,
@@ -109,6 +111,41 @@ static void accept_preempt(struct dst *d, int fd, const struct mig_hello *h)
 		mig_engine_post(&d->e, MIG_EV_LINK_DOWN);
 }
 
+/* The bulk channels a session's main hello announces. */
+static void expect_bulk(struct dst *d, const struct mig_hello *h)
+{
+	d->bulk_expected = (1u << MIG_HELLO_BULK_OF(h->flags)) - 1;
+}
+
+/* A bulk channel: as a preempt channel, only the ones the session's main
+ * hello announced, once each; it carries pages once the guest runs here. */
+static void accept_bulk(struct dst *d, int fd, const struct mig_hello *h)
+{
+	enum mig_state st = mig_engine_state(&d->e);
+	unsigned i = MIG_HELLO_BULK_OF(h->flags);
+	enum mig_chan_slot c = MIG_CHAN_BULK + i - 1;
+	uint32_t flags = MIG_HELLO_BULK(i);
+
+	if (st == MIG_STATE_COMPLETED) {
+		ack(d, fd, MIG_ROLE_BULK, flags, d->e.uuid);
+		mig_chan_close(fd);
+		return;
+	}
+	if (!(d->bulk_expected & (1u << (i - 1))) ||
+	    mig_engine_get_chan(&d->e, c) >= 0 ||
+	    (st != MIG_STATE_ACTIVE && st != MIG_STATE_POSTCOPY_ACTIVE &&
+	     st != MIG_STATE_POSTCOPY_RECOVER)) {
+		refuse(fd, MIG_REFUSE_STATE, "no such bulk channel expected now");
+		return;
+	}
+	d->bulk_expected &= ~(1u << (i - 1));
+	mig_engine_set_chan(&d->e, c, fd);
+	mig_dbg("chan", "%s joined", mig_chan_slot_name(c));
+	if (ack(d, fd, MIG_ROLE_BULK, flags, d->e.uuid) < 0 ||
+	    dst_start_rx(d, c) < 0)
+		mig_engine_post(&d->e, MIG_EV_LINK_DOWN);
+}
+
 /* A main hello with RESUME: a source recovering, or one that missed our end. */
 static void accept_resume(struct dst *d, int fd, const struct mig_hello *h)
 {
@@ -125,6 +162,7 @@ static void accept_resume(struct dst *d, int fd, const struct mig_hello *h)
 		return;
 	}
 	d->preempt_expected = h->flags & MIG_HELLO_PREEMPT;
+	expect_bulk(d, h);
 	mig_engine_clear_link(&d->e, fd);
 	dst_begin_recovery(d, fd);
 }
@@ -154,7 +192,7 @@ static void await_ram_info(struct dst *d, struct pending *p,
 	int r;
 
 	mig_set_nonblock(p->fd, false);
-	r = ack(d, p->fd, MIG_ROLE_MAIN, h->uuid);
+	r = ack(d, p->fd, MIG_ROLE_MAIN, 0, h->uuid);
 	mig_set_nonblock(p->fd, true);
 	if (r < 0) {
 		drop(p, "cannot answer its hello");
@@ -198,8 +236,12 @@ static void route(struct dst *d, struct pending *p, const struct mig_hello *h)
 	mig_set_nonblock(fd, false);
 	if (h->role == MIG_ROLE_PREEMPT && d->have_migration) {
 		accept_preempt(d, fd, h);
-	} else if (h->role == MIG_ROLE_PREEMPT) {
-		refuse(fd, MIG_REFUSE_ROLE, "preempt channel before any migration");
+	} else if (h->role == MIG_ROLE_BULK && d->have_migration) {
+		accept_bulk(d, fd, h);
+	} else if (h->role != MIG_ROLE_MAIN) {
+		refuse(fd, MIG_REFUSE_ROLE, h->role == MIG_ROLE_PREEMPT ?
+		       "preempt channel before any migration" :
+		       "bulk channel before any migration");
 	} else if (!(h->flags & MIG_HELLO_RESUME)) {
 		refuse(fd, MIG_REFUSE_STATE, "a migration is already running here");
 	} else {
@@ -272,6 +314,7 @@ static void on_ram_info(struct dst *d, struct pending *p)
 		mig_set_nonblock(fd, false);
 		d->have_migration = true;
 		d->preempt_expected = p->h.flags & MIG_HELLO_PREEMPT;
+		expect_bulk(d, &p->h);
 		memcpy(d->e.uuid, p->h.uuid, 16);
 		mig_uuid_format(d->e.uuid, d->e.uuid_str);
 		pthread_mutex_lock(&d->e.lock);

@@ -94,6 +94,7 @@ static int dst_params(struct mig_engine *e, const struct mig_json *args,
 {
 	static const char *const source_only[] = {
 		"max-bandwidth", "max-postcopy-bandwidth", "downtime-limit",
+		"multifd-channels",
 	};
 
 	for (size_t i = 0; i < sizeof(source_only) / sizeof(source_only[0]); i++)
@@ -135,9 +136,12 @@ static void dst_query(struct mig_engine *e, struct mig_json *ret)
 	struct mig_json *lat, *vbt;
 	pid_t pid;
 
-	if (mig_json_get(ret, "ram"))
+	if (mig_json_get(ret, "ram")) {
 		mig_json_add_int(mig_json_get(ret, "ram"), "x-discarded",
 				 d->discarded);
+		mig_json_add_int(mig_json_get(ret, "ram"), "x-duplicate-pages",
+				 d->duplicates);
+	}
 	if (d->guest_ctl[0])
 		mig_json_add_str(ret, "x-guest-ctl", d->guest_ctl);
 	/* the guest we spawned or took over, for whoever must find it */

@@ -89,6 +89,9 @@ struct dst {
 	/* the current session's main hello announced a preempt channel, and
 	 * none has been taken yet: no other may write pages */
 	bool preempt_expected;
+	/* ...and how many bulk channels; bit i-1 of bulk_expected: bulk
+	 * channel i is announced and not yet taken */
+	unsigned bulk_expected;
 	/* the source is committed to postcopy (its go-ahead RESUME, a
 	 * recovery, a stop-and-copy that ran the guest here): it never
 	 * sends CANCEL any more, and one that comes is out of place */
@@ -132,6 +135,9 @@ struct dst {
 				     * userfaultfd; mig_dest_run's result */
 
 	uint64_t discarded;         /* pages dropped before switchover */
+	/* pages that came again once present (a request raced with the
+	 * pump): refused by UFFDIO_COPY, so never overwritten */
+	atomic_uint_fast64_t duplicates;
 	/* read by the bus thread's query-status too */
 	atomic_bool switched;       /* the guest's state is loaded here */
 	atomic_bool running;        /* ...and its vCPUs were started */
@@ -157,9 +163,10 @@ int dst_start_rx(struct dst *d, enum mig_chan_slot c);
 void dst_stop_rx(struct dst *d);
 
 /* userfault.c */
-/* A zero page left a hole (unplaced): place it now, waking its waiters.
- * 1 placed, 0 it was not unplaced (or another placed it), or -errno. */
-long dst_place_unplaced(struct dst *d, uint64_t page);
+/* A zero page left a hole (unplaced): place it now, waking its waiters,
+ * and those of the unplaced pages right after it, max in all. 1 placed, 0
+ * it was not unplaced (or another placed it), or -errno. */
+long dst_place_unplaced(struct dst *d, uint64_t page, uint64_t max);
 int dst_rp_send(struct dst *d, uint32_t type, const void *p, size_t len);
 int dst_send_req(struct dst *d, uint64_t page);
 int dst_start_fault(struct dst *d);

@@ -107,7 +107,7 @@ static long leave_zero(struct dst *d, uint64_t first, uint64_t n)
 	mark_present(d, first, n);
 	for (uint64_t p = first; p < first + n; p++) {
 		long r = mig_bitmap_test(d->requested, p) ?
-			 dst_place_unplaced(d, p) : 0;
+			 dst_place_unplaced(d, p, 1) : 0;
 
 		if (r < 0)
 			return r;
@@ -115,14 +115,18 @@ static long leave_zero(struct dst *d, uint64_t first, uint64_t n)
 	return (long)n;
 }
 
-long dst_place_unplaced(struct dst *d, uint64_t page)
+long dst_place_unplaced(struct dst *d, uint64_t page, uint64_t max)
 {
+	uint64_t n = 1;
 	long r;
 
 	if (!mig_bitmap_clear(d->unplaced, page))
 		return 0;
+	while (n < max && page + n < d->npages &&
+	       mig_bitmap_clear(d->unplaced, page + n))
+		n++;
 	r = mig_uffd_zeropage(d->uffd, d->base + page * MIG_PAGE_SIZE,
-			      MIG_PAGE_SIZE);
+			      n * MIG_PAGE_SIZE);
 	return r < 0 ? r : 1;
 }
 
@@ -146,8 +150,8 @@ static int place(struct dst *d, const struct mig_pages *pg, uint8_t *scratch)
 	 * it atomically and wakes whoever waits for it */
 	else if (zero)
 		r = leave_zero(d, pg->offset / MIG_PAGE_SIZE, pg->npages);
-	else
-		r = mig_uffd_copy(d->uffd, dst, src, len);
+	else if ((r = mig_uffd_copy(d->uffd, dst, src, len)) >= 0)
+		d->duplicates += pg->npages - (uint64_t)r;
 	if (r < 0 && atomic_load(&d->complete_posted))
 		return 0; /* every page is here: a late duplicate, nothing lost */
 	if (r < 0) {
@@ -222,6 +226,7 @@ enum rx_phase {
 	RX_RECOVERING,  /* a recovery's main: its RESUME next */
 	RX_POSTCOPY,    /* main: pages and EOS */
 	RX_PREEMPT,     /* requested pages */
+	RX_BULK,        /* background pages, once the guest runs here */
 };
 
 static bool in_place(struct dst *d, enum rx_phase ph, uint32_t type)
@@ -230,11 +235,15 @@ static bool in_place(struct dst *d, enum rx_phase ph, uint32_t type)
 	case MIG_MSG_PING:
 		return true;
 	case MIG_MSG_PAGES:
+		/* a bulk channel's are never written into the memfd: the
+		 * guest could start meanwhile and read half a page */
+		if (ph == RX_BULK)
+			return atomic_load(&d->guest_started);
 		return ph != RX_SWITCHED && ph != RX_RECOVERING;
 	case MIG_MSG_CANCEL:
 		/* on every channel, until the source has committed */
 		return ph != RX_RECOVERING && ph != RX_POSTCOPY &&
-		       !atomic_load(&d->committed);
+		       ph != RX_BULK && !atomic_load(&d->committed);
 	case MIG_MSG_DISCARD:
 	case MIG_MSG_SWITCHOVER:
 		return ph == RX_PRECOPY;
@@ -249,16 +258,16 @@ static bool in_place(struct dst *d, enum rx_phase ph, uint32_t type)
 
 /* One message from a source channel: 0, 1 for the orderly end (CANCEL),
  * or -errno to break the link. */
-static int handle_msg(struct dst *d, enum rx_phase *ph, uint32_t type,
-		      const uint8_t *buf, uint32_t len, uint8_t *scratch)
+static int handle_msg(struct dst *d, enum mig_chan_slot c, enum rx_phase *ph,
+		      uint32_t type, const uint8_t *buf, uint32_t len,
+		      uint8_t *scratch)
 {
 	struct mig_pages pg;
 	int r;
 
 	if (!in_place(d, *ph, type)) {
-		mig_err("wire", "%s channel: %s message out of place",
-			*ph == RX_PREEMPT ? "preempt" : "main",
-			mig_wire_type_name(type));
+		mig_err("wire", "%s: %s message out of place",
+			mig_chan_slot_name(c), mig_wire_type_name(type));
 		return -EPROTO;
 	}
 	switch (type) {
@@ -307,7 +316,7 @@ static void *rx_main(void *arg)
 	int r = buf && scratch ? 0 : -ENOMEM;
 
 	free(a);
-	if (c == MIG_CHAN_MAIN)
+	if (c != MIG_CHAN_PREEMPT)
 		mig_thread_bulk();
 	while (r == 0 && !atomic_load(&d->stop_rx)) {
 		uint32_t type, len;
@@ -315,17 +324,18 @@ static void *rx_main(void *arg)
 		r = mig_wire_recv(fd, &type, buf, MIG_WIRE_MAX_PAYLOAD, &len);
 		if (r == 0) {
 			d->e.st.bytes += MIG_WIRE_HDR_BYTES + len;
-			r = handle_msg(d, &ph, type, buf, len, scratch);
+			if (c >= MIG_CHAN_BULK)
+				d->e.st.bulk_bytes += MIG_WIRE_HDR_BYTES + len;
+			r = handle_msg(d, c, &ph, type, buf, len, scratch);
 		}
 		if (r == -EBADMSG || r == -ERANGE)
-			mig_err("wire", "%s channel: malformed %s message",
-				c ? "preempt" : "main", mig_wire_type_name(type));
+			mig_err("wire", "%s: malformed %s message",
+				mig_chan_slot_name(c), mig_wire_type_name(type));
 	}
 	if (c == MIG_CHAN_MAIN)
 		atomic_store(&d->main_closed, true);
 	if (r < 0 && !atomic_load(&d->stop_rx) && !atomic_load(&d->ending)) {
-		mig_warn("link", "%s channel: %s", c ? "preempt" : "main",
-			 strerror(-r));
+		mig_warn("link", "%s: %s", mig_chan_slot_name(c), strerror(-r));
 		mig_engine_post(&d->e, MIG_EV_LINK_DOWN);
 	} else if (c == MIG_CHAN_MAIN) {
 		mig_engine_signal(&d->e); /* completed: the loop may end now */
@@ -347,7 +357,7 @@ int dst_start_rx(struct dst *d, enum mig_chan_slot c)
 		return -ENOMEM;
 	a->d = d;
 	a->c = c;
-	a->ph = c == MIG_CHAN_PREEMPT ? RX_PREEMPT :
+	a->ph = c == MIG_CHAN_PREEMPT ? RX_PREEMPT : c >= MIG_CHAN_BULK ? RX_BULK :
 		mig_engine_state(&d->e) == MIG_STATE_POSTCOPY_RECOVER ?
 		RX_RECOVERING : RX_PRECOPY;
 	atomic_store(&d->stop_rx, false);

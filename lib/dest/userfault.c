@@ -51,11 +51,16 @@ static void request(struct dst *d, uint64_t page, uint64_t now)
 	dst_send_req(d, page);
 }
 
+/* A vCPU that faults on a zero hole most likely walks on into the next
+ * ones: placing them with it saves a fault and a wakeup each, for at
+ * most 60 KiB allocated that it might never touch. */
+#define ZERO_RUN_PAGES 16
+
 /* The page is here, or it is a zero page left a hole (receive.c's
  * leave_zero): place that zero page, which wakes whoever waits on it. */
 static void serve_here(struct dst *d, uint64_t page, uint64_t addr)
 {
-	long r = dst_place_unplaced(d, page);
+	long r = dst_place_unplaced(d, page, ZERO_RUN_PAGES);
 
 	if (r > 0)
 		return;

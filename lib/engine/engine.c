@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "core/chan.h"
+#include "core/wire.h"
 #include "engine/engine.h"
 #include "base/log.h"
 #include "engine/notify.h"
@@ -132,7 +133,7 @@ static void add_ram(struct mig_engine *e, struct mig_json *ret, uint64_t now)
 	mig_json_add_int(ram, "dirty-sync-count", 0);
 	mig_json_add_int(ram, "postcopy-requests", e->st.requests);
 	mig_json_add_int(ram, "page-size", MIG_PAGE_SIZE);
-	mig_json_add_int(ram, "multifd-bytes", 0);
+	mig_json_add_int(ram, "multifd-bytes", e->st.bulk_bytes);
 	mig_json_add_int(ram, "pages-per-second", pps);
 	mig_json_add_int(ram, "precopy-bytes", stop);
 	mig_json_add_int(ram, "downtime-bytes", run - stop);
@@ -374,6 +375,20 @@ void mig_engine_error(struct mig_engine *e, const char *fmt, ...)
 	pthread_mutex_lock(&e->lock);
 	memcpy(e->error, buf, sizeof(buf));
 	pthread_mutex_unlock(&e->lock);
+}
+
+_Static_assert(MIG_CHAN_MAX_BULK == MIG_WIRE_MAX_BULK,
+	       "a bulk hello can name every bulk slot");
+
+const char *mig_chan_slot_name(enum mig_chan_slot c)
+{
+	static const char *const names[MIG_CHAN__COUNT] = {
+		"main channel", "preempt channel", "bulk channel 1",
+		"bulk channel 2", "bulk channel 3", "bulk channel 4",
+		"bulk channel 5", "bulk channel 6", "bulk channel 7",
+	};
+
+	return (unsigned)c < MIG_CHAN__COUNT ? names[c] : "channel";
 }
 
 void mig_engine_set_chan(struct mig_engine *e, enum mig_chan_slot slot, int fd)

@@ -35,19 +35,29 @@ enum {
 	MIG_EV_WORKER = 1u << 8,    /* a worker has news (side-specific) */
 };
 
-/* Channel slots whose fds the bus thread may kick. */
+/* Channel slots whose fds the bus thread may kick. Bulk channels carry
+ * background pages beside main (QEMU's multifd): slot MIG_CHAN_BULK + i - 1
+ * holds bulk channel i, 1 <= i <= MIG_CHAN_MAX_BULK. */
 enum mig_chan_slot {
 	MIG_CHAN_MAIN,
 	MIG_CHAN_PREEMPT,
-	MIG_CHAN__COUNT
+	MIG_CHAN_BULK,
+	MIG_CHAN__COUNT = MIG_CHAN_BULK + 7
 };
+#define MIG_CHAN_MAX_BULK (MIG_CHAN__COUNT - MIG_CHAN_BULK)
+/* Background streams at most: main and every bulk channel. */
+#define MIG_CHANNELS_MAX (1 + MIG_CHAN_MAX_BULK)
+
+/* "main channel", "preempt channel", "bulk channel 3": for messages. */
+const char *mig_chan_slot_name(enum mig_chan_slot c);
 
 /* Heartbeat period and the silence after which a link counts as broken. */
 #define MIG_HEARTBEAT_MS 500
 #define MIG_LINK_TIMEOUT_MS_DEFAULT 5000
 
 struct mig_stats {
-	atomic_uint_fast64_t bytes;       /* on the wire, both channels */
+	atomic_uint_fast64_t bytes;       /* on the wire, every channel */
+	atomic_uint_fast64_t bulk_bytes;  /* ...of which on bulk channels */
 	atomic_uint_fast64_t normal;      /* pages sent/placed with data */
 	atomic_uint_fast64_t zero;        /* zero pages */
 	atomic_uint_fast64_t requests;    /* page requests */

@@ -136,6 +136,17 @@ static int src_params(struct mig_engine *e, const struct mig_json *args,
 	int64_t v;
 	int r;
 
+	/* the next connection's (a recovery's too): each hello fixes its own */
+	if (mig_json_get_int(args, "multifd-channels", &v)) {
+		if (v < 1 || v > MIG_CHANNELS_MAX) {
+			snprintf(desc, desclen, "Parameter 'multifd-channels' "
+				 "expects a value between 1 and %d",
+				 MIG_CHANNELS_MAX);
+			return -EINVAL;
+		}
+		if (apply)
+			atomic_store(&s->channels, (unsigned)v);
+	}
 	for (size_t i = 0; i < sizeof(p) / sizeof(p[0]); i++) {
 		if (!mig_json_get_int(args, p[i].name, &v))
 			continue;
@@ -158,6 +169,7 @@ static void src_query_params(struct mig_engine *e, struct mig_json *r)
 	mig_json_add_int(r, "max-postcopy-bandwidth",
 			 (int64_t)atomic_load(&s->max_postcopy_bw));
 	mig_json_add_bool(r, "x-compress", s->compress);
+	mig_json_add_int(r, "multifd-channels", atomic_load(&s->channels));
 }
 
 /* The source guest runs until it is stopped for switchover, and never

@@ -171,6 +171,11 @@ int src_open_chans(struct src *s, const struct mig_uri *u, bool resume)
 			 (atomic_load(&s->preempt) ? MIG_HELLO_PREEMPT : 0);
 	int fd = connect_interruptible(s, u), r;
 
+	/* this session's streams, fixed now: the hello announces them */
+	s->npumps = atomic_load(&s->channels);
+	flags |= MIG_HELLO_BULK(s->npumps - 1);
+	s->bulk_uri = *u;
+
 	s->pre_err = 0; /* a new attempt: old preempt failures are history */
 	mig_uri_format(u, name, sizeof(name));
 	if (fd < 0) {
@@ -203,6 +208,56 @@ int src_open_chans(struct src *s, const struct mig_uri *u, bool resume)
 	return r;
 }
 
+/* Connect to u within CONNECT_TIMEOUT_MS, unless stop is set meanwhile:
+ * a pump's bulk channel, which no pause could kick before it has an fd. */
+static int connect_stoppable(struct src *s, const struct mig_uri *u)
+{
+	uint64_t deadline = mig_deadline_ns(CONNECT_TIMEOUT_MS);
+	struct pollfd p = { .events = POLLOUT };
+	int r = -ETIMEDOUT;
+
+	p.fd = mig_chan_connect_start(u);
+	if (p.fd < 0)
+		return p.fd;
+	while (!atomic_load(&s->stop) && mig_deadline_left_ms(deadline) > 0) {
+		r = poll(&p, 1, MIG_MIN(100, mig_deadline_left_ms(deadline)));
+		if (r > 0) {
+			r = mig_chan_connect_finish(p.fd);
+			break;
+		}
+		r = r < 0 && errno != EINTR ? -errno : -ETIMEDOUT;
+		if (r != -ETIMEDOUT)
+			break;
+	}
+	if (atomic_load(&s->stop))
+		r = -EINTR;
+	if (r < 0) {
+		mig_chan_close(p.fd);
+		return r;
+	}
+	return p.fd;
+}
+
+int src_connect_bulk(struct src *s, enum mig_chan_slot c)
+{
+	int fd = connect_stoppable(s, &s->bulk_uri), r;
+
+	if (fd < 0)
+		return fd;
+	/* registered first, so that a pause kicks the handshakes; one that
+	 * began kicking before it was there has set stop, seen here */
+	mig_engine_set_chan(&s->e, c, fd);
+	if (atomic_load(&s->stop))
+		return -EINTR;
+	r = src_secure(s, fd, &s->bulk_uri);
+	if (r == 0)
+		r = src_say_hello(s, fd, MIG_ROLE_BULK,
+				  MIG_HELLO_BULK(c - MIG_CHAN_BULK + 1));
+	return r;
+}
+
+/* The return path, then one pump a background stream: main's at once,
+ * the others as their bulk channels connect. */
 int src_start_workers(struct src *s)
 {
 	int r;
@@ -212,10 +267,17 @@ int src_start_workers(struct src *s)
 	if (r)
 		return -r;
 	s->rp_on = true;
-	r = pthread_create(&s->pump_thr, NULL, src_pump_main, s);
-	if (r)
-		return -r;
-	s->pump_on = true;
+	atomic_store(&s->pumps_busy, s->npumps);
+	for (unsigned i = 0; i < s->npumps; i++) {
+		struct src_pump *pm = &s->pump[i];
+
+		pm->s = s;
+		pm->c = i ? MIG_CHAN_BULK + i - 1 : MIG_CHAN_MAIN;
+		r = pthread_create(&pm->thr, NULL, src_pump_main, pm);
+		if (r)
+			return -r;
+		pm->on = true;
+	}
 	return 0;
 }
 
@@ -224,13 +286,16 @@ void src_stop_workers(struct src *s)
 {
 	atomic_store(&s->stop, true);
 	mig_engine_kick_all(&s->e);
-	if (s->pump_on)
-		pthread_join(s->pump_thr, NULL);
+	for (unsigned i = 0; i < MIG_CHANNELS_MAX; i++) {
+		if (s->pump[i].on)
+			pthread_join(s->pump[i].thr, NULL);
+		s->pump[i].on = false;
+	}
 	if (s->rp_on)
 		pthread_join(s->rp_thr, NULL);
 	if (s->pre_on)
 		src_preempt_finish(s);
-	s->pump_on = s->rp_on = false;
+	s->rp_on = false;
 	close_chans(s);
 }
 
@@ -246,6 +311,6 @@ void src_heartbeat(struct src *s)
 		r = mig_wire_send(fd, MIG_MSG_PING, buf, mig_wire_enc_u64(buf, 0));
 		pthread_mutex_unlock(&s->tx[c]);
 		if (r < 0)
-			src_link_down(s, c ? "preempt channel" : "main channel", r);
+			src_link_down(s, mig_chan_slot_name(c), r);
 	}
 }

@@ -29,6 +29,8 @@ int src_send_msg(struct src *s, enum mig_chan_slot c, uint32_t type,
 	pthread_mutex_unlock(&s->tx[c]);
 	if (r == 0)
 		s->e.st.bytes += MIG_WIRE_HDR_BYTES + l1 + l2;
+	if (r == 0 && c >= MIG_CHAN_BULK)
+		s->e.st.bulk_bytes += MIG_WIRE_HDR_BYTES + l1 + l2;
 	return r;
 }
 
@@ -169,53 +171,78 @@ static bool throttle(struct src *s, struct throttle *t)
 	return true;
 }
 
-/* Background pump: every page not yet sent, in order, in bounded runs. */
-void *src_pump_main(void *arg)
+/* The next run for a pump, marked sent; false once every page is. */
+static bool claim_run(struct src *s, uint64_t *first, uint64_t *n)
 {
-	struct src *s = arg;
-	uint8_t *scratch = s->compress ?
-		malloc(mig_compress_bound(PUMP_RUN_PAGES * MIG_PAGE_SIZE)) : NULL;
-	uint64_t p = 0;
-	struct extent x = { 0, 0, false };
-	struct throttle t = { .limit_of = &s->max_postcopy_bw };
+	uint64_t hint = atomic_exchange(&s->pump_hint, 0), p, f, k = 1;
 
-	mig_thread_bulk();
-	while (!atomic_load(&s->stop)) {
-		uint64_t first, n = 1, hint = atomic_exchange(&s->pump_hint, 0);
-		int r;
-
-		/* a vCPU faulted just before `hint`: it will most likely touch
-		 * what follows next, so that is where the pump goes on */
-		if (hint)
-			p = hint < s->npages ? hint : 0;
-		first = mig_bitmap_next_clear(s->sent, p);
-		if (first >= s->npages && p)
-			first = mig_bitmap_next_clear(s->sent, 0);
-		if (first >= s->npages) {
-			r = src_send_msg(s, MIG_CHAN_MAIN, MIG_MSG_EOS, NULL, 0,
-					 NULL, 0);
-			if (r < 0)
-				src_link_down(s, "main channel", r);
-			else
-				mig_info("pump", "every page sent");
-			break;
-		}
-		while (n < PUMP_RUN_PAGES && first + n < s->npages &&
-		       !mig_bitmap_test(s->sent, first + n))
-			n++;
+	pthread_mutex_lock(&s->pump_lock);
+	/* a vCPU faulted just before `hint`: it will most likely touch
+	 * what follows next, so that is where the pumps go on */
+	if (hint)
+		s->pump_next = hint < s->npages ? hint : 0;
+	p = s->pump_next;
+	f = mig_bitmap_next_clear(s->sent, p);
+	if (f >= s->npages && p)
+		f = mig_bitmap_next_clear(s->sent, 0);
+	if (f < s->npages) {
+		while (k < PUMP_RUN_PAGES && f + k < s->npages &&
+		       !mig_bitmap_test(s->sent, f + k))
+			k++;
 		/* mark before sending: a request racing with us sends again
 		 * rather than nobody sending at all */
-		for (uint64_t i = 0; i < n; i++)
-			mig_bitmap_set(s->sent, first + i);
-		r = send_run(s, MIG_CHAN_MAIN, first, n, scratch, &x);
-		if (r < 0) {
-			src_link_down(s, "main channel", r);
+		for (uint64_t i = 0; i < k; i++)
+			mig_bitmap_set(s->sent, f + i);
+		s->pump_next = f + k;
+	}
+	pthread_mutex_unlock(&s->pump_lock);
+	*first = f;
+	*n = k;
+	return f < s->npages;
+}
+
+/* Every page is sent: the last pump to find so tells the destination. */
+static void pump_done(struct src *s)
+{
+	int r;
+
+	if (atomic_fetch_sub(&s->pumps_busy, 1) != 1)
+		return;
+	r = src_send_msg(s, MIG_CHAN_MAIN, MIG_MSG_EOS, NULL, 0, NULL, 0);
+	if (r < 0)
+		src_link_down(s, "main channel", r);
+	else
+		mig_info("pump", "every page sent");
+}
+
+/* A background pump: on main, or on a bulk channel it connects first.
+ * All of them take runs from one cursor, so each page goes once. */
+void *src_pump_main(void *arg)
+{
+	struct src_pump *pm = arg;
+	struct src *s = pm->s;
+	uint8_t *scratch = s->compress ?
+		malloc(mig_compress_bound(PUMP_RUN_PAGES * MIG_PAGE_SIZE)) : NULL;
+	struct extent x = { 0, 0, false };
+	struct throttle t = { .limit_of = &s->max_postcopy_bw };
+	int r = 0;
+
+	mig_thread_bulk();
+	if (pm->c != MIG_CHAN_MAIN)
+		r = src_connect_bulk(s, pm->c);
+	while (r == 0 && !atomic_load(&s->stop)) {
+		uint64_t first, n;
+
+		if (!claim_run(s, &first, &n)) {
+			pump_done(s);
 			break;
 		}
-		p = first + n;
-		while (throttle(s, &t))
+		r = send_run(s, pm->c, first, n, scratch, &x);
+		while (r == 0 && throttle(s, &t))
 			;
 	}
+	if (r < 0)
+		src_link_down(s, mig_chan_slot_name(pm->c), r);
 	free(scratch);
 	return NULL;
 }

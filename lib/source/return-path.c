@@ -6,12 +6,25 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <time.h>
 
+#include "base/fault.h"
 #include "base/log.h"
 #include "base/util.h"
 #include "core/ram.h"
 #include "core/wire.h"
 #include "source/source-int.h"
+
+/* Fault point: each requested run again, later, on main: the vCPU that
+ * waited has been woken and has written the page by the time it lands,
+ * which must not undo its write. */
+static int late_duplicate(struct src *s, uint64_t first, uint32_t n)
+{
+	struct timespec ts = { 0, 2000000 };
+
+	nanosleep(&ts, NULL);
+	return src_send_pages(s, MIG_CHAN_MAIN, first, n);
+}
 
 static int serve_request(struct src *s, const uint8_t *buf, uint32_t len)
 {
@@ -29,9 +42,10 @@ static int serve_request(struct src *s, const uint8_t *buf, uint32_t len)
 		mig_bitmap_set(s->sent, first + i);
 	atomic_store(&s->pump_hint, first + req.npages);
 	r = src_send_pages(s, c, first, req.npages);
+	if (r == 0 && mig_fault("late-duplicates"))
+		r = late_duplicate(s, first, req.npages);
 	if (r < 0)
-		src_link_down(s, c == MIG_CHAN_PREEMPT ? "preempt channel" :
-			      "main channel", r);
+		src_link_down(s, mig_chan_slot_name(c), r);
 	return 0;
 }
 

@@ -76,10 +76,24 @@ struct src {
 	atomic_bool postcopy_ram; /* the capability: may precopy end in postcopy */
 	_Atomic uint64_t downtime_limit_ms;
 
-	pthread_t pump_thr, rp_thr, pre_thr;
-	bool pump_on, rp_on, pre_on;
+	/* background streams, main's first, then bulk channels 1..: set by
+	 * --channels and multifd-channels until channels open */
+	_Atomic unsigned channels;
+	struct src_pump {
+		struct src *s;
+		enum mig_chan_slot c;
+		pthread_t thr;
+		bool on;
+	} pump[MIG_CHANNELS_MAX];
+	unsigned npumps;         /* started for this session */
+	pthread_mutex_t pump_lock; /* the pumps' cursor over `sent` */
+	uint64_t pump_next;      /* where the next run starts looking */
+	atomic_uint pumps_busy;  /* pumps that have not found every page sent */
+	pthread_t rp_thr, pre_thr;
+	bool rp_on, pre_on;
 	atomic_bool stop;
 	_Atomic uint64_t pump_hint; /* page after the last request, or 0 */
+	struct mig_uri bulk_uri; /* where bulk channels connect */
 	struct mig_uri pre_uri;  /* preempt thread's input */
 	atomic_int pre_fd;       /* its output: fd, or -errno */
 	int pre_err;             /* why the last attempt failed, or 0 */
@@ -121,6 +135,8 @@ void src_join_digest(struct src *s);
 void src_link_down(struct src *s, const char *what, int err);
 int src_secure(struct src *s, int fd, const struct mig_uri *u);
 int src_say_hello(struct src *s, int fd, uint32_t role, uint32_t flags);
+/* Bulk channel slot c to bulk_uri, from its pump's thread. */
+int src_connect_bulk(struct src *s, enum mig_chan_slot c);
 int src_open_chans(struct src *s, const struct mig_uri *u, bool resume);
 int src_start_workers(struct src *s);
 void src_stop_workers(struct src *s);

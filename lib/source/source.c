@@ -196,6 +196,19 @@ static int setup(struct src *s)
 	return 0;
 }
 
+_Static_assert(MIG_SOURCE_CHANNELS_MAX == MIG_CHANNELS_MAX,
+	       "--channels can use every bulk slot");
+
+/* One stream per two cores, at most four: a stream takes a core on each
+ * side (its sender; its receiver placing pages), and the guest's vCPUs
+ * need theirs. */
+unsigned mig_source_channels_default(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n >= 4 ? (unsigned)MIG_MIN(n / 2, 4) : 1;
+}
+
 /* The engine before it is initialised: the options, nothing attached. */
 static struct src *src_new(const struct mig_source_opts *o)
 {
@@ -208,6 +221,7 @@ static struct src *src_new(const struct mig_source_opts *o)
 	if (o->to)
 		snprintf(s->to_uri, sizeof(s->to_uri), "%s", o->to);
 	s->preempt = o->preempt;
+	s->channels = o->channels ? o->channels : mig_source_channels_default();
 	s->compress = o->compress;
 	s->max_bw = s->max_postcopy_bw = o->max_bandwidth;
 	s->postcopy_ram = true;
@@ -215,6 +229,7 @@ static struct src *src_new(const struct mig_source_opts *o)
 	s->downtime_limit_ms = o->downtime_limit_ms;
 	for (int c = 0; c < MIG_CHAN__COUNT; c++)
 		pthread_mutex_init(&s->tx[c], NULL);
+	pthread_mutex_init(&s->pump_lock, NULL);
 	return s;
 }
 
@@ -231,6 +246,7 @@ static void src_free(struct src *s)
 	mig_dirty_close(s->dt);
 	for (int c = 0; c < MIG_CHAN__COUNT; c++)
 		pthread_mutex_destroy(&s->tx[c]);
+	pthread_mutex_destroy(&s->pump_lock);
 	free(s);
 }
 

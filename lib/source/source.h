@@ -33,11 +33,17 @@ struct mig_source_opts {
 	const char *uuid;        /* migration UUID (random when NULL) */
 	uint64_t max_bandwidth;  /* bytes/s for the background pump, 0 = none */
 	bool preempt;            /* requested pages on their own channel */
+	unsigned channels;       /* background streams, main included
+				  * (1..MIG_CHANNELS_MAX); 0: the default */
 	bool compress;           /* LZ4 page runs */
 	struct mig_precopy_policy policy; /* when to end precopy, and how */
 	uint64_t downtime_limit_ms;       /* stop-and-copy budget */
 	bool digest;             /* digest of all RAM at switchover */
 };
+
+#define MIG_SOURCE_CHANNELS_MAX 8
+/* How many background streams --channels defaults to on this host. */
+unsigned mig_source_channels_default(void);
 
 /* Run one migration to its end. A guest whose record says it was handed
  * over (its engine died after switchover) is taken over instead: the

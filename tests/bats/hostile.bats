@@ -98,12 +98,15 @@ recover_both() {
 	wait_only_running 5 "$PID_src"
 }
 
-@test "a stranger's preempt channel is refused when the migration opened none" {
+@test "a stranger's preempt channel is refused when the migration opened none; a bulk one too" {
 	busy_guest 128M
 	recv_at
-	send_to "$DST" --no-preempt --max-bandwidth 16M
+	send_to "$DST" --no-preempt --max-bandwidth 16M --channels 1
 	state "$SRC_BUS" postcopy-active
 	expect 3 "$FAKE" preempt "$DST" "$(uuid_of "$DST_BUS")"
+	says "refused 4 "
+	# nor a bulk channel, when it has a single stream
+	expect 3 "$FAKE" bulk "$DST" "$(uuid_of "$DST_BUS")" 1
 	says "refused 4 "
 	done_and_clean
 }

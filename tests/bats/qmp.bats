@@ -271,11 +271,9 @@ events_match_bus() {
 			"Parameter 'tls-creds': /nonexistent: No such file or directory"
 		refused "$bus" migrate-set-parameters '{"tls-hostname": 5}' GenericError \
 			"Invalid parameter type for 'tls-hostname', expected: StrOrNull"
-		refused "$bus" migrate-set-parameters '{"multifd-channels": 4}' GenericError \
-			"Parameter 'multifd-channels' is unexpected: mig has no multifd channels yet"
 		refused "$bus" migrate-set-capabilities \
 			'{"capabilities": [{"capability": "multifd", "state": true}]}' GenericError \
-			"Parameter 'capabilities[0].capability' does not accept value 'multifd': mig has no multifd channels yet"
+			"Parameter 'capabilities[0].capability' does not accept value 'multifd': mig opens bulk channels whenever multifd-channels is above 1, no capability needed"
 		refused "$bus" migrate-set-capabilities \
 			'{"capabilities": [{"capability": "events", "state": false}]}' GenericError \
 			"Capability 'events' cannot be disabled: mig always emits MIGRATION events"
@@ -305,8 +303,15 @@ events_match_bus() {
 		"~^Parameter 'max-bandwidth' expects an integer in the range of 0 to"
 	ok "$SRC_BUS" query-migrate-parameters
 	jq -e '.return."max-bandwidth" == 1000000 and .return."downtime-limit" == 300' <<<"$output"
+	refused "$SRC_BUS" migrate-set-parameters '{"multifd-channels": 9}' GenericError \
+		"Parameter 'multifd-channels' expects a value between 1 and 8"
+	ok "$SRC_BUS" migrate-set-parameters '{"multifd-channels": 3}'
+	ok "$SRC_BUS" query-migrate-parameters
+	jq -e '.return."multifd-channels" == 3' <<<"$output"
 	refused "$DST_BUS" migrate-set-parameters '{"max-bandwidth": 5}' GenericError \
 		"Parameter 'max-bandwidth' has no effect on the destination: set it on the source"
+	refused "$DST_BUS" migrate-set-parameters '{"multifd-channels": 2}' GenericError \
+		"Parameter 'multifd-channels' has no effect on the destination: set it on the source"
 	refused "$DST_BUS" migrate '{"uri": "tcp:127.0.0.1:1"}' GenericError "~is a source command"
 	# a failed listen is the command's error, whatever its errno
 	refused "$DST_BUS" migrate-incoming '{"uri": "unix:/nonexistent/in.sock"}' GenericError \

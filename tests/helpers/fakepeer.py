@@ -22,6 +22,9 @@ hostile.
                                       CODE REASON" and exit 3; answered,
                                       write 0xa5 over the first 16 pages of
                                       guest RAM and exit 0
+  fakepeer.py bulk URI UUID N [--resume]
+                                      the same with a stranger's bulk
+                                      channel N (1-7) of that migration
   fakepeer.py flood URI N [SECS]      hold N connections open, silent, each
                                       replaced by a new one after SECS
                                       (default 4), until killed
@@ -52,7 +55,7 @@ import time
 import uuid as uuidlib
 
 MAGIC, VERSION, HDR = 0x4D494757, 1, 8
-ROLE_MAIN, ROLE_PREEMPT, RESUME = 1, 2, 0x1
+ROLE_MAIN, ROLE_PREEMPT, ROLE_BULK, RESUME = 1, 2, 3, 0x1
 TYPES = {"HELLO": 1, "REFUSE": 2, "RAM_INFO": 3, "PAGES": 4, "SWITCHOVER": 5,
          "EOS": 6, "CANCEL": 7, "RESUME": 8, "PING": 9, "DISCARD": 11, "REQ": 16,
          "COMPLETE": 17, "RESUME_ACK": 20}
@@ -178,10 +181,10 @@ def stranger_main(uri, then):
     print("closed by the other side", flush=True)
 
 
-def stranger_preempt(uri, uid, flags):
+def stranger_preempt(uri, uid, flags, role=ROLE_PREEMPT):
     c = sock_for(uri, False)
     c.settimeout(30)
-    c.sendall(hello(ROLE_PREEMPT, flags, uid))
+    c.sendall(hello(role, flags, uid))
     if not answered(c):
         sys.exit("not answered with a hello")
     for page in range(16):
@@ -307,6 +310,10 @@ def run(args):
     if mode == "preempt":
         return stranger_preempt(uri, uuidlib.UUID(args[2]).bytes,
                                 RESUME if "--resume" in args else 0)
+    if mode == "bulk":
+        return stranger_preempt(uri, uuidlib.UUID(args[2]).bytes,
+                                int(args[3]) << 8 | (RESUME if "--resume" in args else 0),
+                                ROLE_BULK)
     if mode == "flood":
         return flood(uri, int(args[2]), float(args[3]) if len(args) > 3 else 4)
     if mode == "mitm":

@@ -106,9 +106,12 @@ static void test_alternates(void **state)
 
 static void test_reasons(void **state)
 {
-	refused("migrate-set-parameters", "{\"multifd-channels\": 2}",
-		"Parameter 'multifd-channels' is unexpected: mig has no multifd "
-		"channels yet");
+	accepted("migrate-set-parameters", "{\"multifd-channels\": 2}");
+	refused("migrate-set-capabilities",
+		"{\"capabilities\": [{\"capability\": \"multifd\", \"state\": true}]}",
+		"Parameter 'capabilities[0].capability' does not accept value "
+		"'multifd': mig opens bulk channels whenever multifd-channels is "
+		"above 1, no capability needed");
 	refused("migrate-incoming", "{\"exit-on-error\": false}",
 		"Parameter 'exit-on-error' is unexpected: mig-recv always ends "
 		"when its incoming migration fails");

@@ -248,7 +248,22 @@ static void test_hello(void **state)
 	assert_int_equal(dec_hello_fields(MIG_WIRE_MAGIC, 0, 1, 0), -EPROTO);
 	assert_int_equal(dec_hello_fields(MIG_WIRE_MAGIC, 2, 1, 0), -EPROTO);
 	assert_int_equal(dec_hello_fields(MIG_WIRE_MAGIC, 1, 0, 0), -EBADMSG);
-	assert_int_equal(dec_hello_fields(MIG_WIRE_MAGIC, 1, 3, 0), -EBADMSG);
+	assert_int_equal(dec_hello_fields(MIG_WIRE_MAGIC, 1, 4, 0), -EBADMSG);
+	/* a bulk channel names itself, 1-7; main says how many follow */
+	assert_int_equal(dec_hello_fields(MIG_WIRE_MAGIC, 1, MIG_ROLE_BULK, 0),
+			 -EBADMSG);
+	assert_int_equal(dec_hello_fields(MIG_WIRE_MAGIC, 1, MIG_ROLE_BULK,
+					  MIG_HELLO_BULK(1)), 0);
+	assert_int_equal(dec_hello_fields(MIG_WIRE_MAGIC, 1, MIG_ROLE_BULK,
+					  MIG_HELLO_BULK(7) | MIG_HELLO_RESUME), 0);
+	assert_int_equal(dec_hello_fields(MIG_WIRE_MAGIC, 1, MIG_ROLE_PREEMPT,
+					  MIG_HELLO_BULK(1)), -EBADMSG);
+	assert_int_equal(dec_hello_fields(MIG_WIRE_MAGIC, 1, MIG_ROLE_MAIN,
+					  MIG_HELLO_BULK(0)), 0);
+	assert_int_equal(dec_hello_fields(MIG_WIRE_MAGIC, 1, MIG_ROLE_MAIN,
+					  MIG_HELLO_BULK(7)), 0);
+	assert_int_equal(dec_hello_fields(MIG_WIRE_MAGIC, 1, MIG_ROLE_MAIN,
+					  MIG_HELLO_BULK(8)), -EBADMSG);
 	/* the lowest flag bit not defined */
 	assert_int_equal(dec_hello_fields(MIG_WIRE_MAGIC, 1, 1,
 					  ~MIG_HELLO_FLAGS_ALL &

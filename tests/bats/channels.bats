@@ -1,0 +1,174 @@
+#!/usr/bin/env bats
+# SPDX-License-Identifier: MIT
+# Several background streams (mig-send --channels N, the bus parameter
+# multifd-channels): main and N-1 bulk channels carry the pump's pages in
+# postcopy, each page once; the preempt channel keeps the requested ones.
+# They complete and verify over tcp and unix, through pause and recovery,
+# an engine kill, a bulk channel that cannot be made, and strangers'
+# bulk channels. Connections are counted by tests/helpers/proxy.py (in
+# order: main, preempt, then bulk channels 1, 2...).
+
+load ../helpers/common
+
+BATS_TEST_TIMEOUT=${BATS_TEST_TIMEOUT:-180}
+
+setup() {
+	mig_setup
+	require_uffd
+	DPORT=$(free_port)
+	DST=tcp:127.0.0.1:$DPORT
+	SRC_BUS=$(bus_of m send)
+	DST_BUS=$(bus_of m recv)
+	PROXY=$BATS_TEST_DIRNAME/../helpers/proxy.py
+	FAKE=$BATS_TEST_DIRNAME/../helpers/fakepeer.py
+}
+teardown() { mig_teardown; }
+
+# busy_guest SIZE: the source's guest, every page written.
+busy_guest() {
+	guest src "$1" --workload ab
+	guest_wrote "$T/src.ctl" $(($(numfmt --from=iec "$1") / 4096))
+}
+
+recv_at() { start recv mig-recv --name m --listen "$1" --guest-ctl "$T/dst.ctl" --link-timeout 2; }
+
+# send_to URI [ARGS]: postcopy from the start, the pump throttled so that
+# the test can look at the migration while it runs.
+send_to() {
+	local to=$1; shift
+	start send mig-send --postcopy --name m --guest "$T/src.ctl" --to "$to" \
+		--link-timeout 2 --max-bandwidth 16M "$@"
+}
+
+# proxy PORT [proxy.py options]: forwards PORT to the destination's DPORT.
+proxy() {
+	local port=$1; shift
+	start px "$PROXY" "tcp:127.0.0.1:$port" "$DST" "$@"
+}
+connections() { grep -c '^proxy: connection [0-9]* accepted$' "$T/px.log" || true; }
+
+ram_field() { mig-status --bus "$1" --json 3>&- | jq -r ".ram.\"$2\" // 0"; }
+bulk_grows() { [ "$(ram_field "$1" multifd-bytes)" -gt "$2" ]; }
+# bulk_flows BUS: bytes cross the bulk channels (multifd-bytes grows).
+bulk_flows() {
+	local b; b=$(ram_field "$1" multifd-bytes)
+	wait_for 20 "multifd-bytes on $1 to grow past $b" bulk_grows "$1" "$b"
+}
+
+# finish: the pump at full speed, both engines exit 0, the guest verifies
+# on the destination and is all that is left running.
+finish() {
+	set_bandwidth "$SRC_BUS" 0
+	finish_and_verify
+	wait_only_running 5 "$(guest_json "$T/dst.ctl" .pid)" ${PID_px:+"$PID_px"}
+}
+
+@test "--channels 3 over tcp: main and two bulk channels carry pages, completes and verifies" {
+	local port; port=$(free_port)
+	busy_guest 128M
+	recv_at "$DST"
+	proxy "$port"
+	send_to "tcp:127.0.0.1:$port" --channels 3
+	state "$SRC_BUS" postcopy-active
+	bulk_flows "$SRC_BUS"
+	bulk_flows "$DST_BUS"
+	[ "$(connections)" -eq 4 ]
+	[ "$(mig-status --bus "$SRC_BUS" --json 3>&- |
+		jq -r '.ram."multifd-bytes" < .ram.transferred')" = true ]
+	finish
+	[ "$(connections)" -eq 4 ]
+}
+
+@test "--channels 4 over unix, without preempt: completes and verifies" {
+	busy_guest 128M
+	recv_at "unix:$T/dst.sock"
+	send_to "unix:$T/dst.sock" --channels 4 --no-preempt
+	state "$SRC_BUS" postcopy-active
+	bulk_flows "$DST_BUS"
+	finish
+}
+
+@test "pause and recovery with 3 channels; a recovery with multifd-channels 2; completes" {
+	local port; port=$(free_port)
+	busy_guest 128M
+	recv_at "$DST"
+	proxy "$port"
+	send_to "tcp:127.0.0.1:$port" --channels 3
+	state "$SRC_BUS" postcopy-active
+	bulk_flows "$DST_BUS"
+	expect 0 mig-pause --bus "$SRC_BUS"
+	state "$DST_BUS" postcopy-paused
+	expect 75 mig-recover --bus "$DST_BUS" --listen "$DST" --timeout 0.5
+	expect 0 mig-recover --bus "$SRC_BUS" --to "tcp:127.0.0.1:$port" --timeout 20
+	bulk_flows "$DST_BUS"
+	[ "$(connections)" -eq 8 ]
+	# the parameter is the next connection's: the running one keeps its 3
+	qmp_ok "$SRC_BUS" migrate-set-parameters '{"multifd-channels": 2}'
+	[ "$(qmp_send "$SRC_BUS" '{"execute": "query-migrate-parameters", "id": 1}' |
+		jq -r 'select(.id == 1) | .return."multifd-channels"')" = 2 ]
+	bulk_flows "$DST_BUS"
+	[ "$(connections)" -eq 8 ]
+	expect 0 mig-pause --bus "$SRC_BUS"
+	state "$DST_BUS" postcopy-paused
+	expect 75 mig-recover --bus "$DST_BUS" --listen "$DST" --timeout 0.5
+	expect 0 mig-recover --bus "$SRC_BUS" --to "tcp:127.0.0.1:$port" --timeout 20
+	bulk_flows "$DST_BUS"
+	[ "$(connections)" -eq 11 ]
+	finish
+}
+
+@test "a bulk channel that cannot be made after switchover pauses; the recovery completes" {
+	local port; port=$(free_port)
+	busy_guest 128M
+	recv_at "$DST"
+	proxy "$port" --refuse 3
+	send_to "tcp:127.0.0.1:$port" --channels 2
+	state "$SRC_BUS" postcopy-paused
+	state "$DST_BUS" postcopy-paused
+	expect 75 mig-recover --bus "$DST_BUS" --listen "$DST" --timeout 0.5
+	expect 0 mig-recover --bus "$SRC_BUS" --to "tcp:127.0.0.1:$port" --timeout 20
+	bulk_flows "$DST_BUS"
+	finish
+}
+
+@test "kill -9 of mig-send with 3 channels: restarted with --resume, completes" {
+	busy_guest 128M
+	recv_at "unix:$T/dst.sock"
+	send_to "unix:$T/dst.sock" --channels 3
+	state "$SRC_BUS" postcopy-active
+	bulk_flows "$DST_BUS"
+	kill9 send
+	state "$DST_BUS" postcopy-paused
+	expect 75 mig-recover --bus "$DST_BUS" --listen "unix:$T/dst.sock" --timeout 0.5
+	start send mig-send --name m --guest "$T/src.ctl" --resume --link-timeout 2 \
+		--max-bandwidth 16M --channels 3
+	state "$SRC_BUS" postcopy-active
+	bulk_flows "$DST_BUS"
+	finish
+}
+
+@test "strangers' bulk channels are refused: one taken, one not announced" {
+	busy_guest 128M
+	recv_at "$DST"
+	send_to "$DST" --channels 2
+	state "$SRC_BUS" postcopy-active
+	bulk_flows "$DST_BUS"
+	local uuid; uuid=$(mig-status --bus "$DST_BUS" --json 3>&- | jq -r '."x-uuid"')
+	expect 3 "$FAKE" bulk "$DST" "$uuid" 1
+	says "refused 4 "
+	expect 3 "$FAKE" bulk "$DST" "$uuid" 5
+	says "refused 4 "
+	bulk_flows "$DST_BUS"
+	[ "$(history "$DST_BUS")" = "setup active postcopy-active" ]
+	finish
+}
+
+@test "requested pages sent again late, on another channel, never undo the vCPU's writes" {
+	busy_guest 128M
+	recv_at "$DST"
+	MIG_FAULT=late-duplicates send_to "$DST" --channels 2
+	state "$SRC_BUS" postcopy-active
+	dup() { [ "$(ram_field "$DST_BUS" x-duplicate-pages)" -gt 0 ]; }
+	wait_for 30 "late duplicates to reach the destination" dup
+	finish
+}
