@@ -233,11 +233,11 @@ demo: deps all
 	@MIG_BIN=$(CURDIR)/$(B)/bin examples/quickstart.sh
 
 # The whole test run: every suite, then one "N passed, N failed" line.
-# SANITIZE=thread: the unit tests and the migration, recovery, signal, TLS
-# and zero-page suites under ThreadSanitizer; any report it writes fails
-# the run.
+# SANITIZE=thread: the unit tests and the migration, recovery, signal, TLS,
+# zero-page and bulk-channel suites under ThreadSanitizer; any report it
+# writes fails the run.
 TSAN_BATS := tests/bats/migrate.bats tests/bats/recover.bats tests/bats/signals.bats \
-	tests/bats/tls.bats tests/bats/zero.bats
+	tests/bats/tls.bats tests/bats/zero.bats tests/bats/channels.bats
 # The fuzz suite runs each harness over its corpus; without clang it skips.
 check: deps all $(UNIT_BINS)
 ifeq ($(SANITIZE),thread)

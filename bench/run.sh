@@ -294,6 +294,7 @@ record_migration() {
 		--argjson mb_ratio_tcp "$(ratio "$mbps" "$(awk -v b="$REF_tcp_bytes_per_s" 'BEGIN { print b / 1e6 }')")" \
 		--argjson mb_ratio_copy "$(ratio "$mbps" "$(awk -v b="$REF_uffd_copy_first_bytes_per_s" 'BEGIN { print b / 1e6 }')")" \
 		--argjson requests "$(summary_field "$s" ',' ' page requests')" \
+		--argjson twice "$(summary_field "$r" ',' ' pages twice')" \
 		--argjson lat_p50_us "$p50" --argjson lat_p99_us "$p99" \
 		--argjson p50_ratio_rtt4k "$(ratio "$p50" "$REF_rtt4k_p50_us")" \
 		--argjson p99_ratio_rtt4k "$(ratio "$p99" "$REF_rtt4k_p50_us")" \
@@ -307,7 +308,7 @@ record_migration() {
 		  total_s: $total_s, wall_s: $wall_s, downtime_ms: $downtime_ms,
 		  mb_per_s: $mb_per_s, mb_ratio_tcp: $mb_ratio_tcp,
 		  mb_ratio_copy: $mb_ratio_copy,
-		  requests: $requests,
+		  requests: $requests, pages_twice: $twice,
 		  lat_p50_us: $lat_p50_us, lat_p99_us: $lat_p99_us,
 		  p50_ratio_rtt4k: $p50_ratio_rtt4k, p99_ratio_rtt4k: $p99_ratio_rtt4k,
 		  blocked_ms: $blocked_ms,
@@ -783,8 +784,8 @@ report() {
 		"$(awk -v b="$REF_uffd_copy_first_bytes_per_s" 'BEGIN { printf "%.0f", b / 1e6 }')" \
 		"$(awk -v b="$REF_uffd_copy_reused_bytes_per_s" 'BEGIN { printf "%.0f", b / 1e6 }')"
 	printf 'Migrations: %s guest (ab, or dirty:pattern=random for random-*), 1 vCPU, postcopy over loopback TCP\n' "$RAM"
-	printf '%-19s %7s %9s %5s %5s %6s %8s %6s %6s %7s %7s %9s %6s\n' \
-		scenario total_s down_ms MB/s xTCP xCOPY requests p50_us p99_us p50xRTT p99xRTT blocked_ms verify
+	printf '%-19s %7s %9s %5s %5s %6s %8s %6s %6s %6s %7s %7s %9s %6s\n' \
+		scenario total_s down_ms MB/s xTCP xCOPY requests twice p50_us p99_us p50xRTT p99xRTT blocked_ms verify
 	while read -r name; do
 		f=$R/$name.json
 		jq -e 'has("recover_ms") or has("precopy") or has("restart_send_ms") or
@@ -792,13 +793,14 @@ report() {
 			has("sparse_ratio_dense") or has("ratio_2_to_1") or
 			(.scenario | startswith("qemu"))' "$f" >/dev/null && continue
 		jq -r '[.scenario, .total_s, .downtime_ms, .mb_per_s, .mb_ratio_tcp,
-			.mb_ratio_copy, .requests, .lat_p50_us, .lat_p99_us, .p50_ratio_rtt4k,
-			.p99_ratio_rtt4k, .blocked_ms, .verify] | map(. // "-") | @tsv' "$f" |
-			awk -F'\t' '{ printf "%-19s %7s %9s %5s %5s %6s %8s %6s %6s %7s %7s %9s %6s\n",
-				$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 }'
+			.mb_ratio_copy, .requests, .pages_twice, .lat_p50_us, .lat_p99_us,
+			.p50_ratio_rtt4k, .p99_ratio_rtt4k, .blocked_ms, .verify] | map(. // "-") | @tsv' "$f" |
+			awk -F'\t' '{ printf "%-19s %7s %9s %5s %5s %6s %8s %6s %6s %6s %7s %7s %9s %6s\n",
+				$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 }'
 	done <"$R/order"
 	echo
 	echo "xTCP, xCOPY: throughput / loopback TCP, / UFFDIO_COPY first pass;"
+	echo "twice: pages that reached the destination a second time (refused there, never placed twice);"
 	echo "pNNxRTT: page-request latency / idle 4 KiB round-trip p50"
 	if grep -q '^notify-' "$R/order"; then
 		printf '\nDead webhook endpoints (mig-send --notify), against no webhook: total_s / mig-send start to exit (s)\n'

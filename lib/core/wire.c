@@ -414,17 +414,25 @@ static int recv_full(int fd, void *buf, size_t len)
 	return 0;
 }
 
+int mig_wire_recv_hdr(int fd, uint32_t *type, uint32_t *len)
+{
+	uint8_t hdr[MIG_WIRE_HDR_BYTES];
+	int r = recv_full(fd, hdr, sizeof(hdr));
+
+	return r < 0 ? r : mig_wire_dec_hdr(hdr, type, len);
+}
+
+int mig_wire_recv_bytes(int fd, uint8_t *buf, size_t len)
+{
+	return recv_full(fd, buf, len);
+}
+
 int mig_wire_recv(int fd, uint32_t *type, uint8_t *buf, size_t cap,
 		  uint32_t *len)
 {
-	uint8_t hdr[MIG_WIRE_HDR_BYTES];
 	uint32_t t, l;
-	int r;
+	int r = mig_wire_recv_hdr(fd, &t, &l);
 
-	r = recv_full(fd, hdr, sizeof(hdr));
-	if (r < 0)
-		return r;
-	r = mig_wire_dec_hdr(hdr, &t, &l);
 	if (r < 0)
 		return r;
 	if (l > cap)

@@ -202,5 +202,10 @@ int mig_wire_send2(int fd, uint32_t type, const void *p1, size_t l1,
  * the stream is out of sync: close it. */
 int mig_wire_recv(int fd, uint32_t *type, uint8_t *buf, size_t cap,
 		  uint32_t *len);
+/* The same in parts, for a reader that acts on a payload's start before
+ * the rest is in: a validated header, then exactly len bytes (as often as
+ * needed until the payload is read). Errors as mig_wire_recv's. */
+int mig_wire_recv_hdr(int fd, uint32_t *type, uint32_t *len);
+int mig_wire_recv_bytes(int fd, uint8_t *buf, size_t len);
 
 #endif

@@ -140,7 +140,7 @@ static void dst_query(struct mig_engine *e, struct mig_json *ret)
 		mig_json_add_int(mig_json_get(ret, "ram"), "x-discarded",
 				 d->discarded);
 		mig_json_add_int(mig_json_get(ret, "ram"), "x-duplicate-pages",
-				 d->duplicates);
+				 d->e.st.duplicates);
 	}
 	if (d->guest_ctl[0])
 		mig_json_add_str(ret, "x-guest-ctl", d->guest_ctl);

@@ -112,6 +112,10 @@ struct dst {
 	 * faults on it first (receive.c, userfault.c) */
 	struct mig_bitmap *unplaced;
 	_Atomic uint64_t *fault_ns; /* per page: when a vCPU first faulted */
+	/* per receiver, the run it is placing: (first page + 1) << 16 | pages,
+	 * or 0. A fault on such a page needs no request: the placement wakes
+	 * it (receive.c, userfault.c) */
+	_Atomic uint64_t in_hand[MIG_CHAN__COUNT];
 	struct dst_bt *bt;          /* blocktime.c; outlives the bus */
 
 	pthread_mutex_t rp_lock;    /* the return path: one writer, link_up */
@@ -135,9 +139,6 @@ struct dst {
 				     * userfaultfd; mig_dest_run's result */
 
 	uint64_t discarded;         /* pages dropped before switchover */
-	/* pages that came again once present (a request raced with the
-	 * pump): refused by UFFDIO_COPY, so never overwritten */
-	atomic_uint_fast64_t duplicates;
 	/* read by the bus thread's query-status too */
 	atomic_bool switched;       /* the guest's state is loaded here */
 	atomic_bool running;        /* ...and its vCPUs were started */
@@ -161,6 +162,9 @@ int dst_cmd_incoming(struct dst *d, const char *uri, char *desc, size_t desclen)
 int dst_alloc_pages(struct dst *d);
 int dst_start_rx(struct dst *d, enum mig_chan_slot c);
 void dst_stop_rx(struct dst *d);
+
+/* receive.c: is the page in a receiver's hand, about to be placed? */
+bool dst_in_hand(struct dst *d, uint64_t page);
 
 /* userfault.c */
 /* A zero page left a hole (unplaced): place it now, waking its waiters,

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/bytes.h"
 #include "base/latency.h"
 #include "base/log.h"
 #include "base/util.h"
@@ -130,6 +131,17 @@ long dst_place_unplaced(struct dst *d, uint64_t page, uint64_t max)
 	return r < 0 ? r : 1;
 }
 
+bool dst_in_hand(struct dst *d, uint64_t page)
+{
+	for (int c = 0; c < MIG_CHAN__COUNT; c++) {
+		uint64_t v = atomic_load(&d->in_hand[c]), first = (v >> 16) - 1;
+
+		if (v && page >= first && page < first + (v & 0xffff))
+			return true;
+	}
+	return false;
+}
+
 static int place(struct dst *d, const struct mig_pages *pg, uint8_t *scratch)
 {
 	size_t len = (size_t)pg->npages * MIG_PAGE_SIZE;
@@ -151,7 +163,7 @@ static int place(struct dst *d, const struct mig_pages *pg, uint8_t *scratch)
 	else if (zero)
 		r = leave_zero(d, pg->offset / MIG_PAGE_SIZE, pg->npages);
 	else if ((r = mig_uffd_copy(d->uffd, dst, src, len)) >= 0)
-		d->duplicates += pg->npages - (uint64_t)r;
+		d->e.st.duplicates += pg->npages - (uint64_t)r;
 	if (r < 0 && atomic_load(&d->complete_posted))
 		return 0; /* every page is here: a late duplicate, nothing lost */
 	if (r < 0) {
@@ -304,6 +316,48 @@ struct rx_arg {
 	enum rx_phase ph;
 };
 
+/*
+ * The run a PAGES message carries is in this receiver's hand from when its
+ * header is in until it is placed and marked present (in_hand, cleared by
+ * the caller): a vCPU faulting on it meanwhile is woken by the placement,
+ * and asking the source for it would only bring it twice. A vCPU faster
+ * than the pumps meets them right there, at the run on its way in. A run
+ * in hand that is never placed (a malformed message, a link that breaks)
+ * breaks the link, and a recovery asks for every page a vCPU waits for.
+ */
+static void take_in_hand(struct dst *d, enum mig_chan_slot c,
+			 const uint8_t *hdr)
+{
+	uint64_t off = mig_get_be64(hdr), first = off / MIG_PAGE_SIZE;
+	uint32_t n = mig_get_be32(hdr + 8);
+
+	_Static_assert(MIG_WIRE_MAX_RUN_PAGES < 0x10000, "in_hand's count");
+	if (off % MIG_PAGE_SIZE || !n || n > MIG_WIRE_MAX_RUN_PAGES ||
+	    first >= d->npages || n > d->npages - first)
+		return; /* malformed: the decoder says so */
+	atomic_store(&d->in_hand[c], (first + 1) << 16 | n);
+}
+
+static int recv_msg(struct dst *d, enum mig_chan_slot c, int fd,
+		    uint32_t *type, uint8_t *buf, uint32_t *len)
+{
+	uint32_t head = 0;
+	int r = mig_wire_recv_hdr(fd, type, len);
+
+	if (r == 0 && *len > MIG_WIRE_MAX_PAYLOAD)
+		r = -EMSGSIZE;
+	if (r == 0 && *type == MIG_MSG_PAGES && *len >= MIG_PAGES_HDR_BYTES &&
+	    atomic_load(&d->guest_started)) {
+		head = MIG_PAGES_HDR_BYTES;
+		r = mig_wire_recv_bytes(fd, buf, head);
+		if (r == 0)
+			take_in_hand(d, c, buf);
+	}
+	if (r == 0)
+		r = mig_wire_recv_bytes(fd, buf + head, *len - head);
+	return r;
+}
+
 static void *rx_main(void *arg)
 {
 	struct rx_arg *a = arg;
@@ -321,13 +375,14 @@ static void *rx_main(void *arg)
 	while (r == 0 && !atomic_load(&d->stop_rx)) {
 		uint32_t type, len;
 
-		r = mig_wire_recv(fd, &type, buf, MIG_WIRE_MAX_PAYLOAD, &len);
+		r = recv_msg(d, c, fd, &type, buf, &len);
 		if (r == 0) {
 			d->e.st.bytes += MIG_WIRE_HDR_BYTES + len;
 			if (c >= MIG_CHAN_BULK)
 				d->e.st.bulk_bytes += MIG_WIRE_HDR_BYTES + len;
 			r = handle_msg(d, c, &ph, type, buf, len, scratch);
 		}
+		atomic_store(&d->in_hand[c], 0);
 		if (r == -EBADMSG || r == -ERANGE)
 			mig_err("wire", "%s: malformed %s message",
 				mig_chan_slot_name(c), mig_wire_type_name(type));

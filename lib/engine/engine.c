@@ -445,6 +445,9 @@ static void summary(struct mig_engine *e, FILE *out)
 	if (ls.count)
 		fprintf(out, " (latency p50 %.0f us, p99 %.0f us, vCPUs blocked "
 			"%.1f ms)", ls.p50_ns / 1e3, ls.p99_ns / 1e3, ls.sum_ns / 1e6);
+	if (e->side == MIG_SIDE_DEST)
+		fprintf(out, ", %llu pages twice",
+			(unsigned long long)e->st.duplicates);
 	if (e->has_digest)
 		fprintf(out, ", ram digest %016llx", (unsigned long long)e->digest);
 	fprintf(out, "\n");

@@ -62,6 +62,9 @@ struct mig_stats {
 	atomic_uint_fast64_t zero;        /* zero pages */
 	atomic_uint_fast64_t requests;    /* page requests */
 	atomic_uint_fast64_t present;     /* destination: pages present */
+	/* destination: pages that came again once present (a request raced
+	 * with a pump): refused by UFFDIO_COPY, so never placed twice */
+	atomic_uint_fast64_t duplicates;
 };
 
 struct mig_engine;

@@ -238,21 +238,28 @@ static int connect_stoppable(struct src *s, const struct mig_uri *u)
 	return p.fd;
 }
 
+/* Under the channel's tx mutex throughout, so that no heartbeat goes out
+ * on it before its hello is answered. */
 int src_connect_bulk(struct src *s, enum mig_chan_slot c)
 {
-	int fd = connect_stoppable(s, &s->bulk_uri), r;
+	int fd, r = 0;
 
+	pthread_mutex_lock(&s->tx[c]);
+	fd = connect_stoppable(s, &s->bulk_uri);
 	if (fd < 0)
-		return fd;
+		r = fd;
 	/* registered first, so that a pause kicks the handshakes; one that
 	 * began kicking before it was there has set stop, seen here */
-	mig_engine_set_chan(&s->e, c, fd);
-	if (atomic_load(&s->stop))
-		return -EINTR;
-	r = src_secure(s, fd, &s->bulk_uri);
+	if (r == 0)
+		mig_engine_set_chan(&s->e, c, fd);
+	if (r == 0 && atomic_load(&s->stop))
+		r = -EINTR;
+	if (r == 0)
+		r = src_secure(s, fd, &s->bulk_uri);
 	if (r == 0)
 		r = src_say_hello(s, fd, MIG_ROLE_BULK,
 				  MIG_HELLO_BULK(c - MIG_CHAN_BULK + 1));
+	pthread_mutex_unlock(&s->tx[c]);
 	return r;
 }
 
@@ -304,11 +311,15 @@ void src_heartbeat(struct src *s)
 	uint8_t buf[8];
 
 	for (int c = 0; c < MIG_CHAN__COUNT; c++) {
-		int fd = s->e.chan_fd[c], r;
+		int fd, r = 0;
 
-		if (fd < 0 || pthread_mutex_trylock(&s->tx[c]))
+		if (pthread_mutex_trylock(&s->tx[c]))
 			continue; /* a message is going out: that is a heartbeat */
-		r = mig_wire_send(fd, MIG_MSG_PING, buf, mig_wire_enc_u64(buf, 0));
+		/* read under tx: a bulk channel's pump sets it under tx */
+		fd = s->e.chan_fd[c];
+		if (fd >= 0)
+			r = mig_wire_send(fd, MIG_MSG_PING, buf,
+					  mig_wire_enc_u64(buf, 0));
 		pthread_mutex_unlock(&s->tx[c]);
 		if (r < 0)
 			src_link_down(s, mig_chan_slot_name(c), r);

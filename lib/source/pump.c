@@ -22,10 +22,10 @@
 int src_send_msg(struct src *s, enum mig_chan_slot c, uint32_t type,
 		 const void *p1, size_t l1, const void *p2, size_t l2)
 {
-	int fd = s->e.chan_fd[c], r;
+	int r;
 
 	pthread_mutex_lock(&s->tx[c]);
-	r = mig_wire_send2(fd, type, p1, l1, p2, l2);
+	r = mig_wire_send2(s->e.chan_fd[c], type, p1, l1, p2, l2);
 	pthread_mutex_unlock(&s->tx[c]);
 	if (r == 0)
 		s->e.st.bytes += MIG_WIRE_HDR_BYTES + l1 + l2;
