@@ -57,6 +57,29 @@ bulk_flows() {
 
 # finish: the pump at full speed, both engines exit 0, the guest verifies
 # on the destination and is all that is left running.
+# via_proxy CHANNELS [proxy.py options]: a 128M busy guest migrated with
+# --channels CHANNELS through the proxy at $VIA.
+via_proxy() {
+	local n=$1; shift
+	VIA=tcp:127.0.0.1:$(free_port)
+	busy_guest 128M
+	recv_at "$DST"
+	proxy "${VIA##*:}" "$@"
+	send_to "$VIA" --channels "$n"
+}
+
+# pause_recover: paused on the source's bus, recovered through $VIA.
+pause_recover() {
+	expect 0 mig-pause --bus "$SRC_BUS"
+	state "$DST_BUS" postcopy-paused
+	recover_via
+}
+recover_via() {
+	expect 75 mig-recover --bus "$DST_BUS" --listen "$DST" --timeout 0.5
+	expect 0 mig-recover --bus "$SRC_BUS" --to "$VIA" --timeout 20
+	bulk_flows "$DST_BUS"
+}
+
 finish() {
 	set_bandwidth "$SRC_BUS" 0
 	finish_and_verify
@@ -64,11 +87,7 @@ finish() {
 }
 
 @test "--channels 3 over tcp: main and two bulk channels carry pages, completes and verifies" {
-	local port; port=$(free_port)
-	busy_guest 128M
-	recv_at "$DST"
-	proxy "$port"
-	send_to "tcp:127.0.0.1:$port" --channels 3
+	via_proxy 3
 	state "$SRC_BUS" postcopy-active
 	bulk_flows "$SRC_BUS"
 	bulk_flows "$DST_BUS"
@@ -89,18 +108,10 @@ finish() {
 }
 
 @test "pause and recovery with 3 channels; a recovery with multifd-channels 2; completes" {
-	local port; port=$(free_port)
-	busy_guest 128M
-	recv_at "$DST"
-	proxy "$port"
-	send_to "tcp:127.0.0.1:$port" --channels 3
+	via_proxy 3
 	state "$SRC_BUS" postcopy-active
 	bulk_flows "$DST_BUS"
-	expect 0 mig-pause --bus "$SRC_BUS"
-	state "$DST_BUS" postcopy-paused
-	expect 75 mig-recover --bus "$DST_BUS" --listen "$DST" --timeout 0.5
-	expect 0 mig-recover --bus "$SRC_BUS" --to "tcp:127.0.0.1:$port" --timeout 20
-	bulk_flows "$DST_BUS"
+	pause_recover
 	[ "$(connections)" -eq 8 ]
 	# the parameter is the next connection's: the running one keeps its 3
 	qmp_ok "$SRC_BUS" migrate-set-parameters '{"multifd-channels": 2}'
@@ -108,26 +119,16 @@ finish() {
 		jq -r 'select(.id == 1) | .return."multifd-channels"')" = 2 ]
 	bulk_flows "$DST_BUS"
 	[ "$(connections)" -eq 8 ]
-	expect 0 mig-pause --bus "$SRC_BUS"
-	state "$DST_BUS" postcopy-paused
-	expect 75 mig-recover --bus "$DST_BUS" --listen "$DST" --timeout 0.5
-	expect 0 mig-recover --bus "$SRC_BUS" --to "tcp:127.0.0.1:$port" --timeout 20
-	bulk_flows "$DST_BUS"
+	pause_recover
 	[ "$(connections)" -eq 11 ]
 	finish
 }
 
 @test "a bulk channel that cannot be made after switchover pauses; the recovery completes" {
-	local port; port=$(free_port)
-	busy_guest 128M
-	recv_at "$DST"
-	proxy "$port" --refuse 3
-	send_to "tcp:127.0.0.1:$port" --channels 2
+	via_proxy 2 --refuse 3
 	state "$SRC_BUS" postcopy-paused
 	state "$DST_BUS" postcopy-paused
-	expect 75 mig-recover --bus "$DST_BUS" --listen "$DST" --timeout 0.5
-	expect 0 mig-recover --bus "$SRC_BUS" --to "tcp:127.0.0.1:$port" --timeout 20
-	bulk_flows "$DST_BUS"
+	recover_via
 	finish
 }
 
