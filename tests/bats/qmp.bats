@@ -18,8 +18,37 @@ setup() {
 teardown() { mig_teardown; }
 
 # q BUS CMD [ARGS]: one command, its reply in $output, checked against the
-# schema the bus serves (exit 5 if it does not fit); 0 ok, 2 error reply.
-q() { run env MIG_QAPI_CHECK=1 python3 "$H/qmp.py" "$@" 3>&-; }
+# schema the bus serves (status 5 if it does not fit); 0 ok, 2 error reply.
+# On a bus served (below), through that connection; else a connection of
+# its own.
+q() {
+	if [ -z "${SERVED_IN[$1]:-}" ]; then
+		run env MIG_QAPI_CHECK=1 python3 "$H/qmp.py" "$@" 3>&-
+		return 0
+	fi
+	# a line each: JSON has no raw newline but between tokens
+	local args=${3:-}
+	printf '%s %s\n' "$2" "${args//$'\n'/ }" >&"${SERVED_IN[$1]}"
+	if ! read -r -t 10 status output <&"${SERVED_OUT[$1]}"; then
+		status=4 output="qmp.py --serve on $1 did not answer"
+	fi
+}
+
+# serve BUS: q's commands to BUS go through one connection from now on, as
+# a QEMU manager's do (a new process and connection for each costs more
+# than the command); it ends with the test.
+declare -gA SERVED_IN=() SERVED_OUT=()
+serve() {
+	local n=${#SERVED_IN[@]} fd
+	mkfifo "$T/serve$n.in" "$T/serve$n.out"
+	MIG_QAPI_CHECK=1 python3 "$H/qmp.py" "$1" --serve <"$T/serve$n.in" >"$T/serve$n.out" \
+		2>"$T/serve$n.log" 3>&- &
+	echo "$! serve$n" >>"$T/pids"
+	exec {fd}>"$T/serve$n.in"
+	SERVED_IN[$1]=$fd
+	exec {fd}<"$T/serve$n.out"
+	SERVED_OUT[$1]=$fd
+}
 
 # ok BUS CMD [ARGS]: the command succeeds.
 ok() {
@@ -159,6 +188,8 @@ release() { kill -USR1 "$(pid_of "$1")"; }
 	[ "$status" -eq 0 ] || { jq -r '.errors[:20][]' "$T/recv.report" >&2; false; }
 	jq -e '.events > 5 and .replies > 100 and (.states.source | index("postcopy-recover-setup"))' "$T/send.report"
 	jq -e '.events > 5 and (.states.destination | index("postcopy-recover"))' "$T/recv.report"
+	# the checkers are done with the buses: end --linger (0 still, as it ended)
+	kill -TERM "$PID_send" "$PID_recv"
 	finish_and_verify
 }
 
@@ -233,6 +264,7 @@ events_have() { [[ " $(history "$1") " == *" $2 "* ]]; }
 	ok "$SRC_BUS" migrate_cancel
 	events_match_bus "$SRC_BUS" "setup active postcopy-active postcopy-paused postcopy-recover-setup postcopy-paused postcopy-recover-setup postcopy-recover postcopy-active completed"
 	events_match_bus "$DST_BUS" "setup active postcopy-active postcopy-paused postcopy-recover postcopy-active completed"
+	kill -TERM "$PID_send" "$PID_recv" # end --linger: the exit status is still the migration's
 	finish_and_verify
 }
 
@@ -253,6 +285,8 @@ events_match_bus() {
 	guest src 64M --workload idle
 	start recv mig-recv --name q --defer --guest-ctl "$T/dst.ctl"
 	start send mig-send --name q --defer --guest "$T/src.ctl"
+	serve "$SRC_BUS"
+	serve "$DST_BUS"
 	for bus in "$SRC_BUS" "$DST_BUS"; do
 		refused "$bus" bogus '{}' CommandNotFound "The command bogus has not been found"
 		refused "$bus" query-migrate '{"bogus": 1}' GenericError "Parameter 'bogus' is unexpected"

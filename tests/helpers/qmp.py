@@ -18,6 +18,12 @@ greeting, qmp_capabilities, then commands by QEMU's spellings.
                                   event's arrival; exit 0, 2 if CMD failed,
                                   1 on a 30 s timeout, 3 if another final
                                   status came first
+  qmp.py SOCKET --serve           one connection for many commands: each
+                                  line on stdin, "CMD" or "CMD ARGS-JSON",
+                                  is answered by one line "STATUS REPLY",
+                                  STATUS as the exit status of a single
+                                  command (0, 2, 5); exit 0 at the end of
+                                  input
 
 Exit 4 when the bus cannot be reached or breaks the protocol. With
 MIG_QAPI_CHECK=1 in the environment the reply is also checked against
@@ -159,6 +165,8 @@ def main(argv):
         if argv[2] == "--time":
             return time_to_status(q, argv[3], argv[4],
                                   json.loads(argv[5]) if len(argv) > 5 else None)
+        if argv[2] == "--serve":
+            return serve(q)
         if argv[2] == "--wait-status":
             return wait_status(q, argv[3], float(argv[4]) if len(argv) > 4 else 30)
         args = json.loads(argv[3]) if len(argv) > 3 else None
@@ -175,11 +183,31 @@ def main(argv):
     return 0 if "return" in reply else 2
 
 
-def conformance(q, cmd, reply):
+def serve(q):
+    """--serve: the schema is fetched once, for the whole connection."""
+    schema = []
+    for line in sys.stdin:
+        name, _, args = line.strip().partition(" ")
+        reply = q.cmd(name, json.loads(args) if args else None)
+        errs = conformance(q, name, reply, schema)
+        for e in errs:
+            print("qmp.py: does not fit the schema: %s" % e, file=sys.stderr)
+        st = 5 if errs else 0 if "return" in reply else 2
+        print(st, json.dumps(reply), flush=True)
+    return 0
+
+
+def conformance(q, cmd, reply, cache=None):
+    """The reply's problems against the bus's schema (MIG_QAPI_CHECK=1);
+    a list given as cache keeps the schema fetched for the next call."""
     if not os.environ.get("MIG_QAPI_CHECK"):
         return []
     import qapi_check
-    return qapi_check.check_reply(qapi_check.fetch(q), cmd, reply, "reply")
+    if cache is None:
+        cache = []
+    if not cache:
+        cache.append(qapi_check.fetch(q))
+    return qapi_check.check_reply(cache[0], cmd, reply, "reply")
 
 
 if __name__ == "__main__":
