@@ -16,13 +16,14 @@ teardown() { mig_teardown; }
 @test "an incoming guest whose vCPUs fault exits on QUIT and on SIGTERM, every round" {
 	local stress=$MIG_BIN/../tests/helpers/teardown-stress
 	[ -x "$stress" ] || { echo "# $stress is missing: run make" >&2; return 1; }
-	# 20 s of rounds: about 2000 on two cores (300 under ASan). The old
-	# teardown, which woke waiters only through UFFDIO_UNREGISTER, hung in
-	# about one round in 140 here, so within the first few seconds. A
-	# round's guest gets 3 s to exit; expect's 60 s bound covers the last
-	# round's setup and wait too.
-	expect 0 "$stress" --guest "$MIG_BIN/mig-guest" --dir "$T" --seconds 20 \
-		--hang-ms 3000
+	# 1000 rounds, about 10 s on two cores; at most 20 s of them (about
+	# 300 rounds under ASan). The old teardown, which woke waiters only
+	# through UFFDIO_UNREGISTER, hung in about one round in 140 here: 1000
+	# rounds miss it with odds under one in a thousand. A round's guest
+	# gets 3 s to exit; expect's 60 s bound covers the last round's setup
+	# and wait too.
+	expect 0 "$stress" --guest "$MIG_BIN/mig-guest" --dir "$T" --rounds 1000 \
+		--seconds 20 --hang-ms 3000
 	[[ "$output" == *" 0 hangs, 0 bad exits"* ]]
 	echo "# $output" >&3
 }
