@@ -169,8 +169,11 @@ wait_for() {
 proc_gone() { ! kill -0 "$1" 2>/dev/null; }
 file_gone() { [ ! -e "$1" ]; }
 log_has() { grep -q -E "$2" "${LOGS:-$T}/$1.log"; }
+# bash's own connect (/dev/tcp): a python3 to start would cost more than
+# the wait it polls for
 port_listens() {
-	python3 -c "import socket, sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 1)" "$1"
+	# shellcheck disable=SC2016 # $0: the inner bash's
+	timeout 1 bash -c ': <>"/dev/tcp/127.0.0.1/$0"' "$1" 3>&-
 }
 
 # wait_socket PATH [SECS]: until a socket is at PATH.
