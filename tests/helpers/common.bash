@@ -22,23 +22,19 @@ mig_setup() {
 # (default: this test's $T), whoever started it: each inherits it from the
 # test, the guests the engines spawn in their own session included. The
 # environment, not the command line: a process cannot match by naming a
-# path, and the scanner itself is run without the variable.
+# path, and the scanner itself is run without the variable. One grep over
+# every environ (NUL-separated entries, each matched whole): teardown runs
+# it several times per test, where a python3 would take a good part of a
+# second each. No other process beside it (a pipe's would have the
+# variable): the pids are cut out of the paths by bash.
 # shellcheck disable=SC2120 # DIR: examples.bats
 our_procs() {
-	env -u MIG_RUNTIME_DIR python3 - "${1:-$T}" <<'EOF'
-import os, sys
-want = b"MIG_RUNTIME_DIR=" + os.fsencode(sys.argv[1])
-for p in os.listdir("/proc"):
-    if not p.isdigit():
-        continue
-    try:
-        with open("/proc/%s/environ" % p, "rb") as f:
-            env = f.read().split(b"\0")
-    except OSError:
-        continue
-    if any(e == want or e.startswith(want + b"/") for e in env):
-        print(p)
-EOF
+	local dir=${1:-$T} f
+	for f in $(env -u MIG_RUNTIME_DIR grep -l -s -z -x -E \
+		"MIG_RUNTIME_DIR=${dir//./\\.}(/.*)?" /proc/[0-9]*/environ); do
+		f=${f#/proc/}
+		echo "${f%/environ}"
+	done
 }
 
 no_procs() { [ -z "$(our_procs)" ]; }
