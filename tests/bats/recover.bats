@@ -121,6 +121,8 @@ start_paused_through_proxies() {
 	proxy_kill px
 	expect 75 mig-recover --bus "$DST_BUS" --listen "tcp:127.0.0.1:$PORT" --timeout 1
 	expect 0 mig-recover --bus "$SRC_BUS" --to "tcp:127.0.0.1:$PORT" --timeout 20
+	# recovered: the rest at full speed
+	set_bandwidth "$SRC_BUS" 0 || [ ! -S "$SRC_BUS" ]
 	finish_and_verify
 }
 
