@@ -39,21 +39,26 @@ int dst_alloc_pages(struct dst *d)
 /* Bookkeeping after pages [first, first+n) are present. */
 static void mark_present(struct dst *d, uint64_t first, uint64_t n)
 {
-	uint64_t now = mig_now_ns();
+	uint64_t now = mig_now_ns(), added = 0;
 
 	for (uint64_t p = first; p < first + n; p++) {
 		uint64_t t;
 
 		if (mig_bitmap_set(d->received, p))
 			continue;
-		d->e.st.present++;
+		added++;
+		/* a load first: no vCPU waits for most pages, and an exchange
+		 * of 0 for 0 would write a line of fault_ns per page for
+		 * nothing (a 0 read here is the 0 it would have returned) */
+		if (!atomic_load(&d->fault_ns[p]))
+			continue;
 		t = atomic_exchange(&d->fault_ns[p], 0);
 		if (!t)
 			continue; /* no vCPU waits for it */
 		mig_latency_add(d->e.lat, now - t);
 		dst_blocktime_placed(d, p);
 	}
-	if (d->e.st.present == d->npages &&
+	if ((d->e.st.present += added) == d->npages &&
 	    !atomic_exchange(&d->complete_posted, true))
 		mig_engine_post(&d->e, MIG_EV_COMPLETE);
 }

@@ -107,6 +107,18 @@ static uint64_t extent(struct src *s, struct extent *x, uint64_t first,
 	return MIG_MIN(n, x->end - first);
 }
 
+/* How long a run from page f may be: a hole in the memfd costs nothing to
+ * send, and cut into data-sized runs it would cost a message each 64 KiB
+ * of an empty guest. */
+static uint64_t run_limit(struct src *s, struct extent *x, uint64_t f)
+{
+	bool hole;
+
+	extent(s, x, f, 1, &hole);
+	return hole ? MIG_MIN(x->end - f, (uint64_t)MIG_WIRE_MAX_RUN_PAGES) :
+		      PUMP_RUN_PAGES;
+}
+
 /* Send a run of pages, split into zero and data segments. */
 static int send_run(struct src *s, enum mig_chan_slot c, uint64_t first,
 		    uint64_t n, uint8_t *scratch, struct extent *x)
@@ -172,9 +184,10 @@ static bool throttle(struct src *s, struct throttle *t)
 }
 
 /* The next run for a pump, marked sent; false once every page is. */
-static bool claim_run(struct src *s, uint64_t *first, uint64_t *n)
+static bool claim_run(struct src *s, struct extent *x, uint64_t *first,
+		      uint64_t *n)
 {
-	uint64_t hint = atomic_exchange(&s->pump_hint, 0), p, f, k = 1;
+	uint64_t hint = atomic_exchange(&s->pump_hint, 0), p, f, k = 1, lim;
 
 	pthread_mutex_lock(&s->pump_lock);
 	/* a vCPU faulted just before `hint`: it will most likely touch
@@ -186,7 +199,8 @@ static bool claim_run(struct src *s, uint64_t *first, uint64_t *n)
 	if (f >= s->npages && p)
 		f = mig_bitmap_next_clear(s->sent, 0);
 	if (f < s->npages) {
-		while (k < PUMP_RUN_PAGES && f + k < s->npages &&
+		lim = run_limit(s, x, f);
+		while (k < lim && f + k < s->npages &&
 		       !mig_bitmap_test(s->sent, f + k))
 			k++;
 		/* mark before sending: a request racing with us sends again
@@ -233,7 +247,7 @@ void *src_pump_main(void *arg)
 	while (r == 0 && !atomic_load(&s->stop)) {
 		uint64_t first, n;
 
-		if (!claim_run(s, &first, &n)) {
+		if (!claim_run(s, &x, &first, &n)) {
 			pump_done(s);
 			break;
 		}
@@ -316,9 +330,9 @@ int src_send_unsent(struct src *s, struct mig_pass *ps, uint64_t t0_ns,
 	int r = 0;
 
 	while ((p = mig_bitmap_next_clear(s->sent, p)) < s->npages) {
-		uint64_t n = 1;
+		uint64_t n = 1, lim = run_limit(s, &x, p);
 
-		while (n < PUMP_RUN_PAGES && p + n < s->npages &&
+		while (n < lim && p + n < s->npages &&
 		       !mig_bitmap_test(s->sent, p + n))
 			n++;
 		for (uint64_t i = 0; i < n; i++) {
