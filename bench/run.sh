@@ -770,6 +770,35 @@ scenario_restart() {
 
 # --- report ------------------------------------------------------------------
 
+# goals: issue 13's goals in one table, each figure against its reference
+# measured in this run, from the scenarios that ran (the others show -).
+goals() {
+	local f all=$T/all.json
+	for f in $(sed "s|.*|$R/&.json|" "$R/order" 2>/dev/null); do cat "$f"; done |
+		jq -rs --argjson tcp "$REF_tcp_bytes_per_s" \
+			--argjson copy "$REF_uffd_copy_first_bytes_per_s" \
+			--argjson rtt4k "$REF_rtt4k_p50_us" '
+		def by($n): map(select(.scenario == $n)) | .[0] // {};
+		def qemu($ram): (by("qemu").sizes // []) |
+			map(select(.ram == $ram and .preempt)) | .[0].mig_ratio_qemu;
+		def r3: if . == null then null else . * 1000 | round / 1000 end;
+		(by("postcopy-preempt")) as $p | (by("channels")) as $c |
+		[["bulk rate / min(TCP, UFFDIO_COPY)",
+		  ([$p.mb_per_s, $c.mb_per_s_1_median, $c.mb_per_s_2_median] | map(select(. != null)) |
+		   if length > 0 then max * 1e6 / ([$tcp, $copy] | min) else null end | r3), ">= 0.8"],
+		 ["1 GiB total time, mig / QEMU", qemu("1G"), "<= 0.4"],
+		 ["4 GiB total time, mig / QEMU", qemu("4G"), "<= 0.4"],
+		 ["pages twice / RAM pages (1 GiB)", (if $p.pages_twice == null then null
+		   else $p.pages_twice / 262144 | . * 10000 | round / 10000 end), "<= 0.01"],
+		 ["4 GiB 10% data / 410 MiB all data", by("sparse").sparse_ratio_dense, "<= 1.2"],
+		 ["request p99 / idle 4 KiB round trip", $p.p99_ratio_rtt4k, "<= 10"],
+		 ["recovery, resume to postcopy-active (ms)", by("recovery").recover_median_ms, "<= 3"],
+		 ["--channels 2 / 1, total time", $c.ratio_2_to_1, "(scaling)"]] |
+		.[] | [.[0], (.[1] // "-" | tostring), .[2]] | @tsv' >"$all"
+	printf '\nGoals (figures from this run, each against its reference in this run):\n'
+	awk -F'\t' '{ printf "  %-42s %8s   goal %s\n", $1, $2, $3 }' "$all"
+}
+
 report() {
 	local ts run git f name
 	ts=$(date -u +%Y-%m-%dT%H:%M:%SZ)
@@ -893,6 +922,8 @@ report() {
 					$1, $2, $3, $4, $5, $6, $7, $8, $9, $10 }'
 		done
 	fi
+
+	goals
 
 	for f in "$R/tcpref.json" "$R/uffdref.json" $(sed "s|.*|$R/&.json|" "$R/order" 2>/dev/null); do
 		jq -c --arg ts "$ts" --arg run "$run" --arg git "$git" \
