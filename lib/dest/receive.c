@@ -58,7 +58,7 @@ static void mark_present(struct dst *d, uint64_t first, uint64_t n)
 		mig_latency_add(d->e.lat, now - t);
 		dst_blocktime_placed(d, p);
 	}
-	if ((d->e.st.present += added) == d->npages &&
+	if (atomic_fetch_add(&d->e.st.present, added) + added == d->npages &&
 	    !atomic_exchange(&d->complete_posted, true))
 		mig_engine_post(&d->e, MIG_EV_COMPLETE);
 }
