@@ -133,14 +133,12 @@ static void dst_query(struct mig_engine *e, struct mig_json *ret)
 	struct dst *d = e->ctx;
 	struct mig_latency_summary s;
 	struct dst_blocktime bt;
-	struct mig_json *lat, *vbt;
+	struct mig_json *lat, *vbt, *ram = mig_json_get(ret, "ram");
 	pid_t pid;
 
-	if (mig_json_get(ret, "ram")) {
-		mig_json_add_int(mig_json_get(ret, "ram"), "x-discarded",
-				 d->discarded);
-		mig_json_add_int(mig_json_get(ret, "ram"), "x-duplicate-pages",
-				 d->e.st.duplicates);
+	if (ram) {
+		mig_json_add_int(ram, "x-discarded", d->discarded);
+		mig_json_add_int(ram, "x-duplicate-pages", d->e.st.duplicates);
 	}
 	if (d->guest_ctl[0])
 		mig_json_add_str(ret, "x-guest-ctl", d->guest_ctl);
