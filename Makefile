@@ -44,10 +44,9 @@ DEB_libcurl  := libcurl4-openssl-dev
 DEB_gnutls   := libgnutls28-dev
 DEB_cmocka   := libcmocka-dev
 DEB_CMDS     := bats:bats socat:socat mandoc:mandoc jq:jq pkg-config:pkg-config python3:python3 ip:iproute2 script:bsdutils \
-	pgrep:procps zsh:zsh clang:clang certtool:gnutls-bin
-# make bench's alone, so that make check never pulls QEMU in: the qemu
-# scenario's guest runs in QEMU and is a boot sector assembled by binutils.
-BENCH_DEB_CMDS := qemu-system-x86_64:qemu-system-x86 as:binutils ld:binutils objcopy:binutils
+	pgrep:procps zsh:zsh clang:clang certtool:gnutls-bin as:binutils ld:binutils objcopy:binutils
+# make bench's alone, so that make check never pulls QEMU in.
+BENCH_DEB_CMDS := qemu-system-x86_64:qemu-system-x86
 
 PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
@@ -65,8 +64,9 @@ LDFLAGS += -pthread $(SANFLAGS)
 
 PROGS    := mig-guest mig-send mig-recv mig-pause mig-recover mig-status
 LIB_SRCS := $(wildcard lib/*/*.c)
-# The bus schema is JSON, compiled in as a string (od: coreutils, always there).
-GEN_OBJS := $(B)/gen/schema.o
+# The bus schema is JSON, compiled in as a string (od: coreutils, always
+# there); the kvm workload's guest is a boot sector, compiled in as bytes.
+GEN_OBJS := $(B)/gen/schema.o $(B)/gen/abguest.o
 LIB_OBJS := $(LIB_SRCS:lib/%.c=$(B)/lib/%.o) $(GEN_OBJS)
 BINS     := $(PROGS:%=$(B)/bin/%)
 UNIT_SRCS := $(wildcard tests/unit/test-*.c)
@@ -76,7 +76,7 @@ HELPER_SRCS := $(wildcard tests/helpers/*.c)
 HELPER_BINS := $(HELPER_SRCS:tests/helpers/%.c=$(B)/tests/helpers/%)
 BENCH_SRCS := $(wildcard bench/*.c)
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(B)/bench/%)
-BENCH_IMG  := $(B)/bench/abguest.img
+BENCH_IMG  := $(B)/gen/abguest.img
 
 # Fuzzing: libFuzzer harnesses (tests/fuzz), built with clang into build/fuzz
 # against libmig's sources compiled again with ASan+UBSan and coverage.
@@ -89,7 +89,7 @@ FUZZ_CFLAGS  := -O1 -g -std=gnu11 $(WARN) -D_GNU_SOURCE -DMIG_VERSION='"$(VERSIO
 	-fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_SRCS    := $(wildcard tests/fuzz/fuzz-*.c)
 FUZZ_BINS    := $(FUZZ_SRCS:tests/fuzz/%.c=$(FB)/%)
-FUZZ_LIB_OBJS := $(LIB_SRCS:lib/%.c=$(FB)/lib/%.o) $(FB)/gen/schema.o
+FUZZ_LIB_OBJS := $(LIB_SRCS:lib/%.c=$(FB)/lib/%.o) $(FB)/gen/schema.o $(FB)/gen/abguest.o
 
 .PHONY: all deps bench-deps check-deps demo check unit bats manlint headers bench fuzz fuzz-build \
 	install uninstall clean help
@@ -188,16 +188,25 @@ $(B)/bench/%: bench/%.c $(B)/libmig.a
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS) $(PKG_CFLAGS) -o $@ $< $(B)/libmig.a $(PKG_LIBS) $(LDFLAGS)
 
-# The qemu scenario's guest: a boot sector, so exactly 512 bytes ending in
-# 55 aa (the BIOS boots nothing else); binutils only, no C compiler.
-$(BENCH_IMG): bench/qemu/abguest.S | bench-deps
+# The kvm workload's guest, which QEMU boots too in make bench: a boot
+# sector, so exactly 512 bytes ending in 55 aa (a BIOS boots nothing else);
+# binutils only, no C compiler.
+%/gen/abguest.img: lib/guest/abguest.S
 	@mkdir -p $(@D)
 	@[ "$(V)" = 1 ] || echo "  AS      $@"
-	$(Q)as --64 -o $(@:.img=.o) $<
-	$(Q)ld -m elf_x86_64 -Ttext=0x7c00 -e start -o $(@:.img=.elf) $(@:.img=.o)
+	$(Q)as --64 -o $(@:.img=.o.tmp) $<
+	$(Q)ld -m elf_x86_64 -Ttext=0x7c00 -e start -o $(@:.img=.elf) $(@:.img=.o.tmp)
 	$(Q)objcopy -O binary -j .text $(@:.img=.elf) $@.tmp
 	$(Q)[ "$$(stat -c %s $@.tmp)" -eq 512 ] && [ "$$(od -An -j510 -tx1 $@.tmp | tr -d ' ')" = 55aa ] || \
 		{ echo "$@: not a 512-byte boot sector ending in 55 aa"; rm -f $@.tmp; exit 1; }
+	$(Q)mv $@.tmp $@
+
+%/gen/abguest.c: %/gen/abguest.img
+	@[ "$(V)" = 1 ] || echo "  GEN     $@"
+	$(Q){ echo '/* generated from lib/guest/abguest.S by make: do not edit */'; \
+	  echo '#include "guest/kvm.h"'; \
+	  echo 'const unsigned char mig_abguest_img[MIG_KVM_IMG_BYTES] = {'; \
+	  od -An -v -tx1 $< | sed 's/\([0-9a-f][0-9a-f]\)/0x\1,/g'; echo '};'; } > $@.tmp
 	$(Q)mv $@.tmp $@
 
 $(FB)/lib/%.o: lib/%.c

@@ -13,6 +13,7 @@
 #include "base/util.h"
 #include "guest/guestcli.h"
 #include "guest/guestd.h"
+#include "guest/kvm.h"
 #include "guest/workload.h"
 
 #define SUN_PATH_BYTES sizeof(((struct sockaddr_un *)0)->sun_path)
@@ -23,13 +24,14 @@ struct args {
 	bool run_opt, page_set, uuid_set;
 };
 
-enum { OPT_WORKLOAD = 256, OPT_VCPUS };
+enum { OPT_WORKLOAD = 256, OPT_VCPUS, OPT_SERIAL };
 
 static const struct mig_cli_opt opts[] = {
 	{ "ctl", 'c', "PATH", "control socket (mode 0600)" },
 	{ "ram", 'r', "SIZE", "guest RAM, a multiple of 4K, at most 1T" },
 	{ "workload", OPT_WORKLOAD, "SPEC", "the vCPUs' workload (default ab)" },
 	{ "vcpus", OPT_VCPUS, "N", "vCPU threads (default 1)" },
+	{ "serial", OPT_SERIAL, "FILE", "kvm: append the guest's serial output to FILE" },
 	{ "incoming", 'i', NULL, "destination: RAM arrives through userfaultfd" },
 	{ "json", 'j', NULL, "info: one JSON object" },
 	{ "page", 'p', "N", "poke: the page to write" },
@@ -41,18 +43,23 @@ static const struct mig_cli_exit exits[] = {
 	{ MIG_EXIT_OK, "success (verify: the invariant holds)" },
 	{ MIG_EXIT_FAIL, "failure (verify: broken)" },
 	{ MIG_EXIT_USAGE, "usage error" },
-	{ MIG_EXIT_UNAVAILABLE, "no guest at PATH, or userfaultfd not permitted" },
+	{ MIG_EXIT_UNAVAILABLE, "no guest at PATH, userfaultfd not permitted, or "
+	  "no /dev/kvm for the kvm workload" },
 	{ 0, NULL },
 };
 
 static void more(FILE *out)
 {
-	fprintf(out, "Workload SPEC: ab | idle | dirty[:rate=R,pattern=P,hot=PCT], where R\n"
-		"is MiB/s (or bytes/s with a K/M/G suffix; 0: no limit), P one of\n"
-		"uniform, random, hot, seq, split (even vCPUs on their hot PCT,\n"
-		"odd ones on all their slice), and PCT the hot set in %% (10).\n"
+	fprintf(out, "Workload SPEC: ab | idle | dirty[:rate=R,pattern=P,hot=PCT] | kvm,\n"
+		"where R is MiB/s (or bytes/s with a K/M/G suffix; 0: no limit), P\n"
+		"one of uniform, random, hot, seq, split (even vCPUs on their hot\n"
+		"PCT, odd ones on all their slice), and PCT the hot set in %% (10).\n"
+		"kvm runs a virtual machine under /dev/kvm (RAM 16M to 64G, a\n"
+		"multiple of 64K; at most %u vCPUs), its serial output in the log\n"
+		"or --serial FILE.\n"
 		"At most %u vCPUs.\n"
-		"Workloads: %s\n", MIG_WORKLOAD_MAX_VCPUS, mig_workload_names());
+		"Workloads: %s\n", MIG_KVM_MAX_VCPUS, MIG_WORKLOAD_MAX_VCPUS,
+		mig_workload_names());
 }
 
 static int opt(void *ctx, int c, const char *arg)
@@ -60,7 +67,8 @@ static int opt(void *ctx, int c, const char *arg)
 	struct args *a = ctx;
 	unsigned long v;
 
-	a->run_opt |= c == 'r' || c == OPT_WORKLOAD || c == OPT_VCPUS || c == 'i';
+	a->run_opt |= c == 'r' || c == OPT_WORKLOAD || c == OPT_VCPUS || c == 'i' ||
+		      c == OPT_SERIAL;
 	switch (c) {
 	case 'c': a->o.ctl_path = a->c.ctl_path = arg; break;
 	case 'r':
@@ -78,6 +86,11 @@ static int opt(void *ctx, int c, const char *arg)
 		a->o.vcpus = (unsigned)v;
 		break;
 	case 'i': a->o.incoming = true; break;
+	case OPT_SERIAL:
+		if (!*arg)
+			return mig_cli_usage("--serial: the file name is empty");
+		a->o.serial = arg;
+		break;
 	case 'j': a->c.json = true; break;
 	case 'p':
 		if (mig_parse_ulong(arg, 0, MIG_WORKLOAD_MAX_RAM_BYTES / MIG_PAGE_SIZE - 1,
@@ -143,7 +156,7 @@ static int check_cmd(const struct args *a, const char *cmd)
 static int check_args(struct args *a, int argc, char **argv, int first)
 {
 	struct mig_workload_spec spec;
-	const char *cmd = NULL;
+	const char *cmd = NULL, *why;
 	int r;
 
 	if (first < argc) {
@@ -166,6 +179,13 @@ static int check_args(struct args *a, int argc, char **argv, int first)
 	if (a->o.workload && mig_workload_parse(a->o.workload, &spec) < 0)
 		return mig_cli_usage("--workload '%s' is not a workload (%s)",
 				     a->o.workload, mig_workload_names());
+	why = a->o.workload && spec.id == MIG_WORKLOAD_KVM ?
+	      mig_kvm_ram_check(a->o.ram_bytes, a->o.vcpus) : NULL;
+	if (why)
+		return mig_cli_usage("--workload kvm: %s", why);
+	if (a->o.serial && (!a->o.workload || spec.id != MIG_WORKLOAD_KVM) &&
+	    !a->o.incoming)
+		return mig_cli_usage("--serial is for --workload kvm");
 	return 0;
 }
 

@@ -10,7 +10,7 @@
 #include "dest/dest.h"
 #include "tools/client.h"
 
-enum { OPT_PAUSED = 256, OPT_DEFER };
+enum { OPT_PAUSED = 256, OPT_DEFER, OPT_SERIAL };
 
 static const struct mig_cli_opt opts[] = {
 	{ "listen", 'l', "URI", "address to accept the migration on" },
@@ -21,6 +21,8 @@ static const struct mig_cli_opt opts[] = {
 	{ "attach", 'A', "PATH", "only take over the guest at PATH" },
 	{ "paused-start", OPT_PAUSED, NULL, "keep the guest stopped after switchover\n"
 	  "(mig-guest cont starts it)" },
+	{ "guest-serial", OPT_SERIAL, "FILE", "the guest's serial output, appended to\n"
+	  "FILE (kvm workload; default: its log)" },
 	{ NULL },
 };
 
@@ -65,6 +67,11 @@ static int opt(void *ctx, int c, const char *arg)
 		break;
 	case OPT_PAUSED: o->paused_start = true; break;
 	case OPT_DEFER: o->defer = true; break;
+	case OPT_SERIAL:
+		if (!*arg)
+			return mig_cli_usage("--guest-serial: the file name is empty");
+		o->guest_serial = arg;
+		break;
 	}
 	return 0;
 }

@@ -26,6 +26,7 @@ struct mig_dest_opts {
 				 * the one past switchover we take over */
 	bool attach;            /* only take over the guest at guest_ctl */
 	bool paused_start;      /* keep the guest stopped after switchover */
+	const char *guest_serial; /* the spawned guest's --serial FILE (kvm) */
 };
 
 /* Run one incoming migration to its end. A guest past switchover already

@@ -69,7 +69,7 @@ int dst_spawn_guest(struct dst *d)
 	struct mig_guest_info gi;
 	pid_t pid = 0;
 	int r = mig_guest_spawn(d->guest_ctl, d->e.ram_bytes, true, NULL, 1,
-				SPAWN_TIMEOUT_MS, &pid);
+				d->o->guest_serial, SPAWN_TIMEOUT_MS, &pid);
 
 	if (r < 0) {
 		mig_engine_error(&d->e, "cannot start the incoming guest: %s",

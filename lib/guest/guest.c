@@ -320,7 +320,7 @@ struct spawn_argv {
 
 static int build_argv(struct spawn_argv *a, const char *ctl_path,
 		      uint64_t ram_bytes, bool incoming, const char *workload,
-		      unsigned vcpus, int ready_fd)
+		      unsigned vcpus, const char *serial, int ready_fd)
 {
 	char dir[PATH_MAX];
 	int n = 0, r = mig_self_dir(dir, sizeof(dir));
@@ -348,6 +348,10 @@ static int build_argv(struct spawn_argv *a, const char *ctl_path,
 	if (vcpus) {
 		a->argv[n++] = "--vcpus";
 		a->argv[n++] = a->vcpus;
+	}
+	if (serial) {
+		a->argv[n++] = "--serial";
+		a->argv[n++] = serial;
 	}
 	a->argv[n++] = "--ready-fd";
 	a->argv[n++] = a->ready;
@@ -407,8 +411,8 @@ static int wait_ready(int rfd, pid_t pid, int timeout_ms)
 }
 
 int mig_guest_spawn(const char *ctl_path, uint64_t ram_bytes, bool incoming,
-		    const char *workload, unsigned vcpus, int timeout_ms,
-		    pid_t *pid)
+		    const char *workload, unsigned vcpus, const char *serial,
+		    int timeout_ms, pid_t *pid)
 {
 	struct spawn_argv *a = malloc(sizeof(*a));
 	int p[2] = { -1, -1 };
@@ -422,7 +426,7 @@ int mig_guest_spawn(const char *ctl_path, uint64_t ram_bytes, bool incoming,
 		mig_err("guest", "pipe: %s", strerror(errno));
 		goto out;
 	}
-	r = build_argv(a, ctl_path, ram_bytes, incoming, workload, vcpus, p[1]);
+	r = build_argv(a, ctl_path, ram_bytes, incoming, workload, vcpus, serial, p[1]);
 	if (r < 0) {
 		mig_err("guest", "cannot run %s: %s", a->prog, strerror(-r));
 		goto out;

@@ -105,11 +105,12 @@ int mig_guest_digest(struct mig_guest *g, uint64_t *out);
 int mig_guest_poke(struct mig_guest *g, uint64_t page);
 
 /* Start mig-guest (from the directory of the running program) with
- * --ctl ctl_path --ram ram_bytes, in incoming mode if asked, in its own
+ * --ctl ctl_path --ram ram_bytes (and --serial serial unless NULL), in
+ * incoming mode if asked, in its own
  * session so it outlives the engine; returns once its control socket
  * answers (or -ETIMEDOUT after timeout_ms; the child is then killed). */
 int mig_guest_spawn(const char *ctl_path, uint64_t ram_bytes, bool incoming,
-		    const char *workload, unsigned vcpus, int timeout_ms,
-		    pid_t *pid);
+		    const char *workload, unsigned vcpus, const char *serial,
+		    int timeout_ms, pid_t *pid);
 
 #endif

@@ -63,6 +63,7 @@ struct guestd {
 	uint8_t *ram;
 	int memfd, uffd, lfd, sigfd, evfd, ready_fd;
 	int wpfd;       /* dirty tracking: async write-protect uffd, or -1 */
+	int serial_fd;  /* --serial, or -1 */
 	bool incoming;  /* RAM registered, pages due */
 	bool continued; /* CONT seen: LOAD_STATE is refused from then on */
 	bool running;   /* as the clients see it: STOP / CONT */

@@ -204,8 +204,9 @@ static int load_state(struct guestd *gd, const uint8_t *pl, size_t plen,
 {
 	struct mig_workload_state st;
 	struct mig_workload *wl;
+	const char *why = NULL;
 	uint8_t *blob;
-	int r;
+	int r, e;
 
 	if (plen != 4 || nfds != 1)
 		return -EINVAL;
@@ -213,12 +214,18 @@ static int load_state(struct guestd *gd, const uint8_t *pl, size_t plen,
 	if (r < 0)
 		return r;
 	r = mig_workload_state_decode(blob, mig_get_le32(pl), gd->ram_bytes, &st);
+	/* st borrows the blob's machine section until the workload has it */
+	wl = r < 0 ? NULL : mig_workload_new(&st, gd->ram, &why);
+	e = errno;
 	free(blob);
 	if (r < 0)
 		return r;
-	wl = mig_workload_new(&st, gd->ram);
-	if (!wl)
-		return -errno;
+	if (!wl) {
+		mig_err("guest", "loading the state: workload %s: %s%s%s", st.spec.text,
+			why ? why : "", why ? ": " : "", strerror(e));
+		return -e;
+	}
+	mig_workload_set_serial(wl, gd->serial_fd);
 	/* a reload before the first CONT: the old vCPUs are parked */
 	guestd_vcpus_join(gd);
 	mig_workload_free(gd->wl);

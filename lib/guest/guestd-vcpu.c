@@ -62,6 +62,8 @@ void guestd_set_stop(struct guestd *gd, bool stop)
 		atomic_store(&gd->stop, stop);
 		if (!stop)
 			pthread_cond_broadcast(&gd->cond);
+		else
+			mig_workload_kick(gd->wl);
 	}
 	pthread_mutex_unlock(&gd->lock);
 }
@@ -84,6 +86,7 @@ static void vcpus_tell_quit(struct guestd *gd)
 	pthread_mutex_lock(&gd->lock);
 	gd->quit = true;
 	atomic_store(&gd->stop, true);
+	mig_workload_kick(gd->wl);
 	pthread_cond_broadcast(&gd->cond);
 	pthread_mutex_unlock(&gd->lock);
 }

@@ -5,6 +5,7 @@
  * says which file does what else.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -103,25 +104,50 @@ static int signals_setup(struct guestd *gd)
 	return 0;
 }
 
+/* The serial file is opened before anything runs: a path we cannot write
+ * is an error at start, not a guest that goes silent. */
+static int serial_open(struct guestd *gd)
+{
+	if (!gd->o->serial)
+		return 0;
+	gd->serial_fd = open(gd->o->serial, O_WRONLY | O_APPEND | O_CREAT |
+			     O_CLOEXEC, 0644);
+	if (gd->serial_fd < 0) {
+		mig_err("guest", "--serial %s: %s", gd->o->serial, strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
 static int workload_setup(struct guestd *gd)
 {
 	const char *text = gd->o->workload ? gd->o->workload : "ab";
 	struct mig_workload_spec spec;
 	struct mig_workload_state st;
+	const char *why = NULL;
 
 	if (mig_workload_parse(text, &spec) < 0) {
 		mig_err("guest", "unknown workload '%s' (%s)", text,
 			mig_workload_names());
 		return -EINVAL;
 	}
-	if (gd->o->incoming)
-		return 0; /* the state blob brings the workload */
+	if (gd->o->incoming) {
+		/* the state blob brings the workload; one that will need KVM
+		 * is refused now rather than at switchover */
+		if (spec.id == MIG_WORKLOAD_KVM && access("/dev/kvm", R_OK | W_OK) < 0) {
+			mig_err("guest", "workload kvm: /dev/kvm: %s", strerror(errno));
+			return -errno;
+		}
+		return 0;
+	}
 	mig_workload_state_init(&st, &spec, gd->ram_bytes, gd->o->vcpus);
-	gd->wl = mig_workload_new(&st, gd->ram);
+	gd->wl = mig_workload_new(&st, gd->ram, &why);
 	if (!gd->wl) {
-		mig_err("guest", "workload %s: %s", text, strerror(errno));
+		mig_err("guest", "workload %s: %s%s%s", text, why ? why : "",
+			why ? ": " : "", strerror(errno));
 		return -errno;
 	}
+	mig_workload_set_serial(gd->wl, gd->serial_fd);
 	mig_workload_fill(gd->wl);
 	gd->running = true;
 	return 0;
@@ -135,6 +161,8 @@ static int start(struct guestd *gd)
 		r = guestd_ram_open(gd);
 	if (r == 0 && gd->o->incoming)
 		r = guestd_uffd_setup(gd);
+	if (r == 0)
+		r = serial_open(gd);
 	if (r == 0)
 		r = workload_setup(gd);
 	if (r == 0)
@@ -179,6 +207,8 @@ static int teardown(struct guestd *gd)
 		close(gd->sigfd);
 	if (gd->evfd >= 0)
 		close(gd->evfd);
+	if (gd->serial_fd >= 0)
+		close(gd->serial_fd);
 	if (gd->masked)
 		pthread_sigmask(SIG_SETMASK, &gd->oldmask, NULL);
 	if (gd->ready_fd >= 0)
@@ -213,6 +243,7 @@ int mig_guestd_run(const struct mig_guestd_opts *o)
 	gd->o = o;
 	gd->ram_bytes = o->ram_bytes;
 	gd->memfd = gd->uffd = gd->lfd = gd->sigfd = gd->evfd = gd->wpfd = -1;
+	gd->serial_fd = -1;
 	gd->ready_fd = o->ready_fd;
 	gd->incoming = o->incoming;
 	gd->holder = -1;

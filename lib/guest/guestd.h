@@ -16,6 +16,8 @@ struct mig_guestd_opts {
 	const char *workload; /* spec; NULL: "ab" */
 	unsigned vcpus;       /* 0: 1 */
 	bool incoming;
+	const char *serial;   /* kvm: the guest's serial output, appended;
+			       * NULL: the log */
 	int ready_fd;         /* -1: none */
 };
 
@@ -23,7 +25,8 @@ struct mig_guestd_opts {
  * userfaultfd when incoming), listen on the control socket, notify
  * readiness, serve. Returns 0 on a clean exit, or -errno: -EINVAL bad
  * options, -ENAMETOOLONG socket path, -EADDRINUSE socket in use, -EPERM /
- * -ENOTSUP userfaultfd not permitted / not available, -EBUSY a vCPU would
+ * -ENOTSUP userfaultfd not permitted / not available, -ENOENT / -EACCES
+ * no /dev/kvm for the kvm workload, or the serial file, -EBUSY a vCPU would
  * not exit at teardown (it is left running: the process must exit now).
  * Logs its errors. */
 int mig_guestd_run(const struct mig_guestd_opts *opts);

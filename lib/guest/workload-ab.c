@@ -105,7 +105,8 @@ static void ab_run(struct mig_workload *w, unsigned i, const atomic_bool *stop)
 	w->st.cursor[i] = cur;
 }
 
-static int ab_verify(const struct mig_workload *w, char *msg, size_t len)
+int workload_ab_verify(const struct mig_workload *w, const char *name,
+		       char *msg, size_t len)
 {
 	uint32_t lo = UINT32_MAX, hi = 0;
 
@@ -114,7 +115,7 @@ static int ab_verify(const struct mig_workload *w, char *msg, size_t len)
 		const uint8_t *slice;
 		struct ab_fault f;
 
-		mig_workload_slice(w->st.ram_bytes, w->st.vcpus, i, &first, &n);
+		workload_slice(&w->st, i, &first, &n);
 		slice = w->ram + first * MIG_PAGE_SIZE;
 		if (ab_walk(ram_get, slice, n, w->st.cursor[i], &f) == 0) {
 			lo = MIG_MIN(lo, ram_get(slice, n - 1));
@@ -122,26 +123,31 @@ static int ab_verify(const struct mig_workload *w, char *msg, size_t len)
 			continue;
 		}
 		if (!f.cursor)
-			snprintf(msg, len, "ab: vcpu %u: page %" PRIu64
+			snprintf(msg, len, "%s: vcpu %u: page %" PRIu64
 				 " counter %" PRIu32 " after %" PRIu32
-				 ": invariant broken", i, first + f.at, f.val,
+				 ": invariant broken", name, i, first + f.at, f.val,
 				 f.prev);
 		else if (f.step == UINT64_MAX)
-			snprintf(msg, len, "ab: vcpu %u: counters all equal but"
+			snprintf(msg, len, "%s: vcpu %u: counters all equal but"
 				 " the vcpu is at page %" PRIu64
-				 ": invariant broken (lost writes)", i,
+				 ": invariant broken (lost writes)", name, i,
 				 first + w->st.cursor[i]);
 		else
-			snprintf(msg, len, "ab: vcpu %u: counters step down at"
+			snprintf(msg, len, "%s: vcpu %u: counters step down at"
 				 " page %" PRIu64 " but the vcpu is at page %"
-				 PRIu64 ": invariant broken (stale page)", i,
+				 PRIu64 ": invariant broken (stale page)", name, i,
 				 first + f.step, first + w->st.cursor[i]);
 		return -EBADMSG;
 	}
-	snprintf(msg, len, "ab: invariant holds: %u vcpus, %" PRIu64
-		 " pages, counters %" PRIu32 "..%" PRIu32, w->st.vcpus,
+	snprintf(msg, len, "%s: invariant holds: %u vcpus, %" PRIu64
+		 " pages, counters %" PRIu32 "..%" PRIu32, name, w->st.vcpus,
 		 w->st.ram_bytes / MIG_PAGE_SIZE, lo, hi);
 	return 0;
+}
+
+static int ab_verify(const struct mig_workload *w, char *msg, size_t len)
+{
+	return workload_ab_verify(w, "ab", msg, len);
 }
 
 const struct workload_ops workload_ab = {

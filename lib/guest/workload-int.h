@@ -34,6 +34,18 @@ struct workload_ops {
 	void (*fill)(struct mig_workload *w);          /* NULL: RAM stays zero */
 	void (*run)(struct mig_workload *w, unsigned i, const atomic_bool *stop);
 	int (*verify)(const struct mig_workload *w, char *msg, size_t len);
+	/* NULL: mig_workload_slice */
+	void (*slice)(uint64_t ram_bytes, unsigned vcpus, unsigned i,
+		      uint64_t *first, uint64_t *len);
+	/* kvm: its machine (NULL for the others) */
+	int (*open)(struct mig_workload *w, const char **why);
+	void (*close)(struct mig_workload *w);
+	void (*kick)(struct mig_workload *w);
+	void (*set_serial)(struct mig_workload *w, int fd);
+	uint64_t (*progress)(const struct mig_workload *w); /* NULL: counted */
+	/* the state's limits beyond the common ones, machine section included */
+	bool (*state_valid)(const struct mig_workload_state *st);
+	bool has_machine; /* the blob carries a machine section */
 };
 
 /* One per vCPU, on its own cache line: vCPUs never share a written line. */
@@ -49,13 +61,22 @@ struct mig_workload {
 	 * the vCPU is parked (the parking lock orders the accesses). */
 	struct mig_workload_state st;
 	uint8_t *ram;
+	void *priv;      /* the workload's own: kvm's machine */
 };
 
-extern const struct workload_ops workload_ab, workload_idle, workload_dirty;
+extern const struct workload_ops workload_ab, workload_idle, workload_dirty,
+	workload_kvm;
 
 /* The workload with that id, NULL for none. */
 const struct workload_ops *workload_ops_by_id(enum mig_workload_id id);
 /* The limits a state must meet, whether built here or decoded. */
 bool workload_state_valid(const struct mig_workload_state *st);
+/* vCPU i's slice of the state's workload. */
+void workload_slice(const struct mig_workload_state *st, unsigned i,
+		    uint64_t *first, uint64_t *len);
+/* ab's check over RAM, for every workload that walks counters (ab, kvm):
+ * the name prefixes the message. */
+int workload_ab_verify(const struct mig_workload *w, const char *name,
+		       char *msg, size_t len);
 
 #endif

@@ -15,7 +15,7 @@
 #include "guest/workload.h"
 
 static const struct workload_ops *const workloads[] = {
-	&workload_ab, &workload_idle, &workload_dirty,
+	&workload_ab, &workload_idle, &workload_dirty, &workload_kvm,
 };
 
 static const struct workload_ops *ops_by_name(const char *name, size_t len)
@@ -37,7 +37,7 @@ const struct workload_ops *workload_ops_by_id(enum mig_workload_id id)
 
 const char *mig_workload_names(void)
 {
-	return "ab, idle, dirty";
+	return "ab, idle, dirty, kvm";
 }
 
 static bool key_char(char c)
@@ -140,20 +140,32 @@ void mig_workload_state_init(struct mig_workload_state *st,
 		st->rng[i] = (i + 1) * SPLITMIX_M2;
 }
 
+void workload_slice(const struct mig_workload_state *st, unsigned i,
+		    uint64_t *first, uint64_t *len)
+{
+	const struct workload_ops *ops = workload_ops_by_id(st->spec.id);
+
+	(ops && ops->slice ? ops->slice : mig_workload_slice)(st->ram_bytes,
+							       st->vcpus, i, first, len);
+}
+
 bool workload_state_valid(const struct mig_workload_state *st)
 {
+	const struct workload_ops *ops = workload_ops_by_id(st->spec.id);
 	uint64_t pages = st->ram_bytes / MIG_PAGE_SIZE;
 
 	if (!st->ram_bytes || st->ram_bytes % MIG_PAGE_SIZE ||
 	    st->ram_bytes > MIG_WORKLOAD_MAX_RAM_BYTES)
 		return false;
 	if (!st->vcpus || st->vcpus > MIG_WORKLOAD_MAX_VCPUS ||
-	    st->vcpus > pages || !workload_ops_by_id(st->spec.id))
+	    st->vcpus > pages || !ops)
+		return false;
+	if (ops->state_valid && !ops->state_valid(st))
 		return false;
 	for (unsigned i = 0; i < st->vcpus; i++) {
 		uint64_t first, len;
 
-		mig_workload_slice(st->ram_bytes, st->vcpus, i, &first, &len);
+		workload_slice(st, i, &first, &len);
 		if (st->cursor[i] >= len)
 			return false;
 		if (st->spec.id == MIG_WORKLOAD_DIRTY &&
@@ -164,10 +176,14 @@ bool workload_state_valid(const struct mig_workload_state *st)
 }
 
 struct mig_workload *mig_workload_new(const struct mig_workload_state *st,
-				      uint8_t *ram)
+				      uint8_t *ram, const char **why)
 {
 	struct mig_workload *w;
+	const char *dummy;
 
+	if (!why)
+		why = &dummy;
+	*why = NULL;
 	if (!workload_state_valid(st) || !ram) {
 		errno = EINVAL;
 		return NULL;
@@ -180,12 +196,33 @@ struct mig_workload *mig_workload_new(const struct mig_workload_state *st,
 	w->ops = workload_ops_by_id(st->spec.id);
 	w->st = *st;
 	w->ram = ram;
+	if (w->ops->open && w->ops->open(w, why) < 0) {
+		int e = errno;
+
+		free(w);
+		errno = e;
+		return NULL;
+	}
 	return w;
 }
 
 void mig_workload_free(struct mig_workload *w)
 {
+	if (w && w->ops->close)
+		w->ops->close(w);
 	free(w);
+}
+
+void mig_workload_kick(struct mig_workload *w)
+{
+	if (w && w->ops->kick)
+		w->ops->kick(w);
+}
+
+void mig_workload_set_serial(struct mig_workload *w, int fd)
+{
+	if (w->ops->set_serial)
+		w->ops->set_serial(w, fd);
 }
 
 void mig_workload_fill(struct mig_workload *w)
@@ -220,6 +257,8 @@ uint64_t mig_workload_progress(const struct mig_workload *w)
 {
 	uint64_t sum = 0;
 
+	if (w->ops->progress)
+		return w->ops->progress(w);
 	for (unsigned i = 0; i < w->st.vcpus; i++)
 		sum += atomic_load_explicit(&w->count[i].writes,
 					    memory_order_relaxed);

@@ -20,6 +20,11 @@
  *         (powers of 1024) makes it bytes/s ("50" and "50M" are the
  *         same); 0 or none is as fast as possible. Paced by a token bucket
  *         per vCPU. Pages never written stay zero.
+ *   kvm   a real virtual machine: vCPUs under KVM run the boot sector
+ *         abguest.S, which walks RAM from 1 MiB as ab does (a u32 counter
+ *         per page, 16-page blocks, slices of kvm.h's arithmetic) and
+ *         writes a character to its serial port after each pass. Its
+ *         vCPUs' KVM state travels in the blob's machine section (kvm.h).
  *
  * The spec parser, the blob codec, the ab checker and the dirty page
  * format are pure and unit-tested; the rest runs over a real RAM mapping.
@@ -48,6 +53,7 @@ enum mig_workload_id {
 	MIG_WORKLOAD_AB = 1,
 	MIG_WORKLOAD_IDLE = 2,
 	MIG_WORKLOAD_DIRTY = 3,
+	MIG_WORKLOAD_KVM = 4,
 };
 
 /* dirty: which pages a vCPU writes next. */
@@ -87,12 +93,20 @@ struct mig_workload_state {
 	/* dirty only (zero otherwise) */
 	uint64_t rng[MIG_WORKLOAD_MAX_VCPUS];      /* splitmix64 state: any value */
 	uint64_t tokens[MIG_WORKLOAD_MAX_VCPUS];   /* token bucket, bytes */
+	/* kvm only (zero otherwise) */
+	uint64_t passes[MIG_WORKLOAD_MAX_VCPUS];   /* pass characters written */
+	bool booted[MIG_WORKLOAD_MAX_VCPUS];       /* registers are a walk */
+	/* kvm: the vCPUs' records (kvm.h), borrowed: from the blob it was
+	 * decoded from, or the workload it was saved from, and valid as long
+	 * as that is */
+	const uint8_t *machine;
+	size_t machine_len;
 };
 
 /* Parse `name[:k=v,...]`: 0 or -EINVAL (unknown name or key, bad syntax,
  * too long). */
 int mig_workload_parse(const char *text, struct mig_workload_spec *spec);
-/* "ab, idle, dirty": for --help and error messages. */
+/* "ab, idle, dirty, kvm": for --help and error messages. */
 const char *mig_workload_names(void);
 
 /* A fresh state: vcpus clamped to [1, pages] so every vCPU owns at least one
@@ -100,7 +114,8 @@ const char *mig_workload_names(void);
 void mig_workload_state_init(struct mig_workload_state *st,
 			     const struct mig_workload_spec *spec,
 			     uint64_t ram_bytes, unsigned vcpus);
-/* vCPU i's slice: pages [*first, *first + *len) of RAM. */
+/* vCPU i's slice: pages [*first, *first + *len) of RAM (ab, idle, dirty;
+ * kvm's is mig_kvm_slice). */
 void mig_workload_slice(uint64_t ram_bytes, unsigned vcpus, unsigned i,
 			uint64_t *first, uint64_t *len);
 
@@ -145,9 +160,11 @@ int mig_workload_dirty_page_check(const void *page, uint64_t index,
 struct mig_workload;
 
 /* A workload over ram (ram_bytes mapped read/write), at the execution state
- * in st. NULL with errno. The mapping stays the caller's. */
+ * in st. NULL with errno, and *why (may be NULL) set to what failed where
+ * there is more to say than errno (kvm: "/dev/kvm", a refused MSR...). The
+ * mapping stays the caller's. */
 struct mig_workload *mig_workload_new(const struct mig_workload_state *st,
-				      uint8_t *ram);
+				      uint8_t *ram, const char **why);
 void mig_workload_free(struct mig_workload *w);
 /* Write the initial RAM contents of a fresh guest (never on an incoming
  * guest: its RAM arrives from the source). */
@@ -161,6 +178,11 @@ const char *mig_workload_spec_text(const struct mig_workload *w);
  * page write), leaving its execution state consistent. */
 void mig_workload_run(struct mig_workload *w, unsigned i,
 		      const atomic_bool *stop);
+/* After *stop is set: make vCPUs that do not look at it between page
+ * writes (kvm's, in the guest) look now. Any thread. */
+void mig_workload_kick(struct mig_workload *w);
+/* kvm: where the guest's serial output goes (fd, appended to; -1 the log). */
+void mig_workload_set_serial(struct mig_workload *w, int fd);
 /* Page writes so far, all vCPUs; any thread, any time. */
 uint64_t mig_workload_progress(const struct mig_workload *w);
 /* Snapshot of the execution state; every vCPU must be parked. */

@@ -587,7 +587,7 @@ static struct mig_workload *new_workload(const char *text, unsigned vcpus,
 	assert_non_null(*ram);
 	assert_int_equal(mig_workload_parse(text, &spec), 0);
 	mig_workload_state_init(&st, &spec, RAM_BYTES, vcpus);
-	w = mig_workload_new(&st, *ram);
+	w = mig_workload_new(&st, *ram, NULL);
 	assert_non_null(w);
 	mig_workload_fill(w);
 	return w;
@@ -722,7 +722,7 @@ static void test_dirty_runs(void **s)
 	assert_int_equal(mig_workload_poke(w, 64), -EINVAL);
 	/* the state carries on in a new workload (a migration) */
 	mig_workload_save(w, &st);
-	w2 = mig_workload_new(&st, ram);
+	w2 = mig_workload_new(&st, ram, NULL);
 	assert_non_null(w2);
 	run_until(w2, 2, mig_workload_progress(w2) + 64);
 	assert_int_equal(mig_workload_verify(w2, msg, sizeof(msg)), 0);
