@@ -234,3 +234,21 @@ proxy_b() {
 	[[ "$output" == *"--serial is for --workload kvm"* ]]
 	no_procs
 }
+
+@test "a destination without /dev/kvm refuses the state: the migration fails, the source runs on" {
+	require_root "a mount namespace"
+	kvm_guest 64M B
+	# mig-recv and the guest it spawns see a /dev without kvm
+	start recv unshare -m sh -c 'mount -t tmpfs none /dev && exec "$0" "$@"' \
+		"$(command -v mig-recv)" --name k --listen "unix:$T/d.sock" --guest-ctl "$T/dst.ctl"
+	wait_socket "$T/d.sock"
+	expect 1 mig-send --name k --postcopy --guest "$T/src.ctl" --to "unix:$T/d.sock"
+	says "the destination did not take the guest's state"
+	wait_exit recv 20
+	[ "$status" -eq 1 ]
+	log_says recv "workload kvm: /dev/kvm: No such file or directory"
+	[ "$(guest_json "$T/src.ctl" .running)" = true ]
+	guest_runs "$T/src.ctl"
+	verifies "$T/src.ctl"
+	[ ! -e "$T/dst.ctl" ]
+}
