@@ -25,7 +25,7 @@
  * is (rdi, and rip within the walk), which mig-guest reads as the cursor.
  *
  * Pass characters: vCPU 0 writes 'B' (QEMU's test guest's), vCPU i the
- * i-th of B..Z a..z 0..9 : ; <.
+ * character 'B' + i in ASCII: up to 'a' for vCPU 31, the last there is.
  *
  * The walk sits at a fixed place (WALK_OFF, kvm.c's ABG_WALK): 16 increments
  * of 6 bytes each ({disp32}), then the add that moves to the next block,
