@@ -243,10 +243,10 @@ demo: deps all
 
 # The whole test run: every suite, then one "N passed, N failed" line.
 # SANITIZE=thread: the unit tests and the migration, recovery, signal, TLS,
-# zero-page and bulk-channel suites under ThreadSanitizer; any report it
+# zero-page, bulk-channel and KVM suites under ThreadSanitizer; any report it
 # writes fails the run.
 TSAN_BATS := tests/bats/migrate.bats tests/bats/recover.bats tests/bats/signals.bats \
-	tests/bats/tls.bats tests/bats/zero.bats tests/bats/channels.bats
+	tests/bats/tls.bats tests/bats/zero.bats tests/bats/channels.bats tests/bats/kvm.bats
 # The fuzz suite runs each harness over its corpus; without clang it skips.
 check: deps all $(UNIT_BINS)
 ifeq ($(SANITIZE),thread)

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
- * The kvm workload's machine: see kvm.h. The layout math and the record
- * check first (pure), then the VM, its vCPUs, their records and exits.
+ * The kvm workload's machine: see kvm.h. The VM, its vCPUs, their exits
+ * and the devices the guest talks to; kvm-record.c has the records,
+ * kvm-layout.c the arithmetic.
  *
  * Stopping a vCPU: KVM_RUN returns only on an exit, so a stop sets the
  * run structure's immediate_exit and sends the vCPU thread KICK_SIGNAL
@@ -29,191 +30,15 @@
 #include "base/bytes.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "guest/kvm-int.h"
 #include "guest/kvm.h"
 
 #define GIB4 (1ull << 32)
-#define BLOCK_BYTES ((uint64_t)MIG_KVM_BLOCK_PAGES * MIG_PAGE_SIZE)
 #define KICK_SIGNAL SIGUSR1
-#define SERIAL_LINE 64u
 /* Where Intel's real-mode helpers live without a memslot: in the hole
  * below 4 GiB, which RAM never reaches (low RAM ends by 3.5 GiB). */
 #define TSS_ADDR 0xfffbd000ul
 #define IDENTITY_MAP_ADDR 0xfffbc000ull
-
-/* Record sections, in this order, each a u32 tag, a u32 length, then the
- * kernel's structure. */
-enum sect {
-	S_REGS = 1, S_SREGS, S_XCRS, S_XSAVE, S_MSRS, S_EVENTS, S_MPSTATE,
-	S_DEBUGREGS, S__END,
-};
-#define SECT_HDR 8u
-#define XSAVE_MIN ((uint32_t)sizeof(struct kvm_xsave))
-#define XSAVE_MAX (64u << 10)
-#define MSR_ENTRY ((uint32_t)sizeof(struct kvm_msr_entry))
-
-/* The MSRs a guest's state may hold beyond what the other sections carry
- * (EFER is in the special registers): the TSC, so that time goes on where
- * it stopped, and those an OS sets once at boot. Only the ones this host's
- * KVM lists are saved. */
-static const uint32_t msr_wanted[] = {
-	0x10,       /* TSC */
-	0x174, 0x175, 0x176, /* SYSENTER_CS, _ESP, _EIP */
-	0x277,      /* PAT */
-	0xc0000081, 0xc0000082, 0xc0000083, 0xc0000084, /* STAR, LSTAR, CSTAR, FMASK */
-	0xc0000102, /* KERNEL_GS_BASE */
-};
-#define MAX_MSRS MIG_ARRAY_SIZE(msr_wanted)
-
-uint64_t mig_kvm_low_end(uint64_t ram_bytes)
-{
-	return ram_bytes > (7ull << 29) ? MIG_KVM_LOW_MAX : ram_bytes;
-}
-
-const char *mig_kvm_ram_check(uint64_t ram_bytes, unsigned vcpus)
-{
-	if (ram_bytes < MIG_KVM_MIN_RAM)
-		return "the kvm workload needs at least 16M of RAM";
-	if (ram_bytes > MIG_KVM_MAX_RAM)
-		return "the kvm workload takes at most 64G of RAM";
-	if (ram_bytes % MIG_KVM_RAM_ALIGN)
-		return "the kvm workload's RAM is a multiple of 64K";
-	if (vcpus > MIG_KVM_MAX_VCPUS)
-		return "the kvm workload runs at most 32 vCPUs";
-	return NULL;
-}
-
-void mig_kvm_slice(uint64_t ram_bytes, unsigned vcpus, unsigned i,
-		   uint64_t *first, uint64_t *len)
-{
-	uint64_t blocks = (ram_bytes / MIG_PAGE_SIZE - MIG_KVM_FIRST_PAGE) /
-			  MIG_KVM_BLOCK_PAGES;
-	uint64_t a = blocks * i / vcpus, b = blocks * (i + 1) / vcpus;
-
-	*first = MIG_KVM_FIRST_PAGE + a * MIG_KVM_BLOCK_PAGES;
-	*len = (b - a) * MIG_KVM_BLOCK_PAGES;
-}
-
-/* The walk's increments are 6 bytes each: k of them done at rip. */
-static uint64_t walk_done(uint64_t rip)
-{
-	if (rip >= MIG_KVM_WALK && rip < MIG_KVM_WALK_ADD &&
-	    (rip - MIG_KVM_WALK) % 6 == 0)
-		return (rip - MIG_KVM_WALK) / 6;
-	return rip == MIG_KVM_WALK_ADD ? MIG_KVM_BLOCK_PAGES : 0;
-}
-
-int mig_kvm_position(uint64_t ram_bytes, uint64_t first, uint64_t len,
-		     uint64_t rip, uint64_t rdi, uint64_t *cursor, bool *pending)
-{
-	uint64_t low = mig_kvm_low_end(ram_bytes), page, raw;
-
-	if (rdi % BLOCK_BYTES)
-		return -EINVAL;
-	/* the end of low RAM and 4 GiB are the same page: the loop moves
-	 * from one to the other in its cmove */
-	if (rdi <= low)
-		page = rdi / MIG_PAGE_SIZE;
-	else if (rdi >= GIB4 && rdi - GIB4 <= ram_bytes - low)
-		page = (rdi - GIB4 + low) / MIG_PAGE_SIZE;
-	else
-		return -EINVAL;
-	page += walk_done(rip);
-	if (page < first || page > first + len)
-		return -EINVAL;
-	raw = page - first;
-	*pending = raw == len || rip == MIG_KVM_WALK_OUT;
-	*cursor = raw == len ? 0 : raw;
-	return 0;
-}
-
-static uint32_t sect_fixed(enum sect s)
-{
-	switch (s) {
-	case S_REGS: return sizeof(struct kvm_regs);
-	case S_SREGS: return sizeof(struct kvm_sregs);
-	case S_XCRS: return sizeof(struct kvm_xcrs);
-	case S_EVENTS: return sizeof(struct kvm_vcpu_events);
-	case S_MPSTATE: return sizeof(struct kvm_mp_state);
-	case S_DEBUGREGS: return sizeof(struct kvm_debugregs);
-	default: return 0;
-	}
-}
-
-static bool msr_known(uint32_t index)
-{
-	for (size_t i = 0; i < MAX_MSRS; i++)
-		if (msr_wanted[i] == index)
-			return true;
-	return false;
-}
-
-static bool msrs_ok(const uint8_t *p, uint32_t n)
-{
-	if (n % MSR_ENTRY || n / MSR_ENTRY > MAX_MSRS)
-		return false;
-	for (uint32_t off = 0; off < n; off += MSR_ENTRY)
-		if (!msr_known(mig_get_le32(p + off)) || mig_get_le32(p + off + 4))
-			return false;
-	return true;
-}
-
-static bool sect_ok(enum sect s, const uint8_t *body, uint32_t n)
-{
-	uint32_t fixed = sect_fixed(s);
-
-	if (fixed)
-		return n == fixed;
-	if (s == S_XSAVE)
-		return n >= XSAVE_MIN && n <= XSAVE_MAX && n % 4 == 0;
-	return msrs_ok(body, n);
-}
-
-long mig_kvm_record_check(const uint8_t *p, size_t len)
-{
-	size_t off = 0;
-
-	for (enum sect s = S_REGS; s < S__END; s++) {
-		uint32_t n;
-
-		if (len - off < SECT_HDR || mig_get_le32(p + off) != (uint32_t)s)
-			return -EBADMSG;
-		n = mig_get_le32(p + off + 4);
-		if (n > len - off - SECT_HDR || !sect_ok(s, p + off + SECT_HDR, n))
-			return -EBADMSG;
-		off += SECT_HDR + n;
-	}
-	return (long)off;
-}
-
-struct vcpu {
-	int fd;
-	struct kvm_run *run;
-	pthread_t thread;
-	bool in_run;           /* under m->lock: thread is in mig_kvm_run */
-	uint8_t cmos_idx;      /* the CMOS index this vCPU last wrote */
-	_Atomic uint64_t passes;
-	bool booted;
-	char failed[160];      /* "": running fine */
-	uint8_t *rec;          /* m->rec_bytes in m->records */
-	uint64_t rip, rdi;     /* from the last record */
-};
-
-struct mig_kvm {
-	int sys, vm;
-	uint8_t *ram;
-	uint64_t ram_bytes, low_end;
-	unsigned nvcpus, nmsrs;
-	uint32_t msrs[MAX_MSRS];
-	size_t run_bytes, xsave_bytes, rec_bytes;
-	struct kvm_cpuid2 *cpuid;
-	pthread_mutex_t lock;  /* in_run and thread; the serial line */
-	int serial_fd;
-	char line[SERIAL_LINE + 1];
-	size_t line_len;
-	struct mig_ratelimit serial_rl;
-	uint8_t *records;
-	struct vcpu v[MIG_KVM_MAX_VCPUS];
-};
 
 static void kick_handler(int sig)
 {
@@ -327,50 +152,6 @@ static int vcpu_create(struct mig_kvm *m, unsigned i)
 	return vcpu_cpuid(m, i);
 }
 
-/* The MSRs of msr_wanted this KVM lists and vCPU 0 reads. */
-static int msrs_probe(struct mig_kvm *m)
-{
-	struct { struct kvm_msr_list h; uint32_t idx[1024]; } list = {
-		.h.nmsrs = 1024,
-	};
-	struct { struct kvm_msrs h; struct kvm_msr_entry e[MAX_MSRS]; } buf;
-	int n;
-
-	if (ioctl(m->sys, KVM_GET_MSR_INDEX_LIST, &list) < 0)
-		return -errno;
-	m->nmsrs = 0;
-	for (size_t k = 0; k < MAX_MSRS; k++)
-		for (uint32_t j = 0; j < list.h.nmsrs && j < 1024; j++)
-			if (list.h.indices[j] == msr_wanted[k]) {
-				m->msrs[m->nmsrs++] = msr_wanted[k];
-				break;
-			}
-	/* an MSR listed but refused goes: KVM_GET_MSRS stops at it */
-	for (;;) {
-		memset(&buf, 0, sizeof(buf));
-		buf.h.nmsrs = m->nmsrs;
-		for (unsigned k = 0; k < m->nmsrs; k++)
-			buf.e[k].index = m->msrs[k];
-		n = ioctl(m->v[0].fd, KVM_GET_MSRS, &buf);
-		if (n < 0)
-			return -errno;
-		if ((unsigned)n == m->nmsrs)
-			return 0;
-		memmove(&m->msrs[n], &m->msrs[n + 1], (m->nmsrs - n - 1) * sizeof(m->msrs[0]));
-		m->nmsrs--;
-	}
-}
-
-static size_t rec_size(const struct mig_kvm *m)
-{
-	size_t n = 0;
-
-	for (enum sect s = S_REGS; s < S__END; s++)
-		n += SECT_HDR + (s == S_XSAVE ? m->xsave_bytes :
-				 s == S_MSRS ? m->nmsrs * MSR_ENTRY : sect_fixed(s));
-	return n;
-}
-
 struct mig_kvm *mig_kvm_open(uint8_t *ram, uint64_t ram_bytes, unsigned vcpus,
 			     const char **why)
 {
@@ -408,10 +189,10 @@ struct mig_kvm *mig_kvm_open(uint8_t *ram, uint64_t ram_bytes, unsigned vcpus,
 	}
 	if (r == 0) {
 		*why = "KVM_GET_MSRS";
-		r = msrs_probe(m);
+		r = kvm_msrs_probe(m);
 	}
 	if (r == 0) {
-		m->rec_bytes = rec_size(m);
+		m->rec_bytes = kvm_rec_size(m);
 		m->records = calloc(vcpus, m->rec_bytes);
 		r = m->records ? 0 : -ENOMEM;
 	}
@@ -452,68 +233,6 @@ void mig_kvm_set_serial(struct mig_kvm *m, int fd)
 	m->serial_fd = fd;
 }
 
-static uint8_t *sect_put(uint8_t *p, enum sect s, size_t n)
-{
-	mig_put_le32(p, (uint32_t)s);
-	mig_put_le32(p + 4, (uint32_t)n);
-	return p + SECT_HDR;
-}
-
-static int get_msrs(struct mig_kvm *m, struct vcpu *v, uint8_t *body)
-{
-	struct { struct kvm_msrs h; struct kvm_msr_entry e[MAX_MSRS]; } buf;
-
-	memset(&buf, 0, sizeof(buf));
-	buf.h.nmsrs = m->nmsrs;
-	for (unsigned k = 0; k < m->nmsrs; k++)
-		buf.e[k].index = m->msrs[k];
-	if (ioctl(v->fd, KVM_GET_MSRS, &buf) != (int)m->nmsrs)
-		return -EIO;
-	memcpy(body, buf.e, m->nmsrs * MSR_ENTRY);
-	return 0;
-}
-
-/* vCPU i's state into its record, and where it stands. */
-static int snapshot(struct mig_kvm *m, unsigned i)
-{
-	struct vcpu *v = &m->v[i];
-	unsigned long xsave_op = m->xsave_bytes > XSAVE_MIN ? KVM_GET_XSAVE2 : KVM_GET_XSAVE;
-	struct kvm_regs regs;
-	uint8_t *p = v->rec, *b;
-
-	b = sect_put(p, S_REGS, sizeof(regs));
-	if (ioctl(v->fd, KVM_GET_REGS, &regs) < 0)
-		return -errno;
-	memcpy(b, &regs, sizeof(regs));
-	p = b + sizeof(regs);
-	b = sect_put(p, S_SREGS, sizeof(struct kvm_sregs));
-	if (ioctl(v->fd, KVM_GET_SREGS, b) < 0)
-		return -errno;
-	p = sect_put(b + sizeof(struct kvm_sregs), S_XCRS, sizeof(struct kvm_xcrs));
-	if (ioctl(v->fd, KVM_GET_XCRS, p) < 0)
-		return -errno;
-	b = sect_put(p + sizeof(struct kvm_xcrs), S_XSAVE, m->xsave_bytes);
-	if (ioctl(v->fd, xsave_op, b) < 0)
-		return -errno;
-	p = sect_put(b + m->xsave_bytes, S_MSRS, m->nmsrs * MSR_ENTRY);
-	if (get_msrs(m, v, p) < 0)
-		return -EIO;
-	b = sect_put(p + m->nmsrs * MSR_ENTRY, S_EVENTS, sizeof(struct kvm_vcpu_events));
-	if (ioctl(v->fd, KVM_GET_VCPU_EVENTS, b) < 0)
-		return -errno;
-	p = sect_put(b + sizeof(struct kvm_vcpu_events), S_MPSTATE,
-		     sizeof(struct kvm_mp_state));
-	if (ioctl(v->fd, KVM_GET_MP_STATE, p) < 0)
-		return -errno;
-	b = sect_put(p + sizeof(struct kvm_mp_state), S_DEBUGREGS,
-		     sizeof(struct kvm_debugregs));
-	if (ioctl(v->fd, KVM_GET_DEBUGREGS, b) < 0)
-		return -errno;
-	v->rip = regs.rip;
-	v->rdi = regs.rdi;
-	return 0;
-}
-
 int mig_kvm_reset(struct mig_kvm *m)
 {
 	for (unsigned i = 0; i < m->nvcpus; i++) {
@@ -530,81 +249,13 @@ int mig_kvm_reset(struct mig_kvm *m)
 		if (ioctl(v->fd, KVM_SET_SREGS, &sregs) < 0 ||
 		    ioctl(v->fd, KVM_SET_REGS, &regs) < 0)
 			return -errno;
-		r = snapshot(m, i);
+		r = kvm_snapshot(m, i);
 		if (r < 0)
 			return r;
 		atomic_store(&v->passes, 0);
 		v->booted = false;
 	}
 	return 0;
-}
-
-static int set_msrs(struct vcpu *v, const uint8_t *body, uint32_t n)
-{
-	struct { struct kvm_msrs h; struct kvm_msr_entry e[MAX_MSRS]; } buf;
-
-	memset(&buf, 0, sizeof(buf));
-	buf.h.nmsrs = n / MSR_ENTRY;
-	memcpy(buf.e, body, n);
-	return ioctl(v->fd, KVM_SET_MSRS, &buf) == (int)buf.h.nmsrs ? 0 : -EINVAL;
-}
-
-static const struct { unsigned long op; const char *name; } set_ops[S__END] = {
-	[S_REGS] = { KVM_SET_REGS, "registers" },
-	[S_SREGS] = { KVM_SET_SREGS, "special registers" },
-	[S_XCRS] = { KVM_SET_XCRS, "XCRs" },
-	[S_XSAVE] = { KVM_SET_XSAVE, "XSAVE area" },
-	[S_MSRS] = { 0, "MSRs" },
-	[S_EVENTS] = { KVM_SET_VCPU_EVENTS, "pending events" },
-	[S_MPSTATE] = { KVM_SET_MP_STATE, "MP state" },
-	[S_DEBUGREGS] = { KVM_SET_DEBUGREGS, "debug registers" },
-};
-
-/* Special registers before the others: the mode they set is what KVM
- * checks the rest against. */
-static const enum sect load_order[] = {
-	S_SREGS, S_REGS, S_XCRS, S_XSAVE, S_MSRS, S_EVENTS, S_MPSTATE, S_DEBUGREGS,
-};
-
-int mig_kvm_load(struct mig_kvm *m, unsigned i, const uint8_t *rec, size_t len,
-		 const char **why)
-{
-	const uint8_t *body[S__END];
-	uint32_t n[S__END];
-	size_t off = 0;
-	struct vcpu *v = &m->v[i];
-
-	*why = "a malformed record";
-	if (i >= m->nvcpus || mig_kvm_record_check(rec, len) != (long)len)
-		return -EBADMSG;
-	for (enum sect s = S_REGS; s < S__END; s++) {
-		n[s] = mig_get_le32(rec + off + 4);
-		body[s] = rec + off + SECT_HDR;
-		off += SECT_HDR + n[s];
-	}
-	*why = "an XSAVE area of another size than this host's";
-	if (n[S_XSAVE] != m->xsave_bytes)
-		return -EINVAL;
-	for (size_t k = 0; k < MIG_ARRAY_SIZE(load_order); k++) {
-		enum sect s = load_order[k];
-		int r;
-
-		/* a copy: the ioctls want their structures aligned */
-		uint8_t *tmp = malloc(n[s] ? n[s] : 1);
-
-		if (!tmp)
-			return -ENOMEM;
-		memcpy(tmp, body[s], n[s]);
-		r = s == S_MSRS ? set_msrs(v, tmp, n[s]) :
-		    ioctl(v->fd, set_ops[s].op, tmp) < 0 ? -errno : 0;
-		free(tmp);
-		if (r < 0) {
-			*why = set_ops[s].name;
-			return r;
-		}
-	}
-	*why = "reading the state back";
-	return snapshot(m, i);
 }
 
 void mig_kvm_set_progress(struct mig_kvm *m, unsigned i, uint64_t passes,
@@ -774,7 +425,7 @@ void mig_kvm_run(struct mig_kvm *m, unsigned i, const atomic_bool *stop)
 		else
 			fail(m, i, "KVM_RUN: %s", strerror(errno));
 	}
-	r = v->failed[0] ? 0 : snapshot(m, i);
+	r = v->failed[0] ? 0 : kvm_snapshot(m, i);
 	if (r < 0)
 		fail(m, i, "reading its state: %s", strerror(-r));
 	set_thread(m, v, false);
