@@ -278,7 +278,8 @@ headers:
 	@tests/run-all.sh headers
 
 bench: deps bench-deps all $(BENCH_BINS) $(BENCH_IMG)
-	@MIG_BIN=$(CURDIR)/$(B)/bin MIG_BENCH_DIR=$(CURDIR)/$(B)/bench bench/run.sh
+	@MIG_BIN=$(CURDIR)/$(B)/bin MIG_BENCH_DIR=$(CURDIR)/$(B)/bench \
+		MIG_GUEST_IMG=$(CURDIR)/$(BENCH_IMG) bench/run.sh
 
 MANS1    := $(wildcard man/*.1)
 MANS7    := $(wildcard man/*.7)

@@ -6,7 +6,8 @@
 # compared. Speed is measured here, never asserted in tests.
 #
 # Usage: bench/run.sh [SCENARIO...]   (default: all of them; see SCENARIOS)
-# Environment: MIG_BIN, MIG_BENCH_DIR (set by make bench), MIG_BENCH_RAM
+# Environment: MIG_BIN, MIG_BENCH_DIR, MIG_GUEST_IMG (the boot sector the
+# KVM guests run; all three set by make bench), MIG_BENCH_RAM
 # (guest size, default 1G), MIG_BENCH_POLL_S (bus poll interval, 0.1),
 # MIG_BENCH_RECOVERIES (timed recoveries in `recovery`, default 7).
 #
@@ -25,6 +26,7 @@ set -Eeuo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 MIG_BIN=${MIG_BIN:-$here/../build/bin}
 MIG_BENCH_DIR=${MIG_BENCH_DIR:-$here/../build/bench}
+GUEST_IMG=${MIG_GUEST_IMG:-$here/../build/gen/abguest.img}
 RAM=${MIG_BENCH_RAM:-1G}
 POLL_S=${MIG_BENCH_POLL_S:-0.1}
 MIGRATION_TIMEOUT_S=120   # a 1 GiB loopback migration takes seconds
@@ -479,11 +481,11 @@ scenario_sparse() {
 # postcopy_preempt migration of a guest of the same size: QEMU_PAIRS pairs
 # at 1 GiB taken alternately so the machine's drift falls on both, then one
 # at 4 GiB, then one at 1 GiB with neither using a preempt channel; the
-# medians and mig's / QEMU's. QEMU's guest is abguest.S, a boot sector
-# dirtying every page as mig-guest's ab workload does. Skipped, with the
+# medians and mig's / QEMU's. QEMU's guest is lib/guest/abguest.S, a boot
+# sector dirtying every page as mig-guest's ab workload does. Skipped, with the
 # reason in its row, where QEMU or KVM is not to be had.
 scenario_qemu() {
-	local img=$MIG_BENCH_DIR/abguest.img why i
+	local img=$GUEST_IMG why i
 	why=$(qemu_skip_reason "$img")
 	if [ -n "$why" ]; then
 		log "qemu: skipped: $why"
