@@ -34,7 +34,7 @@ RESULTS=$MIG_BENCH_DIR/results.jsonl
 
 SCENARIOS=(postcopy_preempt postcopy_nopreempt random_preempt random_nopreempt
 	   notify_refused notify_hang
-	   channels slow_subscriber tls sparse qemu
+	   channels slow_subscriber tls sparse qemu kvm
 	   recovery restart precopy_1g_10m precopy_1g_100m precopy_1g_400m precopy_4g_100m)
 RECOVERIES=${MIG_BENCH_RECOVERIES:-7}   # timed recoveries in `recovery`
 RECOVERY_BANDWIDTH=64M    # keeps the migration going through all of them
@@ -44,6 +44,7 @@ SLOW_PAIRS=3          # its migrations without and with them, alternately
 TLS_PAIRS=3           # `tls`: migrations in clear and with TLS, alternately
 CHANNEL_PAIRS=3       # `channels`: with --channels 1 and 2, alternately
 QEMU_PAIRS=3          # `qemu`: 1 GiB migrations by QEMU and by mig, alternately
+KVM_PAIRS=2           # `kvm`: the same, both guests a virtual machine
 
 PATH=$MIG_BIN:$PATH
 # short: sun_path holds 108 bytes
@@ -56,6 +57,8 @@ mkdir -p "$MIG_RUNTIME_DIR" "$R"
 . "$here/../tests/helpers/common.bash"
 # shellcheck source=qemu/migrate.sh
 . "$here/qemu/migrate.sh"
+# shellcheck source=qemu/kvm.sh
+. "$here/qemu/kvm.sh"
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 # where errexit stops us (not commands whose failure is handled)
@@ -784,7 +787,7 @@ goals() {
 		def qemu($ram): (by("qemu").sizes // []) |
 			map(select(.ram == $ram and .preempt)) | .[0].mig_ratio_qemu;
 		def r3: if . == null then null else . * 1000 | round / 1000 end;
-		(by("postcopy-preempt")) as $p | (by("channels")) as $c |
+		(by("postcopy-preempt")) as $p | (by("channels")) as $c | (by("kvm")) as $k |
 		[["bulk rate / min(TCP, UFFDIO_COPY)",
 		  ([$p.mb_per_s, $c.mb_per_s_1_median, $c.mb_per_s_2_median] | map(select(. != null)) |
 		   if length > 0 then max * 1e6 / ([$tcp, $copy] | min) else null end | r3), ">= 0.8"],
@@ -795,7 +798,10 @@ goals() {
 		 ["4 GiB 10% data / 410 MiB all data", by("sparse").sparse_ratio_dense, "<= 1.2"],
 		 ["request p99 / idle 4 KiB round trip", $p.p99_ratio_rtt4k, "<= 10"],
 		 ["recovery, resume to postcopy-active (ms)", by("recovery").recover_median_ms, "<= 3"],
-		 ["--channels 2 / 1, total time", $c.ratio_2_to_1, "(scaling)"]] |
+		 ["--channels 2 / 1, total time", $c.ratio_2_to_1, "(scaling)"],
+		 ["1 GiB KVM guest total time, mig / QEMU", $k.total_ratio_qemu, "reported"],
+		 ["1 GiB KVM guest downtime, mig / QEMU", $k.downtime_ratio_qemu, "reported"],
+		 ["1 GiB KVM guest vCPU blocked, mig / QEMU", $k.blocked_ratio_qemu, "reported"]] |
 		.[] | [.[0], (.[1] // "-" | tostring), .[2]] | @tsv' >"$all"
 	printf '\nGoals (figures from this run, each against its reference in this run):\n'
 	awk -F'\t' '{ printf "  %-42s %8s   goal %s\n", $1, $2, $3 }' "$all"
@@ -822,7 +828,8 @@ report() {
 		jq -e 'has("recover_ms") or has("precopy") or has("restart_send_ms") or
 			has("with_ratio_alone") or has("tls_ratio_clear") or
 			has("sparse_ratio_dense") or has("ratio_2_to_1") or
-			(.scenario | startswith("qemu"))' "$f" >/dev/null && continue
+			(.scenario | startswith("qemu")) or (.scenario | startswith("kvm"))' \
+			"$f" >/dev/null && continue
 		jq -r '[.scenario, .total_s, .downtime_ms, .mb_per_s, .mb_ratio_tcp,
 			.mb_ratio_copy, .requests, .pages_twice, .lat_p50_us, .lat_p99_us,
 			.p50_ratio_rtt4k, .p99_ratio_rtt4k, .blocked_ms, .verify] | map(. // "-") | @tsv' "$f" |
@@ -912,6 +919,8 @@ report() {
 			"  verify: \(.verify) (QEMU: the destination guest completes a pass after completion)" end' \
 			"$R/$name.json"
 	done <"$R/order"
+
+	kvm_report
 
 	if grep -q '^precopy' "$R/order"; then
 		printf '\nPrecopy, dirty guests (1 vCPU, random pages), default policy, loopback TCP:\n'

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 # Sourced by bench/run.sh: QEMU's own postcopy migration of the abguest boot
-# sector (abguest.S), on this machine, for the `qemu` scenario to measure
-# mig against. Uses run.sh's T, R, log and MIGRATION_TIMEOUT_S and
+# sector (lib/guest/abguest.S, the one mig-guest --workload kvm runs), on
+# this machine, for the `qemu` and `kvm` scenarios to measure mig against. Uses run.sh's T, R, log and MIGRATION_TIMEOUT_S and
 # common.bash's bg, wait_for, wait_exit and free_port; QEMU inherits
 # MIG_RUNTIME_DIR like every process of the bench, so cleanup ends it too.
 # shellcheck shell=bash
@@ -9,17 +9,26 @@
 
 qemu_here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
+# kvm_skip_reason: why no KVM guest can run here (mig-guest --workload
+# kvm's or QEMU's); nothing if one can.
+kvm_skip_reason() {
+	if [ ! -e /dev/kvm ]; then
+		echo "no /dev/kvm"
+	elif [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
+		echo "/dev/kvm is not readable and writable for $(id -un)"
+	fi
+}
+
 # qemu_skip_reason IMG: why the QEMU guests cannot run here; nothing if
 # they can. KVM is tried for real: a /dev/kvm that is there is not always
 # one that works.
 qemu_skip_reason() {
-	local out
+	local out why
+	why=$(kvm_skip_reason)
 	if ! command -v qemu-system-x86_64 >/dev/null; then
 		echo "no qemu-system-x86_64 (make bench installs qemu-system-x86)"
-	elif [ ! -e /dev/kvm ]; then
-		echo "no /dev/kvm"
-	elif [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
-		echo "/dev/kvm is not readable and writable for $(id -un)"
+	elif [ -n "$why" ]; then
+		echo "$why"
 	elif [ ! -s "$1" ]; then
 		echo "no boot image $1 (make bench builds it)"
 	elif ! out=$(printf '%s\n' '{"execute":"qmp_capabilities"}' '{"execute":"quit"}' |
