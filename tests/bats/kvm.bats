@@ -20,16 +20,17 @@ teardown() { mig_teardown; }
 
 # require_kvm: skip unless a 16 MiB kvm guest starts here (probed once).
 require_kvm() {
-	local cache=${BATS_FILE_TMPDIR:-$T}/kvm-probe rc=0
+	local cache=${BATS_FILE_TMPDIR:-$T}/kvm-probe rc=0 pid
 	if [ ! -e "$cache" ]; then
 		if [ ! -e /dev/kvm ]; then
 			echo "no /dev/kvm on this machine: the kvm workload needs KVM" >"$cache"
 		else
 			timeout 10 mig-guest --ctl "$T/probe.ctl" --ram 16M --workload kvm \
-				--ready-fd 3 3>/dev/null 2>"$T/probe.err" &
+				</dev/null >/dev/null 2>"$T/probe.err" 3>&- &
+			pid=$!
 			wait_socket "$T/probe.ctl" 10 || rc=1
 			mig-guest quit --ctl "$T/probe.ctl" 3>&- >/dev/null 2>&1 || true
-			wait
+			wait "$pid" || true
 			if [ "$rc" -eq 0 ]; then : >"$cache"; else
 				echo "the kvm workload cannot run here: $(cat "$T/probe.err")" >"$cache"; fi
 		fi

@@ -93,6 +93,48 @@ def ctl():
     put("ctl", "poke", ctl_msg(0, 14, struct.pack("<Q", 5), seq=9))
 
 
+def fnv1a(b):
+    h = 2166136261
+    for c in b:
+        h = ((h ^ c) * 16777619) & 0xFFFFFFFF
+    return h
+
+
+def state_blob(wid, spec, ram, words, machine=None):
+    """workload-state.c's layout: header, spec, per-vCPU u64 words, the
+    kvm machine section, FNV-1a."""
+    body = spec + b"".join(struct.pack("<Q", w) for vcpu in words for w in vcpu)
+    if machine is not None:
+        body += struct.pack("<I", len(machine)) + machine
+    n = 28 + len(body) + 4
+    b = struct.pack("<IHHIIQI", 0x5347494D, 1, wid, n, len(words), ram,
+                    len(spec)) + body
+    return b + struct.pack("<I", fnv1a(b))
+
+
+# kvm-record.c's sections: tag, the kernel structure's size (x86-64).
+KVM_SECTIONS = [(1, 144), (2, 312), (3, 392), (4, 4096), (5, 32), (6, 64),
+                (7, 4), (8, 128)]
+
+
+def kvm_record():
+    out = b""
+    for tag, size in KVM_SECTIONS:
+        data = bytes(size)
+        if tag == 5:  # the TSC and PAT
+            data = struct.pack("<IIQIIQ", 0x10, 0, 12345, 0x277, 0, 0x0007040600070406)
+        out += struct.pack("<II", tag, size) + data
+    return out
+
+
+def state():
+    put("state", "ab", state_blob(1, b"ab", 64 * PAGE, [[3], [0]]))
+    put("state", "dirty", state_blob(3, b"dirty:rate=8M,pattern=hot", 64 * PAGE,
+                                     [[1, 0x9E3779B97F4A7C15, 4096]]))
+    put("state", "kvm", state_blob(4, b"kvm", 16 << 20, [[5, 7, 1], [0, 6, 1]],
+                                   kvm_record() * 2))
+
+
 def jsonstream():
     put("jsonstream", "requests",
         b"\x05" + b'{"execute":"qmp_capabilities"}{"execute":"query-status",'
@@ -191,5 +233,5 @@ def dicts():
                                   for n in sorted(names)]) + "\n")
 
 
-for gen in (wire, return_path, ctl, jsonstream, json_, qapi, qmp, dicts):
+for gen in (wire, return_path, ctl, state, jsonstream, json_, qapi, qmp, dicts):
     gen()

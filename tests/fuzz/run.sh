@@ -28,6 +28,7 @@ max_len() {
 	wire) echo 70000 ;;
 	return-path) echo 16384 ;;
 	ctl) echo 600 ;;
+	state) echo 20000 ;;
 	*) echo 8192 ;;
 	esac
 }
