@@ -145,17 +145,6 @@ vcpus_waited() {
 	serial_adds_up "$T/dst.ctl" B C
 }
 
-# Proxy a: the source's unix socket -> tcp PORT; proxy b: tcp PORT -> the
-# destination's unix socket. Killing b cuts the path in the middle.
-proxy_a() {
-	socat_proxy pa "unix-listen:$T/src.sock" "tcp:127.0.0.1:$PORT"
-	wait_socket "$T/src.sock"
-}
-proxy_b() {
-	socat_proxy pb "tcp-listen:$PORT" "unix:$T/dst.sock"
-	wait_port "$PORT"
-}
-
 @test "a KVM guest survives a pause, a failed recovery and a good one" {
 	kvm_guest 256M BC
 	start recv mig-recv --name k --listen "unix:$T/dst.sock" --guest-ctl "$T/dst.ctl" \

@@ -14,17 +14,6 @@ setup() {
 }
 teardown() { mig_teardown; }
 
-# Proxy a: the source's unix socket -> tcp PORT; proxy b: tcp PORT -> the
-# destination's unix socket. Killing b cuts the path in the middle.
-proxy_a() {
-	socat_proxy pa "unix-listen:$T/src.sock" "tcp:127.0.0.1:$PORT"
-	wait_socket "$T/src.sock"
-}
-proxy_b() {
-	socat_proxy pb "tcp-listen:$PORT" "unix:$T/dst.sock"
-	wait_port "$PORT"
-}
-
 # A migration through both proxies, paused on the source once running.
 start_paused_through_proxies() {
 	guest src 256M --workload ab

@@ -397,6 +397,18 @@ finish_and_verify() {
 # address) to TO, a child per connection; started as NAME.
 socat_proxy() { bg "$1" socat "$2,reuseaddr,fork" "$3"; }
 
+# The two-proxy path: proxy a, the source's unix socket -> tcp PORT;
+# proxy b, tcp PORT -> the destination's unix socket. Killing b cuts the
+# path in the middle.
+proxy_a() {
+	socat_proxy pa "unix-listen:$T/src.sock" "tcp:127.0.0.1:$PORT"
+	wait_socket "$T/src.sock"
+}
+proxy_b() {
+	socat_proxy pb "tcp-listen:$PORT" "unix:$T/dst.sock"
+	wait_port "$PORT"
+}
+
 # proxy_kill NAME: cut every connection of socat proxy NAME at once: the
 # parent held still first (so it forks no more), its children, then it.
 proxy_kill() {
