@@ -98,6 +98,24 @@ finish() {
 	[ "$(connections)" -eq 4 ]
 }
 
+@test "the default: one stream per two cores, two at least, four at most" {
+	local n want
+	n=$(nproc)
+	want=$((n / 2 > 4 ? 4 : n / 2 < 2 ? 2 : n / 2))
+	VIA=tcp:127.0.0.1:$(free_port)
+	busy_guest 128M
+	recv_at "$DST"
+	proxy "${VIA##*:}"
+	send_to "$VIA"
+	[ "$(qmp_send "$SRC_BUS" '{"execute": "query-migrate-parameters", "id": 1}' |
+		jq -r 'select(.id == 1) | .return."multifd-channels"')" = "$want" ]
+	state "$SRC_BUS" postcopy-active
+	bulk_flows "$DST_BUS"
+	finish
+	# main, preempt and the bulk channels
+	[ "$(connections)" -eq $((want + 1)) ]
+}
+
 @test "--channels 4 over unix, without preempt: completes and verifies" {
 	busy_guest 128M
 	recv_at "unix:$T/dst.sock"

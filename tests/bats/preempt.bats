@@ -6,7 +6,8 @@
 # be made at recovery the migration stays paused and a later recovery
 # completes. Links misbehave through tests/helpers/proxy.py, which holds or
 # refuses chosen connections (the 1st is the main channel, the 2nd the
-# preempt channel) and logs each one, so they can be counted.
+# preempt channel) and logs each one, so they can be counted. Every
+# source here runs --channels 1: bulk channels would add to the counts.
 
 load ../helpers/common
 
@@ -51,7 +52,7 @@ connections() { grep -c '^proxy: connection [0-9]* accepted$' "$T/$1.log" || tru
 	# queries are done (SIGUSR1 to the proxy; 20 s at most): the source's
 	# hello on it gets no answer until then (within its link timeout)
 	proxy px "$port" --hold 2:20
-	start send mig-send --name m --guest "$T/src.ctl" --to "tcp:127.0.0.1:$port" --postcopy \
+	start send mig-send --name m --guest "$T/src.ctl" --to "tcp:127.0.0.1:$port" --postcopy --channels 1 \
 		--link-timeout 30
 	bg ws mig-status --bus "$SRC_BUS" --watch --json
 	# main channel up, preempt pending: the engine waits for it in `active`
@@ -82,7 +83,7 @@ connections() { grep -c '^proxy: connection [0-9]* accepted$' "$T/$1.log" || tru
 	# failure that follows is quick, and takes the bus with it), the
 	# preempt one is refused
 	proxy px "$port" --hold 1:20 --refuse-from 2
-	start send mig-send --name m --guest "$T/src.ctl" --to "tcp:127.0.0.1:$port" --postcopy
+	start send mig-send --name m --guest "$T/src.ctl" --to "tcp:127.0.0.1:$port" --postcopy --channels 1
 	bg ws mig-status --bus "$SRC_BUS" --watch --json
 	wait_log ws '"status":"setup"'
 	kill -USR1 "$(pid_of px)"
@@ -113,7 +114,7 @@ connections() { grep -c '^proxy: connection [0-9]* accepted$' "$T/$1.log" || tru
 	start recv mig-recv --name m --listen "tcp:127.0.0.1:$DPORT" --guest-ctl "$T/dst.ctl" --link-timeout 2
 	proxy px1 "$p1"
 	# limited, so that it is still running when paused
-	start send mig-send --name m --guest "$T/src.ctl" --to "tcp:127.0.0.1:$p1" --postcopy \
+	start send mig-send --name m --guest "$T/src.ctl" --to "tcp:127.0.0.1:$p1" --postcopy --channels 1 \
 		--link-timeout 2 --max-bandwidth 16M
 	bg ws mig-status --bus "$SRC_BUS" --watch --json
 	bg wr mig-status --bus "$DST_BUS" --watch --json
@@ -165,7 +166,7 @@ connections() { grep -c '^proxy: connection [0-9]* accepted$' "$T/$1.log" || tru
 	port=$(free_port)
 	start recv1 mig-recv --name n1 --listen "tcp:127.0.0.1:$DPORT" --guest-ctl "$T/dst1.ctl"
 	proxy px1 "$port"
-	start send1 mig-send --name n1 --guest "$T/src1.ctl" --to "tcp:127.0.0.1:$port" --postcopy --no-preempt
+	start send1 mig-send --name n1 --guest "$T/src1.ctl" --to "tcp:127.0.0.1:$port" --postcopy --channels 1 --no-preempt
 	wait_exit send1 60
 	[ "$status" -eq 0 ]
 	wait_exit recv1 30
@@ -178,7 +179,7 @@ connections() { grep -c '^proxy: connection [0-9]* accepted$' "$T/$1.log" || tru
 	port=$(free_port)
 	start recv2 mig-recv --name n2 --listen "tcp:127.0.0.1:$DPORT" --guest-ctl "$T/dst2.ctl"
 	proxy px2 "$port"
-	start send2 mig-send --name n2 --guest "$T/src2.ctl" --to "tcp:127.0.0.1:$port" --postcopy
+	start send2 mig-send --name n2 --guest "$T/src2.ctl" --to "tcp:127.0.0.1:$port" --postcopy --channels 1
 	wait_exit send2 60
 	[ "$status" -eq 0 ]
 	wait_exit recv2 30
