@@ -58,14 +58,14 @@ bulk_flows() {
 # finish: the pump at full speed, both engines exit 0, the guest verifies
 # on the destination and is all that is left running.
 # via_proxy CHANNELS [proxy.py options]: a 128M busy guest migrated with
-# --channels CHANNELS through the proxy at $VIA.
+# --channels CHANNELS (empty: the default) through the proxy at $VIA.
 via_proxy() {
 	local n=$1; shift
 	VIA=tcp:127.0.0.1:$(free_port)
 	busy_guest 128M
 	recv_at "$DST"
 	proxy "${VIA##*:}" "$@"
-	send_to "$VIA" --channels "$n"
+	send_to "$VIA" ${n:+--channels "$n"}
 }
 
 # pause_recover: paused on the source's bus, recovered through $VIA.
@@ -102,11 +102,7 @@ finish() {
 	local n want
 	n=$(nproc)
 	want=$((n / 2 > 4 ? 4 : n / 2 < 2 ? 2 : n / 2))
-	VIA=tcp:127.0.0.1:$(free_port)
-	busy_guest 128M
-	recv_at "$DST"
-	proxy "${VIA##*:}"
-	send_to "$VIA"
+	via_proxy ""
 	[ "$(qmp_send "$SRC_BUS" '{"execute": "query-migrate-parameters", "id": 1}' |
 		jq -r 'select(.id == 1) | .return."multifd-channels"')" = "$want" ]
 	state "$SRC_BUS" postcopy-active
