@@ -8,7 +8,9 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "base/fault.h"
 #include "base/log.h"
 #include "core/ram.h"
 #include "core/wire.h"
@@ -69,8 +71,6 @@ void src_recover(struct src *s)
 		mig_engine_post(&s->e, MIG_EV_COMPLETE);
 		return;
 	}
-	if (r == 0)
-		r = src_start_workers(s);
 	if (r < 0) {
 		mig_engine_error(&s->e, "recovery handshake failed: %s",
 				 strerror(-r));
@@ -79,10 +79,27 @@ void src_recover(struct src *s)
 		return;
 	}
 	/* the destination that holds the migration is here now: a
-	 * restarted engine resumes to it */
+	 * restarted engine resumes to it, even one killed at the event */
 	if (s->e.bound)
 		src_bind_guest(s, uri);
+	/* Active from the RESUME_ACK on, as QEMU's source; the threads
+	 * start after, since a manager waits for this event and starting
+	 * them takes a loaded host milliseconds. This engine's events are
+	 * handled once we return: none can find the threads missing. */
 	mig_engine_move(&s->e, MIG_STATE_POSTCOPY_ACTIVE);
+	if (mig_fault("recover-threads-late")) {
+		/* the window this order opens, held open for a test to kill
+		 * us or the link in: no heartbeat goes out meanwhile, so
+		 * shorter than its link timeout (2 s) */
+		mig_warn("fault", "recover-threads-late: threads start in 1 s");
+		sleep(1);
+	}
+	r = src_start_workers(s);
+	if (r < 0) {
+		mig_engine_error(&s->e, "recovery: cannot start threads: %s",
+				 strerror(-r));
+		src_pause_now(s, "no threads");
+	}
 }
 
 void src_pause_now(struct src *s, const char *why)

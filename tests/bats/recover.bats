@@ -47,6 +47,24 @@ start_paused_through_proxies() {
 	events_match wr "setup active postcopy-active postcopy-paused postcopy-recover postcopy-active completed"
 }
 
+@test "the link breaks at a recovery's postcopy-active, before the source's threads start: paused, recovered" {
+	# the source announces postcopy-active, then starts its threads: held
+	# a second apart here (MIG_FAULT), the link is cut between the two
+	MIG_FAULT=recover-threads-late start_paused_through_proxies
+	expect 0 mig-recover --bus "$DST_BUS" --listen "unix:$T/dst.sock" --timeout 1 || [ "$status" -eq 75 ]
+	expect 0 mig-recover --bus "$SRC_BUS" --to "unix:$T/src.sock" --timeout 20
+	proxy_kill pb
+	grep -q 'recover-threads-late: threads start in 1 s' "$T/send.log"
+	state "$SRC_BUS" postcopy-paused
+	state "$DST_BUS" postcopy-paused
+	proxy_b
+	expect 0 mig-recover --bus "$DST_BUS" --listen "unix:$T/dst.sock" --timeout 1 || [ "$status" -eq 75 ]
+	expect 0 mig-recover --bus "$SRC_BUS" --to "unix:$T/src.sock" --timeout 20
+	finish_and_verify
+	wait_exit ws 10
+	events_match ws "setup active postcopy-active postcopy-paused postcopy-recover-setup postcopy-recover postcopy-active postcopy-paused postcopy-recover-setup postcopy-recover postcopy-active completed"
+}
+
 @test "recovery to an unused port: exactly postcopy-recover-setup, postcopy-paused" {
 	start_paused_through_proxies
 	local before after

@@ -95,6 +95,23 @@ finish() {
 	finish
 }
 
+@test "kill -9 of mig-send at a recovery's postcopy-active, before its threads start: restarted, completes" {
+	# the engine announces postcopy-active, then starts its threads: held
+	# a second apart here (MIG_FAULT), the kill lands between the two
+	MIG_FAULT=recover-threads-late begin 256M ab
+	expect 0 mig-pause --bus "$SRC_BUS"
+	state "$DST_BUS" postcopy-paused
+	recover
+	kill9 send
+	grep -q 'recover-threads-late: threads start in 1 s' "$T/send.log"
+	state "$DST_BUS" postcopy-paused
+	[ "$(guest_json "$T/src.ctl" .running)" = false ]
+	expect 75 mig-recover --bus "$DST_BUS" --listen "$DST" --timeout 0.5
+	restart_send
+	state "$SRC_BUS" postcopy-active
+	finish
+}
+
 @test "either engine killed in postcopy-paused, restarted, recovers" {
 	begin 256M ab
 	expect 0 mig-pause --bus "$SRC_BUS"
