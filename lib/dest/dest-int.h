@@ -48,6 +48,9 @@
  */
 #define MAX_PENDING 64
 #define HELLO_TIMEOUT_MS 5000
+/* runs a receiver holds in hand at most (receive.c): 2 MiB of 64 KiB
+ * runs, more than it reads ahead */
+#define DST_HAND_SLOTS 32u
 
 enum pend_stage {
 	PEND_TLS,       /* owes us a TLS handshake (core/tls) */
@@ -112,10 +115,11 @@ struct dst {
 	 * faults on it first (receive.c, userfault.c) */
 	struct mig_bitmap *unplaced;
 	_Atomic uint64_t *fault_ns; /* per page: when a vCPU first faulted */
-	/* per receiver, the run it is placing: (first page + 1) << 16 | pages,
-	 * or 0. A fault on such a page needs no request: the placement wakes
-	 * it (receive.c, userfault.c) */
-	_Atomic uint64_t in_hand[MIG_CHAN__COUNT];
+	/* per receiver, the runs read and not placed yet: (first page + 1)
+	 * << 16 | pages, or 0. A fault on such a page needs no request: the
+	 * placement wakes it (receive.c, userfault.c) */
+	_Atomic uint64_t in_hand[MIG_CHAN__COUNT][DST_HAND_SLOTS];
+	atomic_bool hand_busy[MIG_CHAN__COUNT]; /* its receiver runs */
 	struct dst_bt *bt;          /* blocktime.c; outlives the bus */
 
 	pthread_mutex_t rp_lock;    /* the return path: one writer, link_up */

@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include "base/log.h"
 #include "base/util.h"
 #include "core/compress.h"
+#include "core/tls.h"
 #include "core/ram.h"
 #include "core/uffd.h"
 #include "core/chan.h"
@@ -139,10 +141,15 @@ long dst_place_unplaced(struct dst *d, uint64_t page, uint64_t max)
 bool dst_in_hand(struct dst *d, uint64_t page)
 {
 	for (int c = 0; c < MIG_CHAN__COUNT; c++) {
-		uint64_t v = atomic_load(&d->in_hand[c]), first = (v >> 16) - 1;
+		if (!atomic_load(&d->hand_busy[c]))
+			continue;
+		for (unsigned i = 0; i < DST_HAND_SLOTS; i++) {
+			uint64_t v = atomic_load(&d->in_hand[c][i]);
+			uint64_t first = (v >> 16) - 1;
 
-		if (v && page >= first && page < first + (v & 0xffff))
-			return true;
+			if (v && page >= first && page < first + (v & 0xffff))
+				return true;
+		}
 	}
 	return false;
 }
@@ -322,44 +329,189 @@ struct rx_arg {
 };
 
 /*
- * The run a PAGES message carries is in this receiver's hand from when its
- * header is in until it is placed and marked present (in_hand, cleared by
- * the caller): a vCPU faulting on it meanwhile is woken by the placement,
- * and asking the source for it would only bring it twice. A vCPU faster
- * than the pumps meets them right there, at the run on its way in. A run
- * in hand that is never placed (a malformed message, a link that breaks)
- * breaks the link, and a recovery asks for every page a vCPU waits for.
+ * A receiver reads ahead of what it places, up to RX_AHEAD_BYTES, and
+ * every PAGES message whose headers are in its buffer is "in hand" (a
+ * slot of in_hand) until placed and marked present: a vCPU faulting on it
+ * meanwhile is woken by the placement, and asking the source for it would
+ * only bring it twice. A vCPU faster than the pumps meets them right
+ * there, at the runs on their way in. Placed in order, a run in hand
+ * waits behind at most RX_AHEAD_BYTES of others. A run in hand that is
+ * never placed (a malformed message, a link that breaks) breaks the link,
+ * and a recovery asks for every page a vCPU waits for.
  */
-static void take_in_hand(struct dst *d, enum mig_chan_slot c,
-			 const uint8_t *hdr)
-{
-	uint64_t off = mig_get_be64(hdr), first = off / MIG_PAGE_SIZE;
-	uint32_t n = mig_get_be32(hdr + 8);
+#define RX_AHEAD_BYTES (256u * 1024u)
+#define RX_MSG_MAX (MIG_WIRE_HDR_BYTES + MIG_WIRE_MAX_PAYLOAD)
 
-	_Static_assert(MIG_WIRE_MAX_RUN_PAGES < 0x10000, "in_hand's count");
-	if (off % MIG_PAGE_SIZE || !n || n > MIG_WIRE_MAX_RUN_PAGES ||
-	    first >= d->npages || n > d->npages - first)
-		return; /* malformed: the decoder says so */
-	atomic_store(&d->in_hand[c], (first + 1) << 16 | n);
+struct rx {
+	struct dst *d;
+	enum mig_chan_slot c;
+	int fd;
+	uint8_t *p;
+	/* p[head, end) is read and not handled; the messages from head to
+	 * scan are in slots [hand_head, hand_tail) (scan may lie past end:
+	 * a message is in hand once its headers are in, its data or not) */
+	size_t cap, head, scan, end;
+	unsigned hand_head, hand_tail;
+	int err; /* a read ahead failed: once what came before is handled */
+};
+
+/* The whole length of the message at p[off], or 0 while its header is not
+ * all in (or is malformed: handling it says so). */
+static size_t msg_bytes(const struct rx *x, size_t off)
+{
+	uint32_t type, len;
+
+	if (x->end < off + MIG_WIRE_HDR_BYTES ||
+	    mig_wire_dec_hdr(x->p + off, &type, &len) < 0 ||
+	    len > MIG_WIRE_MAX_PAYLOAD)
+		return 0;
+	return MIG_WIRE_HDR_BYTES + len;
 }
 
-static int recv_msg(struct dst *d, enum mig_chan_slot c, int fd,
-		    uint32_t *type, uint8_t *buf, uint32_t *len)
+/* The slot of the message at p[off], its headers in: its run, or 0. */
+static uint64_t hand_word(const struct rx *x, size_t off)
 {
-	uint32_t head = 0;
-	int r = mig_wire_recv_hdr(fd, type, len);
+	const uint8_t *h = x->p + off + MIG_WIRE_HDR_BYTES;
+	uint64_t first;
+	uint32_t type, len, n;
 
-	if (r == 0 && *len > MIG_WIRE_MAX_PAYLOAD)
-		r = -EMSGSIZE;
-	if (r == 0 && *type == MIG_MSG_PAGES && *len >= MIG_PAGES_HDR_BYTES &&
-	    atomic_load(&d->guest_started)) {
-		head = MIG_PAGES_HDR_BYTES;
-		r = mig_wire_recv_bytes(fd, buf, head);
-		if (r == 0)
-			take_in_hand(d, c, buf);
+	_Static_assert(MIG_WIRE_MAX_RUN_PAGES < 0x10000, "in_hand's count");
+	if (mig_wire_dec_hdr(x->p + off, &type, &len) < 0 ||
+	    type != MIG_MSG_PAGES || !atomic_load(&x->d->guest_started))
+		return 0; /* by wire.c's limits, PAGES holds its 16-byte header */
+	first = mig_get_be64(h) / MIG_PAGE_SIZE;
+	n = mig_get_be32(h + 8);
+	if (mig_get_be64(h) % MIG_PAGE_SIZE || !n || n > MIG_WIRE_MAX_RUN_PAGES ||
+	    first >= x->d->npages || n > x->d->npages - first)
+		return 0; /* malformed: the decoder says so */
+	return (first + 1) << 16 | n;
+}
+
+/* Take in hand every message whose headers are in, while slots last. */
+static void take_in_hand(struct rx *x)
+{
+	_Atomic uint64_t *slot = x->d->in_hand[x->c];
+
+	while (x->hand_tail - x->hand_head < DST_HAND_SLOTS) {
+		size_t n = msg_bytes(x, x->scan);
+
+		if (!n || (x->end < x->scan + MIG_WIRE_HDR_BYTES + MIG_PAGES_HDR_BYTES &&
+			   x->end < x->scan + n))
+			return;
+		atomic_store(&slot[x->hand_tail++ % DST_HAND_SLOTS],
+			     hand_word(x, x->scan));
+		x->scan += n;
 	}
-	if (r == 0)
-		r = mig_wire_recv_bytes(fd, buf + head, *len - head);
+}
+
+static void compact(struct rx *x)
+{
+	memmove(x->p, x->p + x->head, x->end - x->head);
+	x->scan -= x->head;
+	x->end -= x->head;
+	x->head = 0;
+}
+
+/* Read into p[end, end + want): at least one byte if wait (EOF is
+ * -ECONNRESET, the link timeout -ETIMEDOUT), else what is there now. */
+static int rx_read(struct rx *x, size_t want, bool wait)
+{
+	ssize_t n;
+
+	if (!wait && !mig_tls_pending(x->fd)) {
+		struct pollfd p = { .fd = x->fd, .events = POLLIN };
+
+		if (poll(&p, 1, 0) != 1)
+			return 0;
+	}
+	do
+		n = mig_tls_read(x->fd, x->p + x->end, want);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return errno == EAGAIN || errno == EWOULDBLOCK ? -ETIMEDOUT : -errno;
+	if (n == 0)
+		return -ECONNRESET;
+	x->end += (size_t)n;
+	take_in_hand(x);
+	return 0;
+}
+
+/* With the message at head complete: when nothing complete follows it,
+ * read what has come since, so the next runs are in hand while it is
+ * placed. A failure waits until the messages before it are handled: a
+ * CANCEL, say, then the source closing. */
+static void read_ahead(struct rx *x, size_t n)
+{
+	size_t next = x->head + n, m = msg_bytes(x, next);
+	size_t want = RX_AHEAD_BYTES - MIG_MIN(x->end - x->head, RX_AHEAD_BYTES);
+
+	if ((m && x->end >= next + m) || !want || x->err)
+		return;
+	if (x->cap - x->end < want)
+		compact(x);
+	x->err = rx_read(x, want, false);
+}
+
+/* The next message, whole, at p[head]; *n its length. */
+static int next_msg(struct rx *x, size_t *n)
+{
+	int r = 0;
+
+	while (r == 0) {
+		size_t want;
+
+		*n = msg_bytes(x, x->head);
+		if (*n && x->end >= x->head + *n) {
+			read_ahead(x, *n);
+			return 0;
+		}
+		if (x->end >= x->head + MIG_WIRE_HDR_BYTES && !*n)
+			return -EBADMSG; /* a header the decoder refuses */
+		if (x->err)
+			return x->err;
+		want = (*n ? *n : MIG_WIRE_HDR_BYTES) - (x->end - x->head);
+		if (x->cap - x->end < want)
+			compact(x);
+		r = rx_read(x, MIG_MAX(want, MIG_MIN(x->cap - x->end,
+						     RX_AHEAD_BYTES)), true);
+	}
+	return r;
+}
+
+/* The message at head is handled: its slot is free, and so is its room. */
+static void done_msg(struct rx *x, size_t n)
+{
+	atomic_store(&x->d->in_hand[x->c][x->hand_head++ % DST_HAND_SLOTS], 0);
+	x->head += n;
+	if (x->head == x->end) {
+		x->scan -= x->head;
+		x->head = x->end = 0;
+	}
+	take_in_hand(x);
+}
+
+static int rx_one(struct rx *x, enum rx_phase *ph, uint8_t *scratch)
+{
+	struct dst *d = x->d;
+	uint32_t type = 0, len;
+	size_t n;
+	int r = next_msg(x, &n);
+
+	if (r == 0) {
+		mig_wire_dec_hdr(x->p + x->head, &type, &len);
+		d->e.st.bytes += n;
+		if (x->c >= MIG_CHAN_BULK)
+			d->e.st.bulk_bytes += n;
+		r = handle_msg(d, x->c, ph, type,
+			       x->p + x->head + MIG_WIRE_HDR_BYTES, len, scratch);
+		done_msg(x, n);
+	}
+	if (r == -EBADMSG || r == -ERANGE) {
+		if (!type && x->end >= x->head + MIG_WIRE_HDR_BYTES)
+			type = mig_get_be32(x->p + x->head);
+		mig_err("wire", "%s: malformed %s message",
+			mig_chan_slot_name(x->c), mig_wire_type_name(type));
+	}
 	return r;
 }
 
@@ -369,29 +521,22 @@ static void *rx_main(void *arg)
 	struct dst *d = a->d;
 	enum mig_chan_slot c = a->c;
 	enum rx_phase ph = a->ph;
-	int fd = d->e.chan_fd[c];
-	uint8_t *buf = malloc(MIG_WIRE_MAX_PAYLOAD);
+	struct rx x = { .d = d, .c = c, .fd = d->e.chan_fd[c],
+			.cap = RX_MSG_MAX + RX_AHEAD_BYTES };
 	uint8_t *scratch = malloc(MIG_WIRE_MAX_RUN_PAGES * MIG_PAGE_SIZE);
-	int r = buf && scratch ? 0 : -ENOMEM;
+	int r;
 
 	free(a);
+	x.p = malloc(x.cap);
+	r = x.p && scratch ? 0 : -ENOMEM;
 	if (c != MIG_CHAN_PREEMPT)
 		mig_thread_bulk();
-	while (r == 0 && !atomic_load(&d->stop_rx)) {
-		uint32_t type, len;
-
-		r = recv_msg(d, c, fd, &type, buf, &len);
-		if (r == 0) {
-			d->e.st.bytes += MIG_WIRE_HDR_BYTES + len;
-			if (c >= MIG_CHAN_BULK)
-				d->e.st.bulk_bytes += MIG_WIRE_HDR_BYTES + len;
-			r = handle_msg(d, c, &ph, type, buf, len, scratch);
-		}
-		atomic_store(&d->in_hand[c], 0);
-		if (r == -EBADMSG || r == -ERANGE)
-			mig_err("wire", "%s: malformed %s message",
-				mig_chan_slot_name(c), mig_wire_type_name(type));
-	}
+	atomic_store(&d->hand_busy[c], true);
+	while (r == 0 && !atomic_load(&d->stop_rx))
+		r = rx_one(&x, &ph, scratch);
+	atomic_store(&d->hand_busy[c], false);
+	for (unsigned i = 0; i < DST_HAND_SLOTS; i++)
+		atomic_store(&d->in_hand[c][i], 0);
 	if (c == MIG_CHAN_MAIN)
 		atomic_store(&d->main_closed, true);
 	if (r < 0 && !atomic_load(&d->stop_rx) && !atomic_load(&d->ending)) {
@@ -400,7 +545,7 @@ static void *rx_main(void *arg)
 	} else if (c == MIG_CHAN_MAIN) {
 		mig_engine_signal(&d->e); /* completed: the loop may end now */
 	}
-	free(buf);
+	free(x.p);
 	free(scratch);
 	return NULL;
 }
