@@ -78,9 +78,18 @@ struct extent {
 static void extent_at(struct src *s, uint64_t page, struct extent *x)
 {
 	off_t off = (off_t)(page * MIG_PAGE_SIZE), end;
+	/* the end of a hole is data (SEEK_DATA found it there), and nothing
+	 * punches holes in a source's memfd: one lseek for where it ends,
+	 * not two, once a run for every hole in a sparse guest */
+	bool after_hole = x->hole && page == x->end && page < s->npages;
 
 	x->start = page;
 	x->end = s->npages;
+	if (after_hole && (end = lseek(s->memfd, off, SEEK_HOLE)) > off) {
+		x->hole = false;
+		x->end = MIG_MIN(s->npages, (uint64_t)end / MIG_PAGE_SIZE);
+		return;
+	}
 	end = lseek(s->memfd, off, SEEK_DATA);
 	x->hole = end != off;
 	if (end < 0) {
