@@ -164,6 +164,8 @@ def sample(types, name, depth=0):
         return t["members"][0]["name"]
     if mt == "array":
         return [sample(types, t["element-type"], depth + 1)]
+    if mt == "alternate":  # its members are types, not names
+        return sample(types, t["members"][0]["type"], depth + 1)
     obj = {}
     for m in t.get("members", []):
         obj[m["name"]] = sample(types, m["type"], depth + 1)
@@ -221,7 +223,7 @@ def dicts():
     for t in schema:
         names.add(t["name"])
         for m in t.get("members", []):
-            names.add(m["name"])
+            names.add(m.get("name", m.get("type")))  # alternate: types
         for v in t.get("variants", []):
             names.add(v["case"])
     toks = [json.dumps(t) for t in JSON_TOKENS]
