@@ -79,7 +79,8 @@ int mig_uffd_unregister(int uffd, void *addr, size_t len)
  * result field. We step over the present page and go on, so a run is placed
  * whole whatever raced with it.
  */
-static long place(int uffd, uint64_t dst, const void *src, size_t len, bool zero)
+static long place(int uffd, uint64_t dst, const void *src, size_t len,
+		  bool zero, bool stop)
 {
 	long placed = 0;
 
@@ -114,6 +115,8 @@ static long place(int uffd, uint64_t dst, const void *src, size_t len, bool zero
 			/* mapping changing under us (fork, mremap): retry */
 			continue;
 		} else if (errno == EEXIST) {
+			if (stop)
+				break;
 			done = MIG_PAGE_SIZE; /* skip the one present page */
 		} else {
 			return -errno;
@@ -131,12 +134,17 @@ static long place(int uffd, uint64_t dst, const void *src, size_t len, bool zero
 
 long mig_uffd_copy(int uffd, uint64_t dst, const void *src, size_t len)
 {
-	return place(uffd, dst, src, len, false);
+	return place(uffd, dst, src, len, false, false);
+}
+
+long mig_uffd_copy_prefix(int uffd, uint64_t dst, const void *src, size_t len)
+{
+	return place(uffd, dst, src, len, false, true);
 }
 
 long mig_uffd_zeropage(int uffd, uint64_t dst, size_t len)
 {
-	return place(uffd, dst, NULL, len, true);
+	return place(uffd, dst, NULL, len, true, false);
 }
 
 int mig_uffd_wake(int uffd, uint64_t dst, size_t len)

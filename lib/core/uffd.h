@@ -37,6 +37,9 @@ int mig_uffd_unregister(int uffd, void *addr, size_t len);
  * process) and wake waiters. Pages already present are skipped, not errors.
  * Returns the number of pages actually placed, or -errno. */
 long mig_uffd_copy(int uffd, uint64_t dst, const void *src, size_t len);
+/* The same up to the first page present: the pages placed, all of them
+ * before it (they are known to be ours), or -errno. */
+long mig_uffd_copy_prefix(int uffd, uint64_t dst, const void *src, size_t len);
 /* Same for zero-filled pages. */
 long mig_uffd_zeropage(int uffd, uint64_t dst, size_t len);
 /* Wake threads waiting on [dst, dst+len) (page already there). */

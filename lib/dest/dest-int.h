@@ -52,6 +52,28 @@
  * runs, more than it reads ahead */
 #define DST_HAND_SLOTS 32u
 
+/*
+ * A receiver's runs read and not placed yet (receive.c). A fault on such a
+ * page needs no request; and once the page's bytes are in, the fault
+ * thread places it from here at once rather than have its vCPU wait
+ * behind the runs placed before it (userfault.c).
+ */
+struct dst_hand {
+	/* (first page + 1) << 16 | pages, or 0 */
+	_Atomic uint64_t run[DST_HAND_SLOTS];
+	/* where the run's raw pages start in buf, or SIZE_MAX: none to take
+	 * (zero, compressed, out of place, or malformed) */
+	size_t data[DST_HAND_SLOTS];
+	const uint8_t *buf;
+	_Atomic size_t end;   /* buf[0, end) is in */
+	/* page + 1 a vCPU waits on, in hand, its bytes not in yet; or 0 */
+	_Atomic uint64_t want;
+	/* held to move or drop bytes of buf (or buf itself), and to place a
+	 * page from it: a run's bytes stay put while its slot is set */
+	pthread_mutex_t lock;
+	atomic_bool busy;     /* its receiver runs */
+};
+
 enum pend_stage {
 	PEND_TLS,       /* owes us a TLS handshake (core/tls) */
 	PEND_HELLO,     /* owes us its hello */
@@ -115,11 +137,11 @@ struct dst {
 	 * faults on it first (receive.c, userfault.c) */
 	struct mig_bitmap *unplaced;
 	_Atomic uint64_t *fault_ns; /* per page: when a vCPU first faulted */
-	/* per receiver, the runs read and not placed yet: (first page + 1)
-	 * << 16 | pages, or 0. A fault on such a page needs no request: the
-	 * placement wakes it (receive.c, userfault.c) */
-	_Atomic uint64_t in_hand[MIG_CHAN__COUNT][DST_HAND_SLOTS];
-	atomic_bool hand_busy[MIG_CHAN__COUNT]; /* its receiver runs */
+	struct dst_hand hand[MIG_CHAN__COUNT];
+	/* placed by the fault thread from a receiver's hand: the receiver's
+	 * own placement, refused there, is no page twice */
+	struct mig_bitmap *taken;
+	atomic_uint_fast64_t from_hand; /* pages so placed */
 	struct dst_bt *bt;          /* blocktime.c; outlives the bus */
 
 	pthread_mutex_t rp_lock;    /* the return path: one writer, link_up */
@@ -167,7 +189,8 @@ int dst_alloc_pages(struct dst *d);
 int dst_start_rx(struct dst *d, enum mig_chan_slot c);
 void dst_stop_rx(struct dst *d);
 
-/* receive.c: is the page in a receiver's hand, about to be placed? */
+/* receive.c: is the page in a receiver's hand, about to be placed? If
+ * its bytes are in, it is placed from there now (the fault thread's). */
 bool dst_in_hand(struct dst *d, uint64_t page);
 
 /* userfault.c */

@@ -35,6 +35,8 @@ static int dst_open(struct dst *d, const struct mig_dest_opts *o)
 		d->pend[i].fd = -1;
 	pthread_mutex_init(&d->rp_lock, NULL);
 	pthread_mutex_init(&d->blob_lock, NULL);
+	for (int c = 0; c < MIG_CHAN__COUNT; c++)
+		pthread_mutex_init(&d->hand[c].lock, NULL);
 	d->bt = dst_blocktime_new(); /* before the bus, which queries it */
 	if (!d->bt)
 		return -ENOMEM;
@@ -203,10 +205,13 @@ static void dst_close(struct dst *d)
 	mig_bitmap_free(d->received);
 	mig_bitmap_free(d->requested);
 	mig_bitmap_free(d->unplaced);
+	mig_bitmap_free(d->taken);
 	free(d->fault_ns);
 	free(d->blob);
 	pthread_mutex_destroy(&d->rp_lock);
 	pthread_mutex_destroy(&d->blob_lock);
+	for (int c = 0; c < MIG_CHAN__COUNT; c++)
+		pthread_mutex_destroy(&d->hand[c].lock);
 }
 
 static int default_guest_ctl(struct dst *d, const struct mig_dest_opts *o)

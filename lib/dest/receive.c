@@ -32,10 +32,11 @@ int dst_alloc_pages(struct dst *d)
 	d->received = mig_bitmap_new(d->npages);
 	d->requested = mig_bitmap_new(d->npages);
 	d->unplaced = mig_bitmap_new(d->npages);
+	d->taken = mig_bitmap_new(d->npages);
 	d->fault_ns = calloc(d->npages, sizeof(*d->fault_ns));
 	d->e.lat = mig_latency_new();
-	return d->received && d->requested && d->unplaced && d->fault_ns &&
-	       d->e.lat ? 0 : -ENOMEM;
+	return d->received && d->requested && d->unplaced && d->taken &&
+	       d->fault_ns && d->e.lat ? 0 : -ENOMEM;
 }
 
 /* Bookkeeping after pages [first, first+n) are present. */
@@ -138,20 +139,130 @@ long dst_place_unplaced(struct dst *d, uint64_t page, uint64_t max)
 	return r < 0 ? r : 1;
 }
 
+/* A vCPU that faults on a page in hand most likely walks on into the next
+ * ones: placing them with it (once it is woken) saves a fault each. */
+#define TAKE_PAGES 16
+
+/* Place from hand [page, page + n) at most: the pages placed, all of them
+ * before the first one present. Their taken bits are set first, so that
+ * the receiver, refused them, knows why (copy_run). */
+static long take_run(struct dst *d, const uint8_t *src, uint64_t page,
+		     uint64_t n)
+{
+	long r;
+
+	for (uint64_t p = page; p < page + n; p++)
+		mig_bitmap_set(d->taken, p);
+	r = mig_uffd_copy_prefix(d->uffd, d->base + page * MIG_PAGE_SIZE, src,
+				 n * MIG_PAGE_SIZE);
+	for (uint64_t p = page + (uint64_t)MIG_MAX(r, 0); p < page + n; p++)
+		mig_bitmap_clear(d->taken, p);
+	return r;
+}
+
+enum take { TAKE_NONE, TAKE_LATER, TAKE_DONE };
+
+/* Slot i of h holds run v, and the page in it: place it from there, and
+ * the next few after it, if the run is still in hand and their bytes are
+ * in. The faulting page first, alone: its vCPU goes on meanwhile. DONE:
+ * the page is present; LATER: its bytes are not in yet; NONE: there is
+ * nothing to take (a zero or compressed run, or the run is placed). */
+static enum take take_from_hand(struct dst *d, struct dst_hand *h,
+				unsigned i, uint64_t v, uint64_t page)
+{
+	uint64_t first = (v >> 16) - 1, n = 0;
+	long r = -1, more = 0;
+	bool raw;
+
+	pthread_mutex_lock(&h->lock);
+	raw = atomic_load(&h->run[i]) == v && h->data[i] != SIZE_MAX;
+	if (raw) {
+		size_t off = h->data[i] + (page - first) * MIG_PAGE_SIZE;
+		size_t end = atomic_load(&h->end);
+
+		if (end > off)
+			n = MIG_MIN(MIG_MIN((end - off) / MIG_PAGE_SIZE, TAKE_PAGES),
+				    first + (v & 0xffff) - page);
+		if (n)
+			r = take_run(d, h->buf + off, page, 1);
+		if (r == 1 && n > 1)
+			more = take_run(d, h->buf + off + MIG_PAGE_SIZE, page + 1,
+					n - 1);
+	}
+	pthread_mutex_unlock(&h->lock);
+	if (r == 1) {
+		uint64_t got = 1 + (uint64_t)MIG_MAX(more, 0);
+
+		d->from_hand += got;
+		mark_present(d, page, got);
+	}
+	if (r >= 0 || mig_bitmap_test(d->received, page))
+		return TAKE_DONE;
+	return raw && !n ? TAKE_LATER : TAKE_NONE;
+}
+
+/* The slot of h whose run holds the page, or DST_HAND_SLOTS; *v its run. */
+static unsigned hand_slot(struct dst_hand *h, uint64_t page, uint64_t *v)
+{
+	for (unsigned i = 0; i < DST_HAND_SLOTS; i++) {
+		uint64_t first;
+
+		*v = atomic_load(&h->run[i]);
+		first = (*v >> 16) - 1;
+		if (*v && page >= first && page < first + (*v & 0xffff))
+			return i;
+	}
+	return DST_HAND_SLOTS;
+}
+
 bool dst_in_hand(struct dst *d, uint64_t page)
 {
 	for (int c = 0; c < MIG_CHAN__COUNT; c++) {
-		if (!atomic_load(&d->hand_busy[c]))
-			continue;
-		for (unsigned i = 0; i < DST_HAND_SLOTS; i++) {
-			uint64_t v = atomic_load(&d->in_hand[c][i]);
-			uint64_t first = (v >> 16) - 1;
+		struct dst_hand *h = &d->hand[c];
+		uint64_t v;
+		unsigned i;
 
-			if (v && page >= first && page < first + (v & 0xffff))
-				return true;
-		}
+		if (!atomic_load(&h->busy) ||
+		    (i = hand_slot(h, page, &v)) == DST_HAND_SLOTS)
+			continue;
+		/* its bytes not in yet: the receiver places it first once
+		 * they are (serve_want) */
+		if (take_from_hand(d, h, i, v, page) == TAKE_LATER)
+			atomic_store(&h->want, page + 1);
+		return true;
 	}
 	return false;
+}
+
+/* Place a run, whatever of it is present already: the pages placed, or
+ * -errno. A page refused is twice here, unless the fault thread took it
+ * from our hand. */
+static long copy_run(struct dst *d, const struct mig_pages *pg,
+		     const uint8_t *src)
+{
+	uint64_t page = pg->offset / MIG_PAGE_SIZE, left = pg->npages;
+	long placed = 0;
+
+	for (;;) {
+		long r = mig_uffd_copy_prefix(d->uffd, d->base + page * MIG_PAGE_SIZE,
+					      src, left * MIG_PAGE_SIZE);
+
+		if (r < 0)
+			return r;
+		placed += r;
+		if ((uint64_t)r == left)
+			return placed;
+		/* page + r is present */
+		page += (uint64_t)r;
+		src += (size_t)r * MIG_PAGE_SIZE;
+		left -= (uint64_t)r;
+		if (!mig_bitmap_clear(d->taken, page))
+			d->e.st.duplicates++;
+		if (!--left)
+			return placed;
+		page++;
+		src += MIG_PAGE_SIZE;
+	}
 }
 
 static int place(struct dst *d, const struct mig_pages *pg, uint8_t *scratch)
@@ -174,8 +285,8 @@ static int place(struct dst *d, const struct mig_pages *pg, uint8_t *scratch)
 	 * it atomically and wakes whoever waits for it */
 	else if (zero)
 		r = leave_zero(d, pg->offset / MIG_PAGE_SIZE, pg->npages);
-	else if ((r = mig_uffd_copy(d->uffd, dst, src, len)) >= 0)
-		d->e.st.duplicates += pg->npages - (uint64_t)r;
+	else
+		r = copy_run(d, pg, src);
 	if (r < 0 && atomic_load(&d->complete_posted))
 		return 0; /* every page is here: a late duplicate, nothing lost */
 	if (r < 0) {
@@ -344,7 +455,9 @@ struct rx_arg {
 
 struct rx {
 	struct dst *d;
+	struct dst_hand *h;
 	enum mig_chan_slot c;
+	enum rx_phase ph;
 	int fd;
 	uint8_t *p;
 	/* p[head, end) is read and not handled; the messages from head to
@@ -368,13 +481,15 @@ static size_t msg_bytes(const struct rx *x, size_t off)
 	return MIG_WIRE_HDR_BYTES + len;
 }
 
-/* The slot of the message at p[off], its headers in: its run, or 0. */
-static uint64_t hand_word(const struct rx *x, size_t off)
+/* The slot of the message at p[off], its headers in: its run, or 0; and
+ * in *data where its raw pages start, or SIZE_MAX. */
+static uint64_t hand_word(const struct rx *x, size_t off, size_t *data)
 {
 	const uint8_t *h = x->p + off + MIG_WIRE_HDR_BYTES;
 	uint64_t first;
 	uint32_t type, len, n;
 
+	*data = SIZE_MAX;
 	_Static_assert(MIG_WIRE_MAX_RUN_PAGES < 0x10000, "in_hand's count");
 	if (mig_wire_dec_hdr(x->p + off, &type, &len) < 0 ||
 	    type != MIG_MSG_PAGES || !atomic_load(&x->d->guest_started))
@@ -384,32 +499,65 @@ static uint64_t hand_word(const struct rx *x, size_t off)
 	if (mig_get_be64(h) % MIG_PAGE_SIZE || !n || n > MIG_WIRE_MAX_RUN_PAGES ||
 	    first >= x->d->npages || n > x->d->npages - first)
 		return 0; /* malformed: the decoder says so */
+	/* raw pages, exactly, in a stream where this receiver places them:
+	 * only then may the fault thread take one (phases: in_place) */
+	if (!mig_get_be32(h + 12) &&
+	    len == MIG_PAGES_HDR_BYTES + (size_t)n * MIG_PAGE_SIZE &&
+	    (x->ph == RX_POSTCOPY || x->ph == RX_PREEMPT || x->ph == RX_BULK))
+		*data = off + MIG_WIRE_HDR_BYTES + MIG_PAGES_HDR_BYTES;
 	return (first + 1) << 16 | n;
 }
 
 /* Take in hand every message whose headers are in, while slots last. */
 static void take_in_hand(struct rx *x)
 {
-	_Atomic uint64_t *slot = x->d->in_hand[x->c];
+	struct dst_hand *h = x->h;
 
 	while (x->hand_tail - x->hand_head < DST_HAND_SLOTS) {
 		size_t n = msg_bytes(x, x->scan);
+		unsigned i = x->hand_tail % DST_HAND_SLOTS;
 
 		if (!n || (x->end < x->scan + MIG_WIRE_HDR_BYTES + MIG_PAGES_HDR_BYTES &&
 			   x->end < x->scan + n))
 			return;
-		atomic_store(&slot[x->hand_tail++ % DST_HAND_SLOTS],
-			     hand_word(x, x->scan));
+		/* data first: the fault thread reads it once it sees the run */
+		atomic_store(&h->run[i], hand_word(x, x->scan, &h->data[i]));
+		x->hand_tail++;
 		x->scan += n;
 	}
 }
 
+/* A vCPU waits on a page in our hand whose bytes were not in: if they
+ * are now, it goes before the runs ahead of it. */
+static void serve_want(struct rx *x)
+{
+	struct dst_hand *h = x->h;
+	uint64_t w = atomic_exchange(&h->want, 0), v;
+	unsigned i;
+
+	if (w && (i = hand_slot(h, w - 1, &v)) < DST_HAND_SLOTS &&
+	    take_from_hand(x->d, h, i, v, w - 1) == TAKE_LATER) {
+		uint64_t none = 0;
+
+		atomic_compare_exchange_strong(&h->want, &none, w);
+	}
+}
+
+/* Move what is not handled to the front: the runs in hand move with it. */
 static void compact(struct rx *x)
 {
+	struct dst_hand *h = x->h;
+
+	pthread_mutex_lock(&h->lock);
 	memmove(x->p, x->p + x->head, x->end - x->head);
+	for (unsigned i = x->hand_head; i != x->hand_tail; i++)
+		if (h->data[i % DST_HAND_SLOTS] != SIZE_MAX)
+			h->data[i % DST_HAND_SLOTS] -= x->head;
 	x->scan -= x->head;
 	x->end -= x->head;
 	x->head = 0;
+	atomic_store(&h->end, x->end);
+	pthread_mutex_unlock(&h->lock);
 }
 
 /* Read into p[end, end + want): at least one byte if wait (EOF is
@@ -432,7 +580,9 @@ static int rx_read(struct rx *x, size_t want, bool wait)
 	if (n == 0)
 		return -ECONNRESET;
 	x->end += (size_t)n;
+	atomic_store(&x->h->end, x->end);
 	take_in_hand(x);
+	serve_want(x);
 	return 0;
 }
 
@@ -481,16 +631,37 @@ static int next_msg(struct rx *x, size_t *n)
 /* The message at head is handled: its slot is free, and so is its room. */
 static void done_msg(struct rx *x, size_t n)
 {
-	atomic_store(&x->d->in_hand[x->c][x->hand_head++ % DST_HAND_SLOTS], 0);
+	struct dst_hand *h = x->h;
+
+	pthread_mutex_lock(&h->lock);
+	atomic_store(&h->run[x->hand_head++ % DST_HAND_SLOTS], 0);
 	x->head += n;
 	if (x->head == x->end) {
 		x->scan -= x->head;
 		x->head = x->end = 0;
+		atomic_store(&h->end, 0);
 	}
+	pthread_mutex_unlock(&h->lock);
 	take_in_hand(x);
 }
 
-static int rx_one(struct rx *x, enum rx_phase *ph, uint8_t *scratch)
+/* The receiver's buffer is in hand (buf NULL: no longer, and none of its
+ * runs). */
+static void hand_over(struct rx *x, uint8_t *buf)
+{
+	struct dst_hand *h = x->h;
+
+	pthread_mutex_lock(&h->lock);
+	atomic_store(&h->busy, buf != NULL);
+	for (unsigned i = 0; i < DST_HAND_SLOTS; i++)
+		atomic_store(&h->run[i], 0);
+	h->buf = buf;
+	atomic_store(&h->end, 0);
+	atomic_store(&h->want, 0);
+	pthread_mutex_unlock(&h->lock);
+}
+
+static int rx_one(struct rx *x, uint8_t *scratch)
 {
 	struct dst *d = x->d;
 	uint32_t type = 0, len;
@@ -502,7 +673,7 @@ static int rx_one(struct rx *x, enum rx_phase *ph, uint8_t *scratch)
 		d->e.st.bytes += n;
 		if (x->c >= MIG_CHAN_BULK)
 			d->e.st.bulk_bytes += n;
-		r = handle_msg(d, x->c, ph, type,
+		r = handle_msg(d, x->c, &x->ph, type,
 			       x->p + x->head + MIG_WIRE_HDR_BYTES, len, scratch);
 		done_msg(x, n);
 	}
@@ -520,9 +691,8 @@ static void *rx_main(void *arg)
 	struct rx_arg *a = arg;
 	struct dst *d = a->d;
 	enum mig_chan_slot c = a->c;
-	enum rx_phase ph = a->ph;
-	struct rx x = { .d = d, .c = c, .fd = d->e.chan_fd[c],
-			.cap = RX_MSG_MAX + RX_AHEAD_BYTES };
+	struct rx x = { .d = d, .h = &d->hand[c], .c = c, .ph = a->ph,
+			.fd = d->e.chan_fd[c], .cap = RX_MSG_MAX + RX_AHEAD_BYTES };
 	uint8_t *scratch = malloc(MIG_WIRE_MAX_RUN_PAGES * MIG_PAGE_SIZE);
 	int r;
 
@@ -531,12 +701,11 @@ static void *rx_main(void *arg)
 	r = x.p && scratch ? 0 : -ENOMEM;
 	if (c != MIG_CHAN_PREEMPT)
 		mig_thread_bulk();
-	atomic_store(&d->hand_busy[c], true);
+	if (r == 0)
+		hand_over(&x, x.p);
 	while (r == 0 && !atomic_load(&d->stop_rx))
-		r = rx_one(&x, &ph, scratch);
-	atomic_store(&d->hand_busy[c], false);
-	for (unsigned i = 0; i < DST_HAND_SLOTS; i++)
-		atomic_store(&d->in_hand[c][i], 0);
+		r = rx_one(&x, scratch);
+	hand_over(&x, NULL);
 	if (c == MIG_CHAN_MAIN)
 		atomic_store(&d->main_closed, true);
 	if (r < 0 && !atomic_load(&d->stop_rx) && !atomic_load(&d->ending)) {

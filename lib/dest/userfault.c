@@ -45,9 +45,10 @@ int dst_send_req(struct dst *d, uint64_t page)
 static void request(struct dst *d, uint64_t page, uint64_t now)
 {
 	atomic_exchange(&d->fault_ns[page], now);
-	/* a receiver is placing it: that wakes the vCPU. Should the link
-	 * break first, the page is asked for on recovery, as every page
-	 * requested and not received is */
+	/* a receiver holds it: placed from there now if its bytes are in,
+	 * else by the receiver once they are, which wakes the vCPU. Should
+	 * the link break first, the page is asked for on recovery, as every
+	 * page requested and not received is */
 	if (dst_in_hand(d, page))
 		return;
 	d->e.st.requests++;

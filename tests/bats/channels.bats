@@ -187,3 +187,22 @@ finish() {
 	wait_for 30 "late duplicates to reach the destination" dup
 	finish
 }
+
+# The pump faster than a vCPU that asks for every page, slower than one
+# that finds them all here: the vCPU (writing every page in turn) keeps
+# running into the runs on their way in. Each page it faults on there is
+# placed at once from the receiver's buffer, with the next few; the
+# receiver's own placement of them, refused, is no page twice (counted
+# below the pages of RAM: never an undercount that wraps). The guest
+# verifies: no write of the vCPU's was undone by the later placement.
+@test "a vCPU at the pumps' front takes its pages from the receivers' hand: its writes kept" {
+	busy_guest 512M
+	recv_at "$DST"
+	send_to "$DST" --channels 2
+	set_bandwidth "$SRC_BUS" $((128 << 20))
+	state "$SRC_BUS" postcopy-active
+	taken() { [ "$(ram_field "$DST_BUS" x-pages-from-hand)" -ge 64 ]; }
+	wait_for 30 "64 pages taken from a receiver's hand" taken
+	[ "$(ram_field "$DST_BUS" x-duplicate-pages)" -lt $((512 << 8)) ]
+	finish
+}
