@@ -444,11 +444,11 @@ struct rx_arg {
 /*
  * A receiver reads ahead of what it places, up to RX_AHEAD_BYTES, and
  * every PAGES message whose headers are in its buffer is "in hand" (a
- * slot of in_hand) until placed and marked present: a vCPU faulting on it
- * meanwhile is woken by the placement, and asking the source for it would
- * only bring it twice. A vCPU faster than the pumps meets them right
- * there, at the runs on their way in. Placed in order, a run in hand
- * waits behind at most RX_AHEAD_BYTES of others. A run in hand that is
+ * slot of its struct dst_hand) until placed and marked present: asking
+ * the source for a page of it would only bring it twice. A vCPU faster
+ * than the pumps meets them right there, at the runs on their way in; a
+ * fault there is served from our buffer (take_from_hand), not behind the
+ * up to RX_AHEAD_BYTES of others placed before it. A run in hand that is
  * never placed (a malformed message, a link that breaks) breaks the link,
  * and a recovery asks for every page a vCPU waits for.
  */
@@ -492,7 +492,7 @@ static uint64_t hand_word(const struct rx *x, size_t off, size_t *data)
 	uint32_t type, len, n;
 
 	*data = SIZE_MAX;
-	_Static_assert(MIG_WIRE_MAX_RUN_PAGES < 0x10000, "in_hand's count");
+	_Static_assert(MIG_WIRE_MAX_RUN_PAGES < 0x10000, "a slot's count");
 	if (mig_wire_dec_hdr(x->p + off, &type, &len) < 0 ||
 	    type != MIG_MSG_PAGES || !atomic_load(&x->d->guest_started))
 		return 0; /* by wire.c's limits, PAGES holds its 16-byte header */
