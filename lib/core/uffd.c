@@ -77,7 +77,8 @@ int mig_uffd_unregister(int uffd, void *addr, size_t len)
  * (the bulk stream and a requested page raced), which the kernel reports as
  * EEXIST after placing the pages before it, with the bytes done in the
  * result field. We step over the present page and go on, so a run is placed
- * whole whatever raced with it.
+ * whole whatever raced with it; or, told to stop, end there, so the caller
+ * knows which pages were its own (receive.c counts the others).
  */
 static long place(int uffd, uint64_t dst, const void *src, size_t len,
 		  bool zero, bool stop)
