@@ -83,10 +83,16 @@ int mig_send_with_fds(int sock, const void *buf, size_t len, const int *fds,
  * error). Returns bytes received, 0 on EOF, or -errno. */
 ssize_t mig_recv_with_fds(int sock, void *buf, size_t len, int *fds, int *nfds);
 
+/* Name the calling thread (at most 15 bytes are kept), for ps -L and top -H. */
+void mig_thread_name(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Mark the calling thread as bulk work (SCHED_BATCH, 5 nicer than it was): on a busy
  * host the latency-critical threads (faults, requests) then win every
  * wakeup instead of waiting a time slice behind the page pump. */
 void mig_thread_bulk(void);
+/* Mark the calling thread as latency-critical (faults, requests, the
+ * preempt channel): 10 less nice than the engine where allowed, and the
+ * shortest time slice, so that its wakeups preempt the bulk threads. */
+void mig_thread_urgent(void);
 
 /* The peer of an accepted UNIX socket may use our sockets: it runs as
  * our effective uid or as root. 0, or -EACCES with *uid and *pid the

@@ -701,8 +701,11 @@ static void *rx_main(void *arg)
 	free(a);
 	x.p = malloc(x.cap);
 	r = x.p && scratch ? 0 : -ENOMEM;
+	mig_thread_name("mig-rx/%s", mig_chan_slot_tag(c));
 	if (c != MIG_CHAN_PREEMPT)
 		mig_thread_bulk();
+	else
+		mig_thread_urgent();
 	if (r == 0)
 		hand_over(&x, x.p);
 	while (r == 0 && !atomic_load(&d->stop_rx))

@@ -115,6 +115,8 @@ static void *fault_main(void *arg)
 	struct pollfd p[2] = { { .fd = d->uffd, .events = POLLIN },
 			       { .fd = d->fault_efd, .events = POLLIN } };
 
+	mig_thread_name("mig-fault");
+	mig_thread_urgent();
 	while (!atomic_load(&d->stop_fault)) {
 		uint64_t addr;
 		pid_t tid;

@@ -391,6 +391,16 @@ const char *mig_chan_slot_name(enum mig_chan_slot c)
 	return (unsigned)c < MIG_CHAN__COUNT ? names[c] : "channel";
 }
 
+const char *mig_chan_slot_tag(enum mig_chan_slot c)
+{
+	static const char *const tags[MIG_CHAN__COUNT] = {
+		"main", "preempt", "bulk1", "bulk2", "bulk3", "bulk4",
+		"bulk5", "bulk6", "bulk7",
+	};
+
+	return (unsigned)c < MIG_CHAN__COUNT ? tags[c] : "chan";
+}
+
 void mig_engine_set_chan(struct mig_engine *e, enum mig_chan_slot slot, int fd)
 {
 	pthread_mutex_lock(&e->lock);

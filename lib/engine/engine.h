@@ -50,6 +50,8 @@ enum mig_chan_slot {
 
 /* "main channel", "preempt channel", "bulk channel 3": for messages. */
 const char *mig_chan_slot_name(enum mig_chan_slot c);
+/* "main", "preempt", "bulk3": for thread names (ps -L, top -H). */
+const char *mig_chan_slot_tag(enum mig_chan_slot c);
 
 /* Heartbeat period and the silence after which a link counts as broken. */
 #define MIG_HEARTBEAT_MS 500

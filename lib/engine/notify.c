@@ -143,6 +143,7 @@ static void *sender(void *arg)
 	CURL *c = curl_easy_init();
 	char *json;
 
+	mig_thread_name("mig-notify");
 	while ((json = take(n))) {
 		if (c)
 			deliver(n, c, json);

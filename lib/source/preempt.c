@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/util.h"
 #include "core/chan.h"
 #include "core/wire.h"
 #include "source/source-int.h"
@@ -15,8 +16,10 @@
 static void *preempt_main(void *arg)
 {
 	struct src *s = arg;
-	int fd = mig_chan_connect(&s->pre_uri, CONNECT_TIMEOUT_MS), r;
+	int fd, r;
 
+	mig_thread_name("mig-connect");
+	fd = mig_chan_connect(&s->pre_uri, CONNECT_TIMEOUT_MS);
 	if (fd >= 0 && (r = src_secure(s, fd, &s->pre_uri)) < 0) {
 		mig_chan_close(fd);
 		fd = r;

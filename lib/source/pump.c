@@ -250,6 +250,7 @@ void *src_pump_main(void *arg)
 	struct throttle t = { .limit_of = &s->max_postcopy_bw };
 	int r = 0;
 
+	mig_thread_name("mig-pump/%s", mig_chan_slot_tag(pm->c));
 	mig_thread_bulk();
 	if (pm->c != MIG_CHAN_MAIN)
 		r = src_connect_bulk(s, pm->c);

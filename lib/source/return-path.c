@@ -76,6 +76,8 @@ void *src_rp_main(void *arg)
 	uint8_t *buf = malloc(MIG_WIRE_MAX_PAYLOAD);
 	int fd = s->e.chan_fd[MIG_CHAN_MAIN];
 
+	mig_thread_name("mig-return");
+	mig_thread_urgent();
 	while (buf && !atomic_load(&s->stop)) {
 		uint32_t type, len;
 		int r = mig_wire_recv(fd, &type, buf, MIG_WIRE_MAX_PAYLOAD, &len);

@@ -113,6 +113,7 @@ static void *digest_main(void *arg)
 {
 	struct src *s = arg;
 
+	mig_thread_name("mig-digest");
 	mig_thread_bulk();
 	/* as a guest many times larger would take: a test proves that no
 	 * link depends on this thread */

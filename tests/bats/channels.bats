@@ -206,3 +206,58 @@ finish() {
 	[ "$(ram_field "$DST_BUS" x-duplicate-pages)" -lt $((512 << 8)) ]
 	finish
 }
+
+# thread PID NAME: "policy nice slice_ns" of PID's thread named NAME
+# (policy 0 normal, 3 batch; slice "-" where the kernel does not show it).
+thread() {
+	local t
+	for t in /proc/"$1"/task/*; do
+		[ "$(cat "$t/comm")" = "$2" ] || continue
+		awk '{ sub(/.*\) /, ""); printf "%s %s ", $39, $17 }' "$t/stat"
+		awk '/^se.slice/ { s = $3 } END { print s == "" ? "-" : s }' "$t/sched" 2>/dev/null ||
+			echo -
+		return 0
+	done
+	echo "no thread $2 in $(cat /proc/"$1"/task/*/comm | tr '\n' ' ')" >&2
+	return 1
+}
+
+# urgent PID NAME: a latency-critical thread, 10 less nice than its
+# engine where this user may raise it, with the shortest slice where
+# the kernel takes one (6.12); bulk PID NAME: SCHED_BATCH, 5 nicer.
+urgent() {
+	local s base kver; s=$(thread "$1" "$2") || return 1
+	base=$(awk '{ sub(/.*\) /, ""); print $17 }' "/proc/$1/stat")
+	kver=$(uname -r | awk -F'[.-]' '{ print $1 * 1000 + $2 }')
+	read -r policy nice slice <<<"$s"
+	[ "$policy" = 0 ] || { echo "$2: policy $policy" >&2; return 1; }
+	if [ "$(id -u)" = 0 ]; then
+		[ "$nice" = $((base - 10 < -20 ? -20 : base - 10)) ] ||
+			{ echo "$2: nice $nice, engine $base" >&2; return 1; }
+	fi
+	[ "$slice" = - ] || [ "$kver" -lt 6012 ] || [ "$slice" = 100000 ] ||
+		{ echo "$2: slice $slice" >&2; return 1; }
+}
+bulk() {
+	local s base; s=$(thread "$1" "$2") || return 1
+	base=$(awk '{ sub(/.*\) /, ""); print $17 }' "/proc/$1/stat")
+	read -r policy nice _ <<<"$s"
+	[ "$policy" = 3 ] && [ "$nice" = $((base + 5 > 19 ? 19 : base + 5)) ] ||
+		{ echo "$2: policy, nice, slice: $s; engine nice $base" >&2; return 1; }
+}
+
+@test "engine threads are named; faults and requests are urgent, the pumps bulk work" {
+	busy_guest 128M
+	recv_at "$DST"
+	send_to "$DST" --channels 2
+	state "$SRC_BUS" postcopy-active
+	bulk_flows "$DST_BUS"
+	urgent "$PID_recv" mig-fault
+	urgent "$PID_recv" mig-rx/preempt
+	urgent "$PID_send" mig-return
+	bulk "$PID_recv" mig-rx/main
+	bulk "$PID_recv" mig-rx/bulk1
+	bulk "$PID_send" mig-pump/main
+	bulk "$PID_send" mig-pump/bulk1
+	finish
+}
