@@ -507,32 +507,13 @@ void mig_thread_name(const char *fmt, ...)
 	pthread_setname_np(pthread_self(), name);
 }
 
-/* How much nicer than the engine the bulk threads run. */
+/* How much nicer than the engine the bulk threads run, and how much less
+ * nice the latency-critical ones. */
 #define MIG_BULK_NICE_STEP 5
-
-void mig_thread_bulk(void)
-{
-	struct sched_param sp = { 0 };
-
-	int nice;
-
-	/* per-thread on Linux: these calls act on the calling thread only */
-	sched_setscheduler(0, SCHED_BATCH, &sp);
-	/* Relative to the engine's own niceness: an engine started with nice
-	 * 10 must not see its bulk thread raised to 5 (as root it would be). */
-	errno = 0;
-	nice = getpriority(PRIO_PROCESS, 0);
-	if (nice == -1 && errno)
-		return;
-	setpriority(PRIO_PROCESS, 0, nice + MIG_BULK_NICE_STEP > 19 ? 19 :
-		    nice + MIG_BULK_NICE_STEP);
-}
-
+#define MIG_URGENT_NICE_STEP 10
 /* The shortest slice EEVDF allows: a thread waking with it has the
  * earliest deadline, so its wakeup preempts the pumps. */
 #define MIG_URGENT_SLICE_NS 100000ULL
-/* How much less nice than the engine the latency-critical threads run. */
-#define MIG_URGENT_NICE_STEP 10
 
 /* The kernel's struct sched_attr, first version: its header clashes with
  * glibc's struct sched_param, and glibc 2.36 has no wrapper. */
@@ -544,27 +525,48 @@ struct mig_sched_attr {
 	uint64_t sched_runtime, sched_deadline, sched_period;
 };
 
-void mig_thread_urgent(void)
+/*
+ * Thread tid (0: the caller) as bulk work or as urgent, relative to the
+ * engine's niceness, its main thread's (per thread on Linux): an engine
+ * started with nice 10 must not see its bulk threads raised to 5, as
+ * root they would be. Urgent: a slice alone does not do it; woken with
+ * the pumps' run time still owed, a thread is not eligible to preempt
+ * them, and a fault waited for the next tick (4 ms here). Weight makes
+ * it eligible. Without CAP_SYS_NICE the slice alone is what it gets; a
+ * kernel before 6.12 refuses the slice too, and keeps its own.
+ */
+static void thread_class(pid_t tid, bool urgent)
 {
-	struct mig_sched_attr a = { .size = sizeof(a), .sched_policy = SCHED_OTHER,
-				    .sched_runtime = MIG_URGENT_SLICE_NS };
+	struct mig_sched_attr a = { .size = sizeof(a) };
 	int nice;
 
 	errno = 0;
-	nice = getpriority(PRIO_PROCESS, 0);
+	nice = getpriority(PRIO_PROCESS, (id_t)getpid());
 	if (nice == -1 && errno)
 		return;
-	/* A slice alone does not do it: woken with the pumps' run time
-	 * still owed, the thread is not eligible to preempt them, and a
-	 * fault waited for the next tick (4 ms here). Weight makes it
-	 * eligible. Without CAP_SYS_NICE the slice alone is what we get;
-	 * a kernel before 6.12 refuses the slice too, and keeps its own. */
-	a.sched_nice = nice - MIG_URGENT_NICE_STEP < -20 ? -20 :
-		       nice - MIG_URGENT_NICE_STEP;
-	if (syscall(SYS_sched_setattr, 0, &a, 0) < 0 && errno == EPERM) {
-		a.sched_nice = nice;
-		syscall(SYS_sched_setattr, 0, &a, 0);
+	a.sched_policy = urgent ? SCHED_OTHER : SCHED_BATCH;
+	a.sched_runtime = urgent ? MIG_URGENT_SLICE_NS : 0;
+	a.sched_nice = urgent ? MIG_MAX(nice - MIG_URGENT_NICE_STEP, -20) :
+				MIG_MIN(nice + MIG_BULK_NICE_STEP, 19);
+	if (syscall(SYS_sched_setattr, tid, &a, 0) < 0 && errno == EPERM) {
+		a.sched_nice = MIG_MAX(a.sched_nice, nice);
+		syscall(SYS_sched_setattr, tid, &a, 0);
 	}
+}
+
+void mig_thread_bulk(void)
+{
+	thread_class(0, false);
+}
+
+void mig_thread_urgent(void)
+{
+	thread_class(0, true);
+}
+
+void mig_thread_boost(pid_t tid, bool urgent)
+{
+	thread_class(tid, urgent);
 }
 
 int mig_sock_claim(const char *path)

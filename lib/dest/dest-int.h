@@ -72,6 +72,10 @@ struct dst_hand {
 	 * page from it: a run's bytes stay put while its slot is set */
 	pthread_mutex_t lock;
 	atomic_bool busy;     /* its receiver runs */
+	/* a bulk receiver's thread, and whether a vCPU's want made it urgent
+	 * (until the want is served) */
+	pid_t tid;            /* under lock */
+	atomic_bool boosted;
 };
 
 enum pend_stage {

@@ -217,6 +217,17 @@ static unsigned hand_slot(struct dst_hand *h, uint64_t page, uint64_t *v)
 	return DST_HAND_SLOTS;
 }
 
+/* A vCPU waits on bytes a bulk receiver is to read: until it has them,
+ * it may preempt the pumps as the fault thread does. */
+static void boost(struct dst_hand *h)
+{
+	/* under the lock: the thread ends only after hand_over(NULL) */
+	pthread_mutex_lock(&h->lock);
+	if (h->tid && !atomic_exchange(&h->boosted, true))
+		mig_thread_boost(h->tid, true);
+	pthread_mutex_unlock(&h->lock);
+}
+
 bool dst_in_hand(struct dst *d, uint64_t page)
 {
 	for (int c = 0; c < MIG_CHAN__COUNT; c++) {
@@ -229,8 +240,9 @@ bool dst_in_hand(struct dst *d, uint64_t page)
 			continue;
 		/* its bytes not in yet: the receiver places it first once
 		 * they are (serve_want) */
-		if (take_from_hand(d, h, i, v, page) == TAKE_LATER)
-			atomic_store(&h->want, page + 1);
+		if (take_from_hand(d, h, i, v, page) == TAKE_LATER &&
+		    !atomic_exchange(&h->want, page + 1))
+			boost(h);
 		return true;
 	}
 	return false;
@@ -585,6 +597,9 @@ static int rx_read(struct rx *x, size_t want, bool wait)
 	atomic_store(&x->h->end, x->end);
 	take_in_hand(x);
 	serve_want(x);
+	if (atomic_load(&x->h->boosted) && !atomic_load(&x->h->want) &&
+	    atomic_exchange(&x->h->boosted, false))
+		mig_thread_bulk();
 	return 0;
 }
 
@@ -660,6 +675,8 @@ static void hand_over(struct rx *x, uint8_t *buf)
 	h->buf = buf;
 	atomic_store(&h->end, 0);
 	atomic_store(&h->want, 0);
+	h->tid = buf && x->c != MIG_CHAN_PREEMPT ? gettid() : 0;
+	atomic_store(&h->boosted, false);
 	pthread_mutex_unlock(&h->lock);
 }
 

@@ -255,8 +255,9 @@ bulk() {
 	urgent "$PID_recv" mig-fault
 	urgent "$PID_recv" mig-rx/preempt
 	urgent "$PID_send" mig-return
-	bulk "$PID_recv" mig-rx/main
-	bulk "$PID_recv" mig-rx/bulk1
+	# urgent for a moment while a vCPU waits on bytes they are to read
+	wait_for 10 "mig-rx/main as bulk work" bulk "$PID_recv" mig-rx/main
+	wait_for 10 "mig-rx/bulk1 as bulk work" bulk "$PID_recv" mig-rx/bulk1
 	bulk "$PID_send" mig-pump/main
 	bulk "$PID_send" mig-pump/bulk1
 	finish
