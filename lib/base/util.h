@@ -85,9 +85,9 @@ ssize_t mig_recv_with_fds(int sock, void *buf, size_t len, int *fds, int *nfds);
 
 /* Name the calling thread (at most 15 bytes are kept), for ps -L and top -H. */
 void mig_thread_name(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Mark the calling thread as bulk work (SCHED_BATCH, 5 nicer than it was): on a busy
- * host the latency-critical threads (faults, requests) then win every
- * wakeup instead of waiting a time slice behind the page pump. */
+/* Mark the calling thread as bulk work (SCHED_BATCH, 5 nicer than the
+ * engine): on a busy host the latency-critical threads (faults, requests)
+ * then win every wakeup instead of waiting a time slice behind the pumps. */
 void mig_thread_bulk(void);
 /* Mark the calling thread as latency-critical (faults, requests, the
  * preempt channel): 10 less nice than the engine where allowed, and the
