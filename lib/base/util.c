@@ -526,24 +526,18 @@ struct mig_sched_attr {
 };
 
 /*
- * Thread tid (0: the caller) as bulk work or as urgent, relative to the
- * engine's niceness, its main thread's (per thread on Linux): an engine
- * started with nice 10 must not see its bulk threads raised to 5, as
- * root they would be. Urgent: a slice alone does not do it; woken with
- * the pumps' run time still owed, a thread is not eligible to preempt
- * them, and a fault waited for the next tick (4 ms here). Weight makes
- * it eligible. Without CAP_SYS_NICE the slice alone is what it gets; a
- * kernel before 6.12 refuses the slice too, and keeps its own.
+ * Relative to the engine's niceness: an engine started with nice 10 must
+ * not see its bulk threads raised to 5, as root they would be. Urgent: a
+ * slice alone does not do it; woken with the pumps' run time still owed,
+ * a thread is not eligible to preempt them, and a fault waited for the
+ * next tick (4 ms here). Weight makes it eligible. Without CAP_SYS_NICE
+ * the slice alone is what it gets; a kernel before 6.12 refuses the slice
+ * too, and keeps its own.
  */
-static void thread_class(pid_t tid, bool urgent)
+void mig_thread_class(pid_t tid, bool urgent, int nice)
 {
 	struct mig_sched_attr a = { .size = sizeof(a) };
-	int nice;
 
-	errno = 0;
-	nice = getpriority(PRIO_PROCESS, (id_t)getpid());
-	if (nice == -1 && errno)
-		return;
 	a.sched_policy = urgent ? SCHED_OTHER : SCHED_BATCH;
 	a.sched_runtime = urgent ? MIG_URGENT_SLICE_NS : 0;
 	a.sched_nice = urgent ? MIG_MAX(nice - MIG_URGENT_NICE_STEP, -20) :
@@ -554,19 +548,24 @@ static void thread_class(pid_t tid, bool urgent)
 	}
 }
 
+int mig_thread_nice(void)
+{
+	int nice;
+
+	/* per thread on Linux: a new thread has its creator's */
+	errno = 0;
+	nice = getpriority(PRIO_PROCESS, 0);
+	return nice == -1 && errno ? 0 : nice;
+}
+
 void mig_thread_bulk(void)
 {
-	thread_class(0, false);
+	mig_thread_class(0, false, mig_thread_nice());
 }
 
 void mig_thread_urgent(void)
 {
-	thread_class(0, true);
-}
-
-void mig_thread_boost(pid_t tid, bool urgent)
-{
-	thread_class(tid, urgent);
+	mig_thread_class(0, true, mig_thread_nice());
 }
 
 int mig_sock_claim(const char *path)

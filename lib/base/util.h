@@ -93,9 +93,11 @@ void mig_thread_bulk(void);
  * preempt channel): 10 less nice than the engine where allowed, and the
  * shortest time slice, so that its wakeups preempt the bulk threads. */
 void mig_thread_urgent(void);
-/* Thread tid of this process as urgent for a while (urgent true), or as
- * bulk work again. */
-void mig_thread_boost(pid_t tid, bool urgent);
+/* Thread tid of this process (0: the caller) as urgent or as bulk work,
+ * for an engine of niceness nice: a bulk thread made urgent for a while. */
+void mig_thread_class(pid_t tid, bool urgent, int nice);
+/* The calling thread's niceness (a new thread's is its creator's). */
+int mig_thread_nice(void);
 
 /* The peer of an accepted UNIX socket may use our sockets: it runs as
  * our effective uid or as root. 0, or -EACCES with *uid and *pid the

@@ -75,6 +75,7 @@ struct dst_hand {
 	/* a bulk receiver's thread, and whether a vCPU's want made it urgent
 	 * (until the want is served) */
 	pid_t tid;            /* under lock */
+	int nice;             /* its engine's niceness */
 	atomic_bool boosted;
 };
 

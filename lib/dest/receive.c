@@ -224,7 +224,7 @@ static void boost(struct dst_hand *h)
 	/* under the lock: the thread ends only after hand_over(NULL) */
 	pthread_mutex_lock(&h->lock);
 	if (h->tid && !atomic_exchange(&h->boosted, true))
-		mig_thread_boost(h->tid, true);
+		mig_thread_class(h->tid, true, h->nice);
 	pthread_mutex_unlock(&h->lock);
 }
 
@@ -480,6 +480,7 @@ struct rx {
 	size_t cap, head, scan, end;
 	unsigned hand_head, hand_tail;
 	int err; /* a read ahead failed: once what came before is handled */
+	int nice; /* the engine's */
 };
 
 /* The whole length of the message at p[off], or 0 while its header is not
@@ -599,7 +600,7 @@ static int rx_read(struct rx *x, size_t want, bool wait)
 	serve_want(x);
 	if (atomic_load(&x->h->boosted) && !atomic_load(&x->h->want) &&
 	    atomic_exchange(&x->h->boosted, false))
-		mig_thread_bulk();
+		mig_thread_class(0, false, x->h->nice);
 	return 0;
 }
 
@@ -676,6 +677,7 @@ static void hand_over(struct rx *x, uint8_t *buf)
 	atomic_store(&h->end, 0);
 	atomic_store(&h->want, 0);
 	h->tid = buf && x->c != MIG_CHAN_PREEMPT ? gettid() : 0;
+	h->nice = x->nice;
 	atomic_store(&h->boosted, false);
 	pthread_mutex_unlock(&h->lock);
 }
@@ -719,10 +721,8 @@ static void *rx_main(void *arg)
 	x.p = malloc(x.cap);
 	r = x.p && scratch ? 0 : -ENOMEM;
 	mig_thread_name("mig-rx/%s", mig_chan_slot_tag(c));
-	if (c != MIG_CHAN_PREEMPT)
-		mig_thread_bulk();
-	else
-		mig_thread_urgent();
+	x.nice = mig_thread_nice();
+	mig_thread_class(0, c == MIG_CHAN_PREEMPT, x.nice);
 	if (r == 0)
 		hand_over(&x, x.p);
 	while (r == 0 && !atomic_load(&d->stop_rx))

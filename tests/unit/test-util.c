@@ -11,6 +11,9 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdbool.h>
+#include <unistd.h>
 #include <sys/resource.h>
 #include <limits.h>
 #include <string.h>
@@ -221,6 +224,53 @@ static void test_thread_bulk_relative(void **state)
 	}
 }
 
+struct urgent_case {
+	int start, urgent, bulk_again, policy_urgent, policy_bulk;
+};
+
+static void *urgent_at(void *arg)
+{
+	struct urgent_case *c = arg;
+
+	if (setpriority(PRIO_PROCESS, 0, c->start) < 0)
+		return NULL;
+	mig_thread_urgent();
+	c->urgent = getpriority(PRIO_PROCESS, 0);
+	c->policy_urgent = sched_getscheduler(0);
+	/* made urgent for a while, then bulk work again */
+	mig_thread_class(0, false, c->start);
+	c->bulk_again = getpriority(PRIO_PROCESS, 0);
+	c->policy_bulk = sched_getscheduler(0);
+	return NULL;
+}
+
+/* An urgent thread is 10 less nice than its engine where the user may
+ * (root here; otherwise it keeps the engine's), never past the top of the
+ * scale, and goes back to bulk work relative to the engine, not to itself. */
+static void test_thread_urgent_relative(void **state)
+{
+	bool root = geteuid() == 0;
+	struct urgent_case cases[] = {
+		{ 0, root ? -10 : 0, 5, 0, 0 }, { 15, root ? 5 : 15, 19, 0, 0 },
+		{ -15, -20, -10, 0, 0 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct urgent_case c = { cases[i].start, 99, 99, -1, -1 };
+		pthread_t t;
+
+		if (c.start < 0 && !root)
+			continue; /* a negative start needs the privilege too */
+		assert_int_equal(pthread_create(&t, NULL, urgent_at, &c), 0);
+		pthread_join(t, NULL);
+		assert_int_equal(c.urgent, cases[i].urgent);
+		assert_int_equal(c.policy_urgent, SCHED_OTHER);
+		assert_int_equal(c.bulk_again, cases[i].bulk_again);
+		assert_int_equal(c.policy_bulk, SCHED_BATCH);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -231,6 +281,7 @@ int main(void)
 		cmocka_unit_test(test_uuid_bad),
 		cmocka_unit_test(test_name_valid),
 		cmocka_unit_test(test_thread_bulk_relative),
+		cmocka_unit_test(test_thread_urgent_relative),
 		cmocka_unit_test(test_deadline),
 	};
 
