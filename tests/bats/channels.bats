@@ -249,11 +249,11 @@ bulk() {
 }
 
 @test "engine threads are named; faults and requests are urgent, the pumps bulk work" {
-	busy_guest 128M
+	busy_guest 256M
 	recv_at "$DST"
 	send_to "$DST" --channels 2
 	state "$SRC_BUS" postcopy-active
-	bulk_flows "$DST_BUS"
+	wait_for 20 "multifd-bytes on the destination" bulk_grows "$DST_BUS" 0
 	urgent "$PID_recv" mig-fault
 	urgent "$PID_recv" mig-rx/preempt
 	urgent "$PID_send" mig-return
