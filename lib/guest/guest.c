@@ -359,9 +359,17 @@ static int build_argv(struct spawn_argv *a, const char *ctl_path,
 	return 0;
 }
 
-/* In the child, between fork and exec: async-signal-safe calls only. Its
- * own session, so a signal to the engine's process group never reaches the
- * guest, and the guest outlives the engine. */
+/*
+ * In the child, between fork and exec: async-signal-safe calls only. Its
+ * own process group, so a signal to the engine's never reaches the guest,
+ * and the guest outlives the engine. Not its own session: the scheduler's
+ * autogroups are per session, and in one of its own the vCPUs would get
+ * half the CPU against all the engine's threads together, whatever their
+ * niceness. In the engine's, a fault thread preempts a vCPU and a vCPU a
+ * bulk receiver, as their classes say (mig(7), "Where the time goes").
+ * What a session of its own also kept away, the terminal's hangup and its
+ * stops for background output, is ignored instead.
+ */
 static void child_exec(const struct spawn_argv *a, int ready_fd)
 {
 	sigset_t none;
@@ -369,7 +377,10 @@ static void child_exec(const struct spawn_argv *a, int ready_fd)
 
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
-	setsid();
+	setpgid(0, 0);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGTTOU, SIG_IGN);
+	signal(SIGTTIN, SIG_IGN);
 	if (null >= 0)
 		dup2(null, STDIN_FILENO);
 	fcntl(ready_fd, F_SETFD, 0); /* the one fd that must survive exec */

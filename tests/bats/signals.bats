@@ -120,3 +120,37 @@ engines() {
 	[ "$status" -eq 75 ]
 	[ ! -e "$SRC_BUS" ]
 }
+
+# stat_field PID N: field N of /proc/PID/stat (5 pgrp, 6 session).
+# The comm in parentheses may hold spaces: fields count from after it.
+stat_field() { awk -v n="$2" '{ sub(/^.*\) /, ""); print $(n - 2) }' "/proc/$1/stat"; }
+
+@test "the guest mig-recv spawns: own process group, the engine's session and autogroup; a hangup ends the engine, not the guest" {
+	local gpid
+	engines 256M --postcopy --max-bandwidth 20M
+	state "$DST_BUS" postcopy-active
+	gpid=$(json "$DSTG" .pid)
+	# a signal to the engine's group (a Ctrl-C) never reaches the guest
+	[ "$(stat_field "$gpid" 5)" -eq "$gpid" ]
+	[ "$(stat_field "$PID_recv" 5)" -ne "$gpid" ]
+	# one session: one autogroup, where the threads' classes act on the vCPUs
+	[ "$(stat_field "$gpid" 6)" -eq "$(stat_field "$PID_recv" 6)" ]
+	if [ -r "/proc/$gpid/autogroup" ]; then
+		[ "$(cut -d' ' -f1 "/proc/$gpid/autogroup")" = "$(cut -d' ' -f1 "/proc/$PID_recv/autogroup")" ]
+	fi
+	# the terminal hangs up: the engine dies of it, the guest does not
+	kill -HUP "$PID_recv" "$gpid"
+	wait_exit recv 20
+	[ "$status" -eq 129 ]
+	sed -i '/ recv$/d' "$T/pids" # its death by SIGHUP is no crash
+	state "$SRC_BUS" postcopy-paused
+	kill -0 "$gpid"
+	start recv2 mig-recv --name m --attach "$DSTG" --link-timeout 2
+	state "$DST_BUS" postcopy-paused
+	expect 0 mig-recover --bus "$SRC_BUS" --to "$DST" --timeout 20
+	wait_exit send 120
+	[ "$status" -eq 0 ]
+	wait_exit recv2 60
+	[ "$status" -eq 0 ]
+	expect 0 mig-guest verify --ctl "$DSTG"
+}

@@ -20,7 +20,7 @@ mig_setup() {
 
 # our_procs [DIR]: the pids of every process whose MIG_RUNTIME_DIR is in DIR
 # (default: this test's $T), whoever started it: each inherits it from the
-# test, the guests the engines spawn in their own session included. The
+# test, the guests the engines spawn in their own process group included. The
 # environment, not the command line: a process cannot match by naming a
 # path, and the scanner itself is run without the variable. One grep over
 # every environ (NUL-separated entries, each matched whole): teardown runs
