@@ -215,7 +215,7 @@ thread() {
 	local t
 	for t in /proc/"$1"/task/*; do
 		[ "$(cat "$t/comm")" = "$2" ] || continue
-		awk '{ sub(/.*\) /, ""); printf "%s %s ", $39, $17 }' "$t/stat"
+		printf '%s %s ' "$(stat_field "${t##*/}" 41)" "$(stat_field "${t##*/}" 19)"
 		awk '/^se.slice/ { s = $3 } END { print s == "" ? "-" : s }' "$t/sched" 2>/dev/null ||
 			echo -
 		return 0
@@ -229,7 +229,7 @@ thread() {
 # the kernel takes one (6.12); bulk PID NAME: SCHED_BATCH, 5 nicer.
 urgent() {
 	local s base kver; s=$(thread "$1" "$2") || return 1
-	base=$(awk '{ sub(/.*\) /, ""); print $17 }' "/proc/$1/stat")
+	base=$(stat_field "$1" 19)
 	kver=$(uname -r | awk -F'[.-]' '{ print $1 * 1000 + $2 }')
 	read -r policy nice slice <<<"$s"
 	[ "$policy" = 0 ] || { echo "$2: policy $policy" >&2; return 1; }
@@ -242,7 +242,7 @@ urgent() {
 }
 bulk() {
 	local s base; s=$(thread "$1" "$2") || return 1
-	base=$(awk '{ sub(/.*\) /, ""); print $17 }' "/proc/$1/stat")
+	base=$(stat_field "$1" 19)
 	read -r policy nice _ <<<"$s"
 	[ "$policy" = 3 ] && [ "$nice" = $((base + 5 > 19 ? 19 : base + 5)) ] ||
 		{ echo "$2: policy, nice, slice: $s; engine nice $base" >&2; return 1; }

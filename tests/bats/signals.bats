@@ -121,10 +121,6 @@ engines() {
 	[ ! -e "$SRC_BUS" ]
 }
 
-# stat_field PID N: field N of /proc/PID/stat (5 pgrp, 6 session).
-# The comm in parentheses may hold spaces: fields count from after it.
-stat_field() { awk -v n="$2" '{ sub(/^.*\) /, ""); print $(n - 2) }' "/proc/$1/stat"; }
-
 @test "the guest mig-recv spawns: own process group, the engine's session and autogroup; a hangup ends the engine, not the guest" {
 	local gpid
 	engines 256M --postcopy --max-bandwidth 20M

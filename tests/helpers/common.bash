@@ -39,6 +39,11 @@ our_procs() {
 
 no_procs() { [ -z "$(our_procs)" ]; }
 
+# stat_field PID N: field N of /proc/PID/stat (5 pgrp, 6 session, 19 nice,
+# 41 policy; PID may be a thread's id). The comm in parentheses may hold
+# spaces: fields are counted from after it.
+stat_field() { awk -v n="$2" '{ sub(/^.*\) /, ""); print $(n - 2) }' "/proc/$1/stat"; }
+
 # only_running PID...: nothing of this test's runs but the PIDs given.
 only_running() {
 	local pid want ok
