@@ -6,10 +6,12 @@
  * run outside guest RAM.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include "base/bytes.h"
 #include "base/util.h"
@@ -345,7 +347,7 @@ static void iov_advance(struct msghdr *msg, size_t n)
 	}
 }
 
-static int send_iov(int fd, struct iovec *iov, int cnt)
+static int send_iov(int fd, struct iovec *iov, int cnt, int flags)
 {
 	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = cnt };
 
@@ -355,7 +357,7 @@ static int send_iov(int fd, struct iovec *iov, int cnt)
 	while (msg.msg_iovlen) {
 		/* MSG_NOSIGNAL: a vanished peer is an error to handle (a
 		 * pause), not a SIGPIPE that kills the engine */
-		ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+		ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL | flags);
 
 		if (n < 0 && errno == ENOTSOCK)
 			n = writev(fd, msg.msg_iov, (int)msg.msg_iovlen);
@@ -385,7 +387,70 @@ int mig_wire_send2(int fd, uint32_t type, const void *p1, size_t l1,
 	iov[0] = (struct iovec){ .iov_base = hdr, .iov_len = sizeof(hdr) };
 	iov[1] = (struct iovec){ .iov_base = (void *)p1, .iov_len = l1 };
 	iov[2] = (struct iovec){ .iov_base = (void *)p2, .iov_len = l2 };
-	return send_iov(fd, iov, 3);
+	return send_iov(fd, iov, 3, 0);
+}
+
+/* Move len bytes of file at off through pipe into socket fd, counting in
+ * *done those that reached the socket. */
+static int splice_out(int fd, int file, uint64_t off, size_t len,
+		      const int pipe[2], size_t *done)
+{
+	loff_t o = (loff_t)off;
+
+	while (*done < len) {
+		ssize_t in = splice(file, &o, pipe[1], NULL, len - *done,
+				    SPLICE_F_MOVE);
+
+		if (in < 0 && errno == EINTR)
+			continue;
+		if (in <= 0)
+			return in < 0 ? -errno : -EIO;
+		while (in) {
+			bool more = *done + (size_t)in < len;
+			ssize_t n = splice(pipe[0], NULL, fd, NULL, (size_t)in,
+					   SPLICE_F_MOVE |
+					   (more ? SPLICE_F_MORE : 0));
+
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0)
+				return errno == EAGAIN ? -ETIMEDOUT : -errno;
+			in -= n;
+			*done += (size_t)n;
+		}
+	}
+	return 0;
+}
+
+int mig_wire_send_file(int fd, uint32_t type, const void *p1, size_t l1,
+		       int file, uint64_t off, const void *map, size_t len,
+		       int pipe[2])
+{
+	uint8_t hdr[MIG_WIRE_HDR_BYTES];
+	size_t done = 0;
+	int r;
+
+	if (pipe[0] < 0 || mig_tls_active(fd))
+		return mig_wire_send2(fd, type, p1, l1, map, len);
+	if (l1 > UINT32_MAX || len > UINT32_MAX ||
+	    !len_ok(type, (uint64_t)l1 + len))
+		return -EINVAL;
+	mig_wire_enc_hdr(hdr, type, (uint32_t)(l1 + len));
+	/* MSG_MORE: the header leaves in the data's first segment */
+	r = send_iov(fd, (struct iovec[]){ { hdr, sizeof(hdr) },
+					   { (void *)p1, l1 } }, 2, MSG_MORE);
+	if (r < 0 || (r = splice_out(fd, file, off, len, pipe, &done)) == 0)
+		return r;
+	/* the pipe may hold bytes of this message: it goes with them, and
+	 * later sends copy; this pair cannot splice (EINVAL): the rest of
+	 * the message goes from the mapping */
+	close(pipe[0]);
+	close(pipe[1]);
+	pipe[0] = pipe[1] = -1;
+	if (r == -EINVAL)
+		r = send_iov(fd, (struct iovec[]){
+			{ (uint8_t *)map + done, len - done } }, 1, 0);
+	return r;
 }
 
 int mig_wire_send(int fd, uint32_t type, const void *payload, size_t len)

@@ -195,6 +195,17 @@ int mig_wire_send(int fd, uint32_t type, const void *payload, size_t len);
 /* header + two payload parts (e.g. PAGES header and page data), no copy. */
 int mig_wire_send2(int fd, uint32_t type, const void *p1, size_t l1,
 		   const void *p2, size_t l2);
+/* Like mig_wire_send2, the second part being len bytes of `file` at off,
+ * spliced through `pipe` (the caller's, empty, or -1s) into the socket:
+ * the kernel takes references to the file's pages instead of copying them,
+ * so they must not change until the peer has them (a stopped guest's).
+ * The bytes go from `map` (the same bytes, mapped) over TLS or with no
+ * pipe. A splice that fails closes the pipe (sets it to -1s: it never
+ * holds stale bytes); where the pair cannot splice (EINVAL) the rest goes
+ * from `map`, and so do later sends. */
+int mig_wire_send_file(int fd, uint32_t type, const void *p1, size_t l1,
+		       int file, uint64_t off, const void *map, size_t len,
+		       int pipe[2]);
 /* Read one message: validates the header, payload into buf (cap bytes,
  * at least MIG_WIRE_MAX_PAYLOAD is always enough). -EBADMSG on a bad header,
  * -EMSGSIZE if it does not fit, -ECONNRESET on EOF (also mid-message),

@@ -11,9 +11,11 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -881,6 +883,65 @@ static void test_send2_large(void **state)
 	free(rd.buf);
 }
 
+/* mig_wire_send_file, one max run of a memfd (past the pipe's and the
+ * socket's buffers): spliced, the pipe kept; from the mapping without a
+ * pipe; and where the file cannot splice, the pipe closed and the bytes
+ * sent from the mapping, whole either way. */
+static void send_file_once(int file, const uint8_t *map, int pipe[2])
+{
+	const uint32_t npages = MIG_WIRE_MAX_RUN_PAGES;
+	uint8_t hdr[MIG_PAGES_HDR_BYTES];
+	struct reader rd = { .buf = malloc(MIG_WIRE_MAX_PAYLOAD) };
+	struct mig_pages p;
+	pthread_t th;
+	int sv[2];
+
+	assert_non_null(rd.buf);
+	pair(sv);
+	rd.fd = sv[1];
+	assert_int_equal(pthread_create(&th, NULL, reader_thread, &rd), 0);
+	mig_wire_enc_pages_hdr(hdr, 2 * PAGE, npages, 0);
+	assert_int_equal(mig_wire_send_file(sv[0], MIG_MSG_PAGES, hdr, sizeof(hdr),
+					    file, 2 * PAGE, map + 2 * PAGE,
+					    (size_t)npages * PAGE, pipe), 0);
+	pthread_join(th, NULL);
+	assert_int_equal(rd.r, 0);
+	assert_int_equal(rd.type, MIG_MSG_PAGES);
+	assert_int_equal(mig_wire_dec_pages(rd.buf, rd.len, RAM, &p), 0);
+	assert_int_equal(p.offset, 2 * PAGE);
+	assert_int_equal(p.npages, npages);
+	assert_memory_equal(p.data, map + 2 * PAGE, (size_t)npages * PAGE);
+	close(sv[0]);
+	close(sv[1]);
+	free(rd.buf);
+}
+
+static void test_send_file(void **state)
+{
+	const size_t len = (MIG_WIRE_MAX_RUN_PAGES + 2) * PAGE;
+	int mfd = memfd_create("test-wire", MFD_CLOEXEC), pp[2], none[2] = { -1, -1 };
+	int dir = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	uint8_t *map;
+
+	assert_true(mfd >= 0 && dir >= 0);
+	assert_int_equal(ftruncate(mfd, (off_t)len), 0);
+	map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+	assert_true(map != MAP_FAILED);
+	for (size_t i = 0; i < len; i++)
+		map[i] = (uint8_t)(i * 13 + i / PAGE);
+	assert_int_equal(pipe2(pp, O_CLOEXEC), 0);
+	send_file_once(mfd, map, pp);
+	assert_true(pp[0] >= 0 && pp[1] >= 0); /* spliced */
+	send_file_once(mfd, map, none);
+	/* a directory has no splice_read: EINVAL, as a file that cannot */
+	send_file_once(dir, map, pp);
+	assert_int_equal(pp[0], -1);
+	assert_int_equal(pp[1], -1);
+	munmap(map, len);
+	close(mfd);
+	close(dir);
+}
+
 static void test_recv_eof(void **state)
 {
 	uint8_t raw[8 + 5], buf[64];
@@ -988,6 +1049,7 @@ int main(void)
 		cmocka_unit_test(test_decompress_corrupt),
 		cmocka_unit_test(test_send_recv),
 		cmocka_unit_test(test_send2_large),
+		cmocka_unit_test(test_send_file),
 		cmocka_unit_test(test_recv_eof),
 		cmocka_unit_test(test_recv_garbage),
 		cmocka_unit_test(test_recv_timeout),
