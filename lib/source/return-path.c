@@ -26,25 +26,6 @@ static int late_duplicate(struct src *s, uint64_t first, uint32_t n)
 	return src_send_pages(s, MIG_CHAN_MAIN, first, n);
 }
 
-/* A vCPU that faulted walks on, most likely, into the pages after: send
- * those not sent yet right behind the one it waits for (which goes first,
- * alone, so that its wait is one page's), and move the pumps past them. A
- * vCPU faster than the pumps then faults once a run, not once a page on
- * the pages a pump has just put in flight, each of which would come twice. */
-static int prefetch(struct src *s, enum mig_chan_slot c, uint64_t first)
-{
-	uint64_t n = 0;
-
-	/* unasked pages are background pages: under max-postcopy-bandwidth
-	 * they are the pump's, at its pace */
-	if (!atomic_load(&s->max_postcopy_bw))
-		while (n < PREFETCH_PAGES && first + n < s->npages &&
-		       !mig_bitmap_set(s->sent, first + n))
-			n++;
-	atomic_store(&s->pump_hint, first + n);
-	return n ? src_send_pages(s, c, first, n) : 0;
-}
-
 static int serve_request(struct src *s, const uint8_t *buf, uint32_t len)
 {
 	struct mig_req req;
@@ -62,8 +43,10 @@ static int serve_request(struct src *s, const uint8_t *buf, uint32_t len)
 	r = src_send_pages(s, c, first, req.npages);
 	if (r == 0 && mig_fault("late-duplicates"))
 		r = late_duplicate(s, first, req.npages);
-	if (r == 0)
-		r = prefetch(s, c, first + req.npages);
+	/* the vCPU most likely walks on into the pages after: the pumps go
+	 * on from there, in runs, rather than this thread sending them
+	 * unasked on the channel the next request waits on */
+	atomic_store(&s->pump_hint, first + req.npages);
 	if (r < 0)
 		src_link_down(s, mig_chan_slot_name(c), r);
 	return 0;

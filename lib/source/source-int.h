@@ -40,8 +40,6 @@
  * destination; larger runs gain nothing (MACHINE-FACTS) and delay requests
  * that share the main channel. */
 #define PUMP_RUN_PAGES 16u
-/* Pages sent after a requested one, unasked (return-path.c). */
-#define PREFETCH_PAGES 15u
 #define CONNECT_TIMEOUT_MS 5000
 
 struct mig_bitmap;
