@@ -91,6 +91,80 @@ bool mig_bitmap_clear(struct mig_bitmap *b, uint64_t i)
 				  __ATOMIC_ACQ_REL) & bit_mask(i);
 }
 
+unsigned mig_bitmap_span(uint64_t first, uint64_t n)
+{
+	return (unsigned)MIG_MIN(n, WORD_BITS - first % WORD_BITS);
+}
+
+/* The span's bits that exist: none past the size (the padding stays 0). */
+static uint64_t span_mask(const struct mig_bitmap *b, uint64_t first,
+			  unsigned span)
+{
+	uint64_t n;
+
+	if (first >= b->nbits)
+		return 0;
+	n = MIG_MIN((uint64_t)MIG_MIN(span, WORD_BITS - first % WORD_BITS),
+		    b->nbits - first);
+	return MIG_LOW_BITS(n);
+}
+
+uint64_t mig_bitmap_bits(const struct mig_bitmap *b, uint64_t first,
+			 unsigned span)
+{
+	uint64_t m = span_mask(b, first, span);
+
+	return m ? (load_word(b, first / WORD_BITS) >> (first % WORD_BITS)) & m : 0;
+}
+
+uint64_t mig_bitmap_or_bits(struct mig_bitmap *b, uint64_t first,
+			    uint64_t mask)
+{
+	unsigned sh = first % WORD_BITS;
+	uint64_t old;
+
+	mask &= span_mask(b, first, WORD_BITS);
+	if (!mask)
+		return 0;
+	/* acq_rel, as mig_bitmap_set */
+	old = __atomic_fetch_or(&b->words[first / WORD_BITS], mask << sh,
+				__ATOMIC_ACQ_REL);
+	return mask & ~(old >> sh);
+}
+
+uint64_t mig_bitmap_set_range(struct mig_bitmap *b, uint64_t first,
+			      uint64_t n)
+{
+	uint64_t added = 0;
+
+	while (n) {
+		unsigned k = mig_bitmap_span(first, n);
+
+		added += (uint64_t)__builtin_popcountll(
+			mig_bitmap_or_bits(b, first, MIG_LOW_BITS(k)));
+		first += k;
+		n -= k;
+	}
+	return added;
+}
+
+uint64_t mig_bitmap_clear_run(const struct mig_bitmap *b, uint64_t first,
+			      uint64_t max)
+{
+	uint64_t n = 0;
+
+	max = first < b->nbits ? MIG_MIN(max, b->nbits - first) : 0;
+	while (n < max) {
+		unsigned k = mig_bitmap_span(first + n, max - n);
+		uint64_t set = mig_bitmap_bits(b, first + n, k);
+
+		if (set)
+			return n + (uint64_t)__builtin_ctzll(set);
+		n += k;
+	}
+	return max;
+}
+
 void mig_bitmap_set_all(struct mig_bitmap *b)
 {
 	if (!b->nwords)

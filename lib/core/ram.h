@@ -22,6 +22,25 @@ bool mig_bitmap_test(const struct mig_bitmap *b, uint64_t i);
 /* Atomic; returns the previous value of the bit. */
 bool mig_bitmap_set(struct mig_bitmap *b, uint64_t i);
 bool mig_bitmap_clear(struct mig_bitmap *b, uint64_t i);
+/* Word at a time, for loops over runs of pages: a span is up to 64 bits
+ * from `first` that lie in first's word (mig_bitmap_span: how many of n),
+ * and its masks have bit j for bit first + j. bits() reads the span; or()
+ * sets the mask's bits, atomically, and returns those that were clear
+ * (bits past the size are ignored). set_range sets [first, first+n) and
+ * returns how many were clear. */
+unsigned mig_bitmap_span(uint64_t first, uint64_t n);
+/* The mask of a whole span of k bits (k <= 64). */
+#define MIG_LOW_BITS(k) ((k) >= 64 ? ~0ull : (1ull << (k)) - 1)
+uint64_t mig_bitmap_bits(const struct mig_bitmap *b, uint64_t first,
+			 unsigned span);
+uint64_t mig_bitmap_or_bits(struct mig_bitmap *b, uint64_t first,
+			    uint64_t mask);
+uint64_t mig_bitmap_set_range(struct mig_bitmap *b, uint64_t first,
+			      uint64_t n);
+/* How many bits from `first` are clear, counting at most max of them (and
+ * none past the size): unlike next_set, never a scan to the end. */
+uint64_t mig_bitmap_clear_run(const struct mig_bitmap *b, uint64_t first,
+			      uint64_t max);
 /* Non-atomic bulk operations: callers make sure no one else writes. */
 void mig_bitmap_set_all(struct mig_bitmap *b);
 void mig_bitmap_clear_all(struct mig_bitmap *b);

@@ -39,27 +39,37 @@ int dst_alloc_pages(struct dst *d)
 	       d->fault_ns && d->e.lat ? 0 : -ENOMEM;
 }
 
-/* Bookkeeping after pages [first, first+n) are present. */
+/* A vCPU's wait for page p ends, if one waits. */
+static void wait_over(struct dst *d, uint64_t p, uint64_t now)
+{
+	uint64_t t;
+
+	/* a load first: no vCPU waits for most pages, and an exchange of 0
+	 * for 0 would write a line of fault_ns per page for nothing (a 0
+	 * read here is the 0 it would have returned) */
+	if (!atomic_load(&d->fault_ns[p]))
+		return;
+	t = atomic_exchange(&d->fault_ns[p], 0);
+	if (!t)
+		return; /* no vCPU waits for it */
+	mig_latency_add(d->e.lat, now - t);
+	dst_blocktime_placed(d, p);
+}
+
+/* Bookkeeping after pages [first, first+n) are present: a word of the
+ * bitmap at a time (a hole's runs are 512 pages of nothing else). */
 static void mark_present(struct dst *d, uint64_t first, uint64_t n)
 {
 	uint64_t now = mig_now_ns(), added = 0;
 
-	for (uint64_t p = first; p < first + n; p++) {
-		uint64_t t;
+	for (uint64_t p = first, k; p < first + n; p += k) {
+		uint64_t fresh;
 
-		if (mig_bitmap_set(d->received, p))
-			continue;
-		added++;
-		/* a load first: no vCPU waits for most pages, and an exchange
-		 * of 0 for 0 would write a line of fault_ns per page for
-		 * nothing (a 0 read here is the 0 it would have returned) */
-		if (!atomic_load(&d->fault_ns[p]))
-			continue;
-		t = atomic_exchange(&d->fault_ns[p], 0);
-		if (!t)
-			continue; /* no vCPU waits for it */
-		mig_latency_add(d->e.lat, now - t);
-		dst_blocktime_placed(d, p);
+		k = mig_bitmap_span(p, first + n - p);
+		fresh = mig_bitmap_or_bits(d->received, p, MIG_LOW_BITS(k));
+		added += (uint64_t)__builtin_popcountll(fresh);
+		for (; fresh; fresh &= fresh - 1)
+			wait_over(d, p + (uint64_t)__builtin_ctzll(fresh), now);
 	}
 	if (atomic_fetch_add(&d->e.st.present, added) + added == d->npages &&
 	    !atomic_exchange(&d->complete_posted, true))
@@ -110,16 +120,26 @@ static int write_precopy(struct dst *d, uint64_t off, const uint8_t *src,
  */
 static long leave_zero(struct dst *d, uint64_t first, uint64_t n)
 {
-	for (uint64_t p = first; p < first + n; p++)
-		if (!mig_bitmap_test(d->received, p))
-			mig_bitmap_set(d->unplaced, p);
-	mark_present(d, first, n);
-	for (uint64_t p = first; p < first + n; p++) {
-		long r = mig_bitmap_test(d->requested, p) ?
-			 dst_place_unplaced(d, p, 1) : 0;
+	uint64_t p, k;
 
-		if (r < 0)
-			return r;
+	for (p = first; p < first + n; p += k) {
+		k = mig_bitmap_span(p, first + n - p);
+		mig_bitmap_or_bits(d->unplaced, p, MIG_LOW_BITS(k) &
+				   ~mig_bitmap_bits(d->received, p, (unsigned)k));
+	}
+	mark_present(d, first, n);
+	for (p = first; p < first + n; p += k) {
+		uint64_t asked;
+
+		k = mig_bitmap_span(p, first + n - p);
+		asked = mig_bitmap_bits(d->requested, p, (unsigned)k);
+		for (; asked; asked &= asked - 1) {
+			long r = dst_place_unplaced(
+				d, p + (uint64_t)__builtin_ctzll(asked), 1);
+
+			if (r < 0)
+				return r;
+		}
 	}
 	return (long)n;
 }

@@ -245,13 +245,10 @@ static bool claim_run(struct src *s, struct extent *x, uint64_t *first,
 		f = mig_bitmap_next_clear(s->sent, 0);
 	if (f < s->npages) {
 		lim = run_limit(s, x, f);
-		while (k < lim && f + k < s->npages &&
-		       !mig_bitmap_test(s->sent, f + k))
-			k++;
+		k = mig_bitmap_clear_run(s->sent, f, lim);
 		/* mark before sending: a request racing with us sends again
 		 * rather than nobody sending at all */
-		for (uint64_t i = 0; i < k; i++)
-			mig_bitmap_set(s->sent, f + i);
+		mig_bitmap_set_range(s->sent, f, k);
 		s->pump_next = f + k;
 	}
 	pthread_mutex_unlock(&s->pump_lock);

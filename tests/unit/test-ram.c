@@ -134,6 +134,65 @@ static void test_next_random(void **state)
 	mig_bitmap_free(b);
 }
 
+/* The word-at-a-time operations against a bit-by-bit reference, on a size
+ * that ends inside a word: spans, bits, or_bits and set_range agree with
+ * test and set, and never touch the padding. */
+static void test_spans(void **state)
+{
+	const uint64_t n = 1000;
+	struct mig_bitmap *b = new_bm(n), *ref = new_bm(n);
+	uint64_t x = 2463534242ull;
+
+	assert_int_equal(mig_bitmap_span(0, 1000), 64);
+	assert_int_equal(mig_bitmap_span(70, 1000), 58);
+	assert_int_equal(mig_bitmap_span(70, 5), 5);
+	for (int round = 0; round < 2000; round++) {
+		uint64_t first, len, added = 0, mask, fresh;
+		unsigned k;
+
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		first = x % (n + 10);
+		len = (x >> 20) % 150;
+		if (round % 2) {
+			for (uint64_t i = first; i < first + len && i < n; i++)
+				added += !mig_bitmap_set(ref, i);
+			assert_int_equal(mig_bitmap_set_range(b, first, len), added);
+			continue;
+		}
+		k = mig_bitmap_span(first, len ? len : 1);
+		mask = (x >> 32) & ((x >> 40) | (x >> 8));
+		fresh = 0;
+		for (unsigned j = 0; j < 64; j++)
+			if ((mask >> j & 1) && j < 64 - first % 64 &&
+			    first + j < n && !mig_bitmap_set(ref, first + j))
+				fresh |= 1ull << j;
+		assert_true(mig_bitmap_or_bits(b, first, mask) == fresh);
+		for (unsigned j = 0; j < k; j++)
+			assert_int_equal(mig_bitmap_bits(b, first, k) >> j & 1,
+					 mig_bitmap_test(ref, first + j));
+	}
+	for (uint64_t i = 0; i < n; i++)
+		assert_int_equal(mig_bitmap_test(b, i), mig_bitmap_test(ref, i));
+	assert_int_equal(mig_bitmap_count(b), mig_bitmap_count(ref));
+	for (uint64_t f = 0; f <= n + 1; f += 7) {
+		uint64_t c = 0;
+
+		while (f + c < n && c < 100 && !mig_bitmap_test(ref, f + c))
+			c++;
+		assert_int_equal(mig_bitmap_clear_run(b, f, 100), c);
+	}
+	/* past the end: nothing, and the padding stays clear */
+	assert_int_equal(mig_bitmap_set_range(b, 0, 2 * n), n - mig_bitmap_count(ref));
+	assert_int_equal(mig_bitmap_count(b), n);
+	assert_int_equal(mig_bitmap_next_clear(b, 0), n);
+	assert_int_equal(mig_bitmap_or_bits(b, n - 1, ~0ull), 0);
+	assert_int_equal(mig_bitmap_bits(b, n, 64), 0);
+	mig_bitmap_free(b);
+	mig_bitmap_free(ref);
+}
+
 static void test_empty(void **state)
 {
 	struct mig_bitmap *b = new_bm(0);
@@ -297,6 +356,7 @@ int main(void)
 		cmocka_unit_test(test_all),
 		cmocka_unit_test(test_next),
 		cmocka_unit_test(test_next_random),
+		cmocka_unit_test(test_spans),
 		cmocka_unit_test(test_empty),
 		cmocka_unit_test(test_export_layout),
 		cmocka_unit_test(test_export_import),
