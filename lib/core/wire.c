@@ -373,17 +373,25 @@ static int send_iov(int fd, struct iovec *iov, int cnt, int flags)
 	return 0;
 }
 
+/* The header of a message of two parts; -EINVAL for one the peer would
+ * reject as a bad header, which is then never sent. */
+static int enc_hdr2(uint8_t *hdr, uint32_t type, size_t l1, size_t l2)
+{
+	if (l1 > UINT32_MAX || l2 > UINT32_MAX ||
+	    !len_ok(type, (uint64_t)l1 + l2))
+		return -EINVAL;
+	mig_wire_enc_hdr(hdr, type, (uint32_t)(l1 + l2));
+	return 0;
+}
+
 int mig_wire_send2(int fd, uint32_t type, const void *p1, size_t l1,
 		   const void *p2, size_t l2)
 {
 	uint8_t hdr[MIG_WIRE_HDR_BYTES];
 	struct iovec iov[3];
 
-	/* refuse to send what the peer would reject as a bad header */
-	if (l1 > UINT32_MAX || l2 > UINT32_MAX ||
-	    !len_ok(type, (uint64_t)l1 + l2))
+	if (enc_hdr2(hdr, type, l1, l2) < 0)
 		return -EINVAL;
-	mig_wire_enc_hdr(hdr, type, (uint32_t)(l1 + l2));
 	iov[0] = (struct iovec){ .iov_base = hdr, .iov_len = sizeof(hdr) };
 	iov[1] = (struct iovec){ .iov_base = (void *)p1, .iov_len = l1 };
 	iov[2] = (struct iovec){ .iov_base = (void *)p2, .iov_len = l2 };
@@ -432,10 +440,8 @@ int mig_wire_send_file(int fd, uint32_t type, const void *p1, size_t l1,
 
 	if (pipe[0] < 0 || mig_tls_active(fd))
 		return mig_wire_send2(fd, type, p1, l1, map, len);
-	if (l1 > UINT32_MAX || len > UINT32_MAX ||
-	    !len_ok(type, (uint64_t)l1 + len))
+	if (enc_hdr2(hdr, type, l1, len) < 0)
 		return -EINVAL;
-	mig_wire_enc_hdr(hdr, type, (uint32_t)(l1 + len));
 	/* MSG_MORE: the header leaves in the data's first segment */
 	r = send_iov(fd, (struct iovec[]){ { hdr, sizeof(hdr) },
 					   { (void *)p1, l1 } }, 2, MSG_MORE);
