@@ -34,7 +34,7 @@ RESULTS=$MIG_BENCH_DIR/results.jsonl
 
 SCENARIOS=(postcopy_preempt postcopy_nopreempt random_preempt random_nopreempt
 	   notify_refused notify_hang
-	   channels slow_subscriber tls sparse qemu kvm
+	   channels floor slow_subscriber tls sparse qemu kvm
 	   recovery restart precopy_1g_10m precopy_1g_100m precopy_1g_400m precopy_4g_100m)
 RECOVERIES=${MIG_BENCH_RECOVERIES:-7}   # timed recoveries in `recovery`
 RECOVERY_BANDWIDTH=64M    # keeps the migration going through all of them
@@ -198,6 +198,26 @@ ref_uffd() {
 		--argjson w "$REF_uffd_copy_reused_bytes_per_s" \
 		'{scenario: $s, copy_first_mb_per_s: ($c / 1e6),
 		  copy_reused_mb_per_s: ($w / 1e6)}' >"$R/uffdref.json"
+}
+
+# The destination's floor with the kernel's parts alone: one and two
+# loopback streams, each spliced from a memfd and placed 64 KiB at a time
+# with UFFDIO_COPY by a receiver doing nothing else, no vCPU running. mig's
+# bulk rate with as many streams, vCPU and bookkeeping included, is below
+# it; how far below is what mig itself costs.
+ref_place() {
+	local out=$T/placeref.out
+	log "references: receive and place, 1 and 2 streams (placeref)"
+	"$MIG_BENCH_DIR/placeref" 1G >"$out"
+	while IFS='=' read -r k v; do
+		printf -v "REF_$k" %s "$v"
+	done <"$out"
+	jq -n --arg s placeref --argjson p1 "$REF_place_1s_bytes_per_s" \
+		--argjson p2 "$REF_place_2s_bytes_per_s" \
+		--argjson c1 "$REF_place_1s_recv_cpu_s" --argjson c2 "$REF_place_2s_recv_cpu_s" \
+		'{scenario: $s, place_1s_mb_per_s: ($p1 / 1e6), place_2s_mb_per_s: ($p2 / 1e6),
+		  place_1s_recv_cpu_s_per_gib: $c1, place_2s_recv_cpu_s_per_gib: $c2}' \
+		>"$R/placeref.json"
 }
 
 # --- scenarios ---------------------------------------------------------------
@@ -455,6 +475,29 @@ scenario_channels() {
 			([$tcp, $copy] | min) | r3)' \
 		"$R"/channels-1-*.json "$R"/channels-2-*.json >"$R/channels.json"
 	echo channels >>"$R/order"
+}
+
+# floor: what mig costs over the kernel's own parts. An idle 1 GiB guest
+# all data (no vCPU to share the machine with) on one stream and on two,
+# alternately, against placeref's bare streams with as many (ref_place).
+scenario_floor() {
+	local i
+	for i in 1 2; do
+		RAM=1G WORKLOAD=idle:data=100 migrate_postcopy "floor-1-$i" --postcopy --channels 1
+		RAM=1G WORKLOAD=idle:data=100 migrate_postcopy "floor-2-$i" --postcopy --channels 2
+	done
+	jq -s --argjson p1 "$REF_place_1s_bytes_per_s" --argjson p2 "$REF_place_2s_bytes_per_s" '
+		def med: sort | if length % 2 == 1 then .[length / 2 | floor]
+			else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+		def of($n): map(select(.scenario | startswith("floor-\($n)-")) | .mb_per_s);
+		def r3: . * 1000 | round / 1000;
+		{scenario: "floor", mb_per_s_1: of(1), mb_per_s_2: of(2),
+		 mb_per_s_1_median: (of(1) | med), mb_per_s_2_median: (of(2) | med),
+		 verify: "pass"} |
+		.ratio_place_1 = (.mb_per_s_1_median * 1e6 / $p1 | r3) |
+		.ratio_place_2 = (.mb_per_s_2_median * 1e6 / $p2 | r3)' \
+		"$R"/floor-1-*.json "$R"/floor-2-*.json >"$R/floor.json"
+	echo floor >>"$R/order"
 }
 
 # sparse: what zero pages cost. A 4 GiB idle guest with data in 10% of its
@@ -782,7 +825,8 @@ goals() {
 	for f in $(sed "s|.*|$R/&.json|" "$R/order" 2>/dev/null); do cat "$f"; done |
 		jq -rs --argjson tcp "$REF_tcp_bytes_per_s" \
 			--argjson copy "$REF_uffd_copy_first_bytes_per_s" \
-			--argjson rtt4k "$REF_rtt4k_p50_us" '
+			--argjson rtt4k "$REF_rtt4k_p50_us" \
+'
 		def by($n): map(select(.scenario == $n)) | .[0] // {};
 		def qemu($ram): (by("qemu").sizes // []) |
 			map(select(.ram == $ram and .preempt)) | .[0].mig_ratio_qemu;
@@ -791,6 +835,8 @@ goals() {
 		[["bulk rate / min(TCP, UFFDIO_COPY)",
 		  ([$p.mb_per_s, $c.mb_per_s_1_median, $c.mb_per_s_2_median] | map(select(. != null)) |
 		   if length > 0 then max * 1e6 / ([$tcp, $copy] | min) else null end | r3), ">= 0.8"],
+		 ["idle guest, 1 stream / placeref 1 stream", by("floor").ratio_place_1, "reported"],
+		 ["idle guest, 2 streams / placeref 2 streams", by("floor").ratio_place_2, "reported"],
 		 ["1 GiB total time, mig / QEMU", qemu("1G"), "<= 0.4"],
 		 ["4 GiB total time, mig / QEMU", qemu("4G"), "<= 0.4"],
 		 ["pages twice / RAM pages (1 GiB)", (if $p.pages_twice == null then null
@@ -818,9 +864,13 @@ report() {
 		"$(awk -v b="$REF_tcp_bytes_per_s" 'BEGIN { print b / 1e6 }')"
 	printf 'round trip 16 B p50/p99 %s/%s us, 4 KiB p50/p99 %s/%s us;\n' \
 		"$REF_rtt16_p50_us" "$REF_rtt16_p99_us" "$REF_rtt4k_p50_us" "$REF_rtt4k_p99_us"
-	printf 'UFFDIO_COPY 64 KiB runs into a new memfd: first pass %s MB/s, reused pages %s MB/s\n\n' \
+	printf 'UFFDIO_COPY 64 KiB runs into a new memfd: first pass %s MB/s, reused pages %s MB/s\n' \
 		"$(awk -v b="$REF_uffd_copy_first_bytes_per_s" 'BEGIN { printf "%.0f", b / 1e6 }')" \
 		"$(awk -v b="$REF_uffd_copy_reused_bytes_per_s" 'BEGIN { printf "%.0f", b / 1e6 }')"
+	printf 'Received and placed, no vCPU (placeref): 1 stream %s MB/s, 2 streams %s MB/s; receivers CPU %s / %s s per GiB\n\n' \
+		"$(awk -v b="$REF_place_1s_bytes_per_s" 'BEGIN { printf "%.0f", b / 1e6 }')" \
+		"$(awk -v b="$REF_place_2s_bytes_per_s" 'BEGIN { printf "%.0f", b / 1e6 }')" \
+		"$REF_place_1s_recv_cpu_s" "$REF_place_2s_recv_cpu_s"
 	printf 'Migrations: %s guest (ab, or dirty:pattern=random for random-*), 1 vCPU, postcopy over loopback TCP\n' "$RAM"
 	printf '%-19s %7s %9s %5s %5s %6s %8s %6s %6s %6s %7s %7s %9s %6s\n' \
 		scenario total_s down_ms MB/s xTCP xCOPY requests twice p50_us p99_us p50xRTT p99xRTT blocked_ms verify
@@ -828,7 +878,7 @@ report() {
 		f=$R/$name.json
 		jq -e 'has("recover_ms") or has("precopy") or has("restart_send_ms") or
 			has("with_ratio_alone") or has("tls_ratio_clear") or
-			has("sparse_ratio_dense") or has("ratio_2_to_1") or
+			has("sparse_ratio_dense") or has("ratio_2_to_1") or has("ratio_place_1") or
 			(.scenario | startswith("qemu")) or (.scenario | startswith("kvm"))' \
 			"$f" >/dev/null && continue
 		jq -r '[.scenario, .total_s, .downtime_ms, .mb_per_s, .mb_ratio_tcp,
@@ -898,6 +948,14 @@ report() {
 
 	while read -r name; do
 		f=$R/$name.json
+		jq -e 'has("ratio_place_1")' "$f" >/dev/null || continue
+		jq -r '"\nAn idle 1 GiB guest all data, no vCPU (postcopy, alternately), against placeref:",
+			"  MB/s median \(.mb_per_s_1_median) with 1 stream: \(.ratio_place_1)x placeref; \(.mb_per_s_2_median) with 2: \(.ratio_place_2)x",
+			"  (1: \(.mb_per_s_1 | map(tostring) | join(" ")); 2: \(.mb_per_s_2 | map(tostring) | join(" ")))"' "$f"
+	done <"$R/order"
+
+	while read -r name; do
+		f=$R/$name.json
 		jq -e 'has("sparse_ratio_dense")' "$f" >/dev/null || continue
 		jq -r '"\nZero pages: a 4 GiB idle guest with data in 10% of its pages against 410 MiB all data (postcopy, alternately):",
 			"  total_s median \(.sparse_median_s) sparse, \(.dense_median_s) dense: \(.sparse_ratio_dense)x (goal: at most 1.2x)",
@@ -937,7 +995,7 @@ report() {
 
 	goals
 
-	for f in "$R/tcpref.json" "$R/uffdref.json" $(sed "s|.*|$R/&.json|" "$R/order" 2>/dev/null); do
+	for f in "$R/tcpref.json" "$R/uffdref.json" "$R/placeref.json" $(sed "s|.*|$R/&.json|" "$R/order" 2>/dev/null); do
 		jq -c --arg ts "$ts" --arg run "$run" --arg git "$git" \
 			--arg host "$(hostname)" --argjson ncpu "$(nproc)" \
 			'{ts: $ts, run: $run, git: $git, host: $host, ncpu: $ncpu} + .' "$f"
@@ -955,6 +1013,7 @@ main() {
 	: >"$R/order"
 	ref_tcp
 	ref_uffd
+	ref_place
 	for s in "${SCENARIOS[@]}"; do
 		# in a subshell, so one failed scenario still leaves a table; in
 		# the background, so a signal to us is handled at once (cleanup
