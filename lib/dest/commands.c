@@ -140,6 +140,7 @@ static void dst_query(struct mig_engine *e, struct mig_json *ret)
 		mig_json_add_int(ram, "x-discarded", d->discarded);
 		mig_json_add_int(ram, "x-duplicate-pages", d->e.st.duplicates);
 		mig_json_add_int(ram, "x-pages-from-hand", d->from_hand);
+		mig_json_add_int(ram, "x-hedged-requests", d->hedged);
 	}
 	if (d->guest_ctl[0])
 		mig_json_add_str(ret, "x-guest-ctl", d->guest_ctl);

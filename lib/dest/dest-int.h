@@ -147,6 +147,7 @@ struct dst {
 	 * own placement, refused there, is no page twice */
 	struct mig_bitmap *taken;
 	atomic_uint_fast64_t from_hand; /* pages so placed */
+	atomic_uint_fast64_t hedged;    /* in hand, asked for all the same */
 	struct dst_bt *bt;          /* blocktime.c; outlives the bus */
 
 	pthread_mutex_t rp_lock;    /* the return path: one writer, link_up */
@@ -195,8 +196,9 @@ int dst_start_rx(struct dst *d, enum mig_chan_slot c);
 void dst_stop_rx(struct dst *d);
 
 /* receive.c: is the page in a receiver's hand, about to be placed? If
- * its bytes are in, it is placed from there now (the fault thread's). */
-bool dst_in_hand(struct dst *d, uint64_t page);
+ * its bytes are in, it is placed from there now (the fault thread's);
+ * if not, *late_run is set to the run they are to come with (else 0). */
+bool dst_in_hand(struct dst *d, uint64_t page, uint64_t *late_run);
 
 /* userfault.c */
 /* A zero page left a hole (unplaced): place it now, waking its waiters,

@@ -248,8 +248,9 @@ static void boost(struct dst_hand *h)
 	pthread_mutex_unlock(&h->lock);
 }
 
-bool dst_in_hand(struct dst *d, uint64_t page)
+bool dst_in_hand(struct dst *d, uint64_t page, uint64_t *late_run)
 {
+	*late_run = 0;
 	for (int c = 0; c < MIG_CHAN__COUNT; c++) {
 		struct dst_hand *h = &d->hand[c];
 		uint64_t v;
@@ -260,8 +261,10 @@ bool dst_in_hand(struct dst *d, uint64_t page)
 			continue;
 		/* its bytes not in yet: the receiver places it first once
 		 * they are (serve_want) */
-		if (take_from_hand(d, h, i, v, page) == TAKE_LATER &&
-		    !atomic_exchange(&h->want, page + 1))
+		if (take_from_hand(d, h, i, v, page) != TAKE_LATER)
+			return true;
+		*late_run = v;
+		if (!atomic_exchange(&h->want, page + 1))
 			boost(h);
 		return true;
 	}

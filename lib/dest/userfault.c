@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/log.h"
@@ -39,22 +40,98 @@ int dst_send_req(struct dst *d, uint64_t page)
 	return dst_rp_send(d, MIG_MSG_REQ, buf, mig_wire_enc_req(buf, &rq));
 }
 
+/*
+ * A page in a receiver's hand whose bytes are not in yet is placed by
+ * that receiver once they are: within tens of microseconds while its
+ * stream flows. But a stream can stall: its pump, bulk work, waiting for
+ * a busy source's CPU, or a segment lost on the link and retransmitted
+ * after TCP's timeout (200 ms at least). A vCPU is not left waiting on
+ * it: past HEDGE_NS the page is asked for on the preempt channel as
+ * well, and whichever copy lands first is placed, the other refused (a
+ * page twice, counted as such). The run whose wait ran out is taken as
+ * stalled: a fault on another of its pages asks at once. HEDGE_NS is
+ * past the waits of a stream that flows on a loaded machine (p99 about
+ * 1 ms on the 2-core test machine), so that hedging costs no pages twice
+ * there. At most HEDGE_SLOTS waits are timed at once; past that a page
+ * in flight is asked for at once.
+ */
+#define HEDGE_NS 2000000ull
+#define HEDGE_SLOTS 64
+
+struct fault_thread {
+	struct dst *d;
+	uint64_t stalled_run; /* the last run a wait ran out on */
+	unsigned n;
+	struct {
+		uint64_t page, run, due_ns;
+	} w[HEDGE_SLOTS];
+};
+
+static void ask(struct dst *d, uint64_t page)
+{
+	d->e.st.requests++;
+	/* while the link is down the bit stays set and the request is sent
+	 * again once a recovery resumes */
+	dst_send_req(d, page);
+}
+
+static void ask_again(struct dst *d, uint64_t page)
+{
+	d->hedged++;
+	ask(d, page);
+}
+
 /* The first fault on a page asks for it; the time is kept for its
  * latency, and says a vCPU waits for it. An exchange, not a store: see
  * on_fault. */
-static void request(struct dst *d, uint64_t page, uint64_t now)
+static void request(struct fault_thread *f, uint64_t page, uint64_t now)
 {
+	struct dst *d = f->d;
+	uint64_t run;
+
 	atomic_exchange(&d->fault_ns[page], now);
 	/* a receiver holds it: placed from there now if its bytes are in,
 	 * else by the receiver once they are, which wakes the vCPU. Should
 	 * the link break first, the page is asked for on recovery, as every
 	 * page requested and not received is */
-	if (dst_in_hand(d, page))
-		return;
-	d->e.st.requests++;
-	/* while the link is down the bit stays set and the request is sent
-	 * again once a recovery resumes */
-	dst_send_req(d, page);
+	if (!dst_in_hand(d, page, &run)) {
+		ask(d, page);
+	} else if (run && (run == f->stalled_run || f->n == HEDGE_SLOTS)) {
+		ask_again(d, page);
+	} else if (run) {
+		f->w[f->n].page = page;
+		f->w[f->n].run = run;
+		f->w[f->n++].due_ns = now + HEDGE_NS;
+	}
+}
+
+/* Ask for the pages in flight waited on for HEDGE_NS; the time until the
+ * next is due, in *timeout (NULL: none is). */
+static void hedge(struct fault_thread *f, struct timespec *ts,
+		  struct timespec **timeout)
+{
+	uint64_t now = mig_now_ns(), next = UINT64_MAX;
+
+	for (unsigned i = 0; i < f->n;) {
+		bool here = mig_bitmap_test(f->d->received, f->w[i].page);
+
+		if (!here && f->w[i].due_ns > now) {
+			next = MIG_MIN(next, f->w[i].due_ns);
+			i++;
+			continue;
+		}
+		if (!here) {
+			f->stalled_run = f->w[i].run;
+			ask_again(f->d, f->w[i].page);
+		}
+		f->w[i] = f->w[--f->n];
+	}
+	*timeout = NULL;
+	if (next != UINT64_MAX) {
+		ts->tv_sec = (time_t)((next - now) / 1000000000ull);
+		ts->tv_nsec = (long)((next - now) % 1000000000ull);
+		*timeout = ts;
+	}
 }
 
 /* A vCPU that faults on a zero hole most likely walks on into the next
@@ -86,8 +163,9 @@ static void serve_here(struct dst *d, uint64_t page, uint64_t addr)
  * set (both are seq_cst); if not, the receiver ends the wait. A fault on a
  * page asked for already comes after the first one's, on this thread.
  */
-static void on_fault(struct dst *d, uint64_t addr, pid_t tid)
+static void on_fault(struct fault_thread *f, uint64_t addr, pid_t tid)
 {
+	struct dst *d = f->d;
 	uint64_t page;
 	int vcpu;
 
@@ -99,7 +177,7 @@ static void on_fault(struct dst *d, uint64_t addr, pid_t tid)
 	if (!mig_bitmap_test(d->received, page)) {
 		/* set: another vCPU asked already */
 		if (!mig_bitmap_set(d->requested, page))
-			request(d, page, mig_now_ns());
+			request(f, page, mig_now_ns());
 		if (!mig_bitmap_test(d->received, page))
 			return;
 	}
@@ -112,8 +190,10 @@ static void on_fault(struct dst *d, uint64_t addr, pid_t tid)
 static void *fault_main(void *arg)
 {
 	struct dst *d = arg;
+	struct fault_thread f = { .d = d };
 	struct pollfd p[2] = { { .fd = d->uffd, .events = POLLIN },
 			       { .fd = d->fault_efd, .events = POLLIN } };
+	struct timespec ts, *timeout = NULL;
 
 	mig_thread_name("mig-fault");
 	mig_thread_urgent();
@@ -122,14 +202,15 @@ static void *fault_main(void *arg)
 		pid_t tid;
 		int r;
 
-		if (poll(p, 2, -1) < 0 && errno != EINTR)
+		if (ppoll(p, 2, timeout, NULL) < 0 && errno != EINTR)
 			break;
 		while ((r = mig_uffd_read_fault_tid(d->uffd, &addr, &tid)) > 0)
-			on_fault(d, addr, tid);
+			on_fault(&f, addr, tid);
 		if (r < 0) {
 			mig_err("uffd", "reading faults: %s", mig_uffd_strerror(r));
 			break;
 		}
+		hedge(&f, &ts, &timeout);
 	}
 	return NULL;
 }

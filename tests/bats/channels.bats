@@ -212,6 +212,25 @@ finish() {
 	finish
 }
 
+# A stream that stalls now and then, mid-run (the proxy stops forwarding
+# the bulk channel for 0.2 s after every 200 kB, as a link that loses a
+# segment waits out TCP's retransmission timeout): a vCPU faulting
+# on a page of a run in a receiver's hand, its bytes behind the stall, is
+# not left waiting there. Past 2 ms the page is asked for on the preempt
+# channel (which flows) as well; the copy that comes second, either one,
+# is refused, and the guest verifies: none of its writes undone.
+@test "a page held up in a stalled stream is asked for again: the vCPU does not wait on the stall" {
+	VIA=tcp:127.0.0.1:$(free_port)
+	busy_guest 128M
+	recv_at "$DST"
+	proxy "${VIA##*:}" --stall 3:200000:0.2
+	send_to "$VIA" --channels 2
+	state "$SRC_BUS" postcopy-active
+	hedged() { [ "$(ram_field "$DST_BUS" x-hedged-requests)" -gt 0 ]; }
+	wait_for 30 "a page in a receiver's hand asked for again" hedged
+	finish
+}
+
 # thread PID NAME: "policy nice slice_ns" of PID's thread named NAME
 # (policy 0 normal, 3 batch; slice "-" where the kernel does not show it).
 thread() {

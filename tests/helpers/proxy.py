@@ -6,7 +6,7 @@ the Nth on refused (so that a second channel, e.g. mig's preempt channel,
 can never be made while the first one works).
 
   proxy.py LISTEN_URI TARGET_URI [--hold N:SECS] [--hold-reply N:SECS]
-           [--refuse N] [--refuse-from N] [--ready-fd FD]
+           [--stall N:BYTES:SECS] [--refuse N] [--refuse-from N] [--ready-fd FD]
 
 URIs are tcp:HOST:PORT or unix:PATH. Connections are numbered from 1 in the
 order they are accepted, whatever happens to them. Every accepted connection
@@ -24,6 +24,11 @@ is forwarded to TARGET_URI (a new connection per accepted one), except:
                    answers is held back, after its first BYTES (default 0),
                    for SECS seconds or until SIGUSR1, then forwarded: both
                    ends wait on each other, mid-handshake. Repeatable.
+  --stall N:BYTES:SECS
+                   the Nth connection stalls SECS seconds after every BYTES
+                   it forwards from the client, wherever that falls in the
+                   stream: a link that loses a segment now and then and
+                   waits out TCP's retransmission timeout. Repeatable.
   --refuse N       the Nth connection is closed right after accept.
                    Repeatable.
   --refuse-from N  every connection from the Nth on is closed right after
@@ -83,6 +88,17 @@ def parse_hold_reply(arg):
     return parse_hold(arg) + (0,)
 
 
+def parse_stall(arg):
+    parts = arg.split(":")
+    try:
+        if len(parts) == 3 and int(parts[0]) >= 1 and int(parts[1]) >= 1 \
+                and float(parts[2]) >= 0:
+            return int(parts[0]), (int(parts[1]), float(parts[2]))
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError("--stall wants N:BYTES:SECS, not '%s'" % arg)
+
+
 def positive(arg):
     try:
         if int(arg) >= 1:
@@ -99,6 +115,7 @@ class Proxy:
         self.holds = dict(opts.hold or [])
         self.reply_holds = {n: (secs, after)
                             for n, secs, after in opts.hold_reply or []}
+        self.stalls = dict(opts.stall or [])
         self.refuse = set(opts.refuse or [])
         self.stopping = threading.Event()  # wakes held connections early
         self.release = threading.Event()   # SIGUSR1: end every hold now
@@ -160,7 +177,8 @@ class Proxy:
                 log("connection %d: cannot reach the target: %s" % (n, e))
                 return
             done = threading.Event()
-            threading.Thread(target=self.pump, args=(client, server, done),
+            threading.Thread(target=self.pump,
+                             args=(client, server, done, self.stalls.get(n)),
                              daemon=True).start()
             if n in self.reply_holds:
                 secs, after = self.reply_holds[n]
@@ -195,14 +213,20 @@ class Proxy:
             return False
         return True
 
-    @staticmethod
-    def pump(a, b, done):
+    def pump(self, a, b, done, stall=None):
+        every, secs = stall or (0, 0)
+        left = every  # bytes until the next stall
         try:
             while True:
-                data = a.recv(BUF_BYTES)
+                data = a.recv(min(BUF_BYTES, left) if every else BUF_BYTES)
                 if not data:
                     break
                 b.sendall(data)
+                left -= len(data)
+                if every and left <= 0:
+                    left = every
+                    if self.stopping.wait(secs):
+                        break
         except OSError:
             pass
         done.set()
@@ -254,6 +278,8 @@ def main():
     ap.add_argument("--hold", type=parse_hold, action="append", metavar="N:SECS")
     ap.add_argument("--hold-reply", type=parse_hold_reply, action="append",
                     metavar="N:SECS[:BYTES]")
+    ap.add_argument("--stall", type=parse_stall, action="append",
+                    metavar="N:BYTES:SECS")
     ap.add_argument("--refuse", type=positive, action="append", metavar="N")
     ap.add_argument("--refuse-from", type=positive, metavar="N")
     ap.add_argument("--ready-fd", type=int, metavar="FD")
