@@ -328,6 +328,25 @@ int mig_chan_set_timeouts(int fd, int rcv_ms, int snd_ms)
 	return 0;
 }
 
+/*
+ * A sender blocked on a full socket buffer is woken only once a third of
+ * it has drained: megabytes here, which a slow link takes longer than the
+ * link timeout to move, so that SO_SNDTIMEO alone broke links that moved
+ * all along. Silence is what breaks a link: no acknowledgement from the
+ * peer (a window probe's counts) for as long as the timeout.
+ */
+bool mig_chan_moving(int fd)
+{
+	struct tcp_info ti;
+	struct timeval tv;
+	socklen_t tl = sizeof(ti), vl = sizeof(tv);
+
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) < 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, &vl) < 0)
+		return false;
+	return ti.tcpi_last_ack_recv < (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+}
+
 void mig_chan_kick(int fd)
 {
 	if (fd >= 0)

@@ -54,6 +54,11 @@ bool mig_chan_is_local(int fd);
 void mig_chan_tune(int fd, int keepalive_s);
 /* SO_RCVTIMEO/SO_SNDTIMEO in ms (0 = none). */
 int mig_chan_set_timeouts(int fd, int rcv_ms, int snd_ms);
+/* A send on fd made no progress for its SO_SNDTIMEO: does the link still
+ * move, the peer having acknowledged something within that time? Then
+ * the send goes on (a slow link is no broken one). False for a socket
+ * that is not TCP. */
+bool mig_chan_moving(int fd);
 /* Shut both directions down so every thread blocked on fd returns now. */
 void mig_chan_kick(int fd);
 /* Human-readable peer ("127.0.0.1:5000", "unix") for logs. */

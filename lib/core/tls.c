@@ -12,6 +12,7 @@
 #include <gnutls/x509.h>
 
 #include "base/util.h"
+#include "core/chan.h"
 #include "core/tls.h"
 
 /* TLS 1.3 only; AES-GCM first, which AES-NI makes ten times as fast as
@@ -594,8 +595,11 @@ static int send_all(struct conn *c, const uint8_t *p, size_t len)
 	while (len) {
 		ssize_t n = gnutls_record_send(c->s, p, len);
 
-		if (n == GNUTLS_E_INTERRUPTED)
-			continue; /* again with the same arguments, as GnuTLS asks */
+		/* again with the same arguments, as GnuTLS asks; a timeout
+		 * on a link that moves is no failure (mig_chan_moving) */
+		if (n == GNUTLS_E_INTERRUPTED ||
+		    (n == GNUTLS_E_AGAIN && mig_chan_moving(gnutls_transport_get_int(c->s))))
+			continue;
 		if (n < 0)
 			return n == GNUTLS_E_AGAIN ? -ETIMEDOUT : -tls_errno(n);
 		p += n;

@@ -15,6 +15,7 @@
 
 #include "base/bytes.h"
 #include "base/util.h"
+#include "core/chan.h"
 #include "core/tls.h"
 #include "core/wire.h"
 
@@ -364,6 +365,9 @@ static int send_iov(int fd, struct iovec *iov, int cnt, int flags)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
+			if ((errno == EAGAIN || errno == EWOULDBLOCK) &&
+			    mig_chan_moving(fd))
+				continue;
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				return -ETIMEDOUT;
 			return -errno;
@@ -419,7 +423,8 @@ static int splice_out(int fd, int file, uint64_t off, size_t len,
 					   SPLICE_F_MOVE |
 					   (more ? SPLICE_F_MORE : 0));
 
-			if (n < 0 && errno == EINTR)
+			if (n < 0 && (errno == EINTR ||
+				      (errno == EAGAIN && mig_chan_moving(fd))))
 				continue;
 			if (n < 0)
 				return errno == EAGAIN ? -ETIMEDOUT : -errno;

@@ -231,6 +231,24 @@ finish() {
 	finish
 }
 
+# A slow link is not a broken one: main and the bulk channel move 100 kB
+# per 0.5 s for 8 s (the proxy stalls them), far less than the 4 MiB the
+# sockets buffer. A send then waits seconds for room, but the link moves
+# all along, and --link-timeout 2 must not count that wait as silence.
+@test "a slow link that moves is not a broken one: no pause while it crawls" {
+	VIA=tcp:127.0.0.1:$(free_port)
+	slow_guest 64M
+	recv_at "$DST"
+	proxy "${VIA##*:}" --stall 1:100000:0.5:16 --stall 3:100000:0.5:16
+	send_to "$VIA" --channels 2
+	state "$SRC_BUS" postcopy-active
+	crawled() { [ "$(grep -c '^proxy: connection 3 stalled' "$T/px.log")" -ge 16 ]; }
+	wait_for 30 "16 stalls of the bulk channel" crawled
+	[ "$(history "$SRC_BUS")" = "setup active postcopy-active" ]
+	[ "$(history "$DST_BUS")" = "setup active postcopy-active" ]
+	finish
+}
+
 # thread PID NAME: "policy nice slice_ns" of PID's thread named NAME
 # (policy 0 normal, 3 batch; slice "-" where the kernel does not show it).
 thread() {

@@ -6,7 +6,7 @@ the Nth on refused (so that a second channel, e.g. mig's preempt channel,
 can never be made while the first one works).
 
   proxy.py LISTEN_URI TARGET_URI [--hold N:SECS] [--hold-reply N:SECS]
-           [--stall N:BYTES:SECS] [--refuse N] [--refuse-from N] [--ready-fd FD]
+           [--stall N:BYTES:SECS[:TIMES]] [--refuse N] [--refuse-from N] [--ready-fd FD]
 
 URIs are tcp:HOST:PORT or unix:PATH. Connections are numbered from 1 in the
 order they are accepted, whatever happens to them. Every accepted connection
@@ -24,11 +24,12 @@ is forwarded to TARGET_URI (a new connection per accepted one), except:
                    answers is held back, after its first BYTES (default 0),
                    for SECS seconds or until SIGUSR1, then forwarded: both
                    ends wait on each other, mid-handshake. Repeatable.
-  --stall N:BYTES:SECS
+  --stall N:BYTES:SECS[:TIMES]
                    the Nth connection stalls SECS seconds after every BYTES
                    it forwards from the client, wherever that falls in the
-                   stream: a link that loses a segment now and then and
-                   waits out TCP's retransmission timeout. Repeatable.
+                   stream (a link that loses a segment now and then and
+                   waits out TCP's retransmission timeout), TIMES times at
+                   most (default: for as long as it lasts). Repeatable.
   --refuse N       the Nth connection is closed right after accept.
                    Repeatable.
   --refuse-from N  every connection from the Nth on is closed right after
@@ -39,7 +40,8 @@ A forwarded connection ends both ways when either side closes (or fails):
 what one side sent before closing is delivered to the other first.
 
 Each connection's fate goes to stderr, one line each, for tests to count:
-  proxy: connection N accepted | held S s | released | refused | closed
+  proxy: connection N accepted | held S s | released | stalled S s |
+         refused | closed
 A stream socket listener is unlinked on exit (unix:). SIGTERM and SIGINT
 are a clean stop, exit status 0; connection threads are daemons, so none
 can keep the process alive.
@@ -91,12 +93,13 @@ def parse_hold_reply(arg):
 def parse_stall(arg):
     parts = arg.split(":")
     try:
-        if len(parts) == 3 and int(parts[0]) >= 1 and int(parts[1]) >= 1 \
-                and float(parts[2]) >= 0:
-            return int(parts[0]), (int(parts[1]), float(parts[2]))
+        if len(parts) in (3, 4) and int(parts[0]) >= 1 and int(parts[1]) >= 1 \
+                and float(parts[2]) >= 0 and (len(parts) == 3 or int(parts[3]) >= 1):
+            times = int(parts[3]) if len(parts) == 4 else None
+            return int(parts[0]), (int(parts[1]), float(parts[2]), times)
     except ValueError:
         pass
-    raise argparse.ArgumentTypeError("--stall wants N:BYTES:SECS, not '%s'" % arg)
+    raise argparse.ArgumentTypeError("--stall wants N:BYTES:SECS[:TIMES], not '%s'" % arg)
 
 
 def positive(arg):
@@ -178,7 +181,7 @@ class Proxy:
                 return
             done = threading.Event()
             threading.Thread(target=self.pump,
-                             args=(client, server, done, self.stalls.get(n)),
+                             args=(client, server, done, n, self.stalls.get(n)),
                              daemon=True).start()
             if n in self.reply_holds:
                 secs, after = self.reply_holds[n]
@@ -213,8 +216,8 @@ class Proxy:
             return False
         return True
 
-    def pump(self, a, b, done, stall=None):
-        every, secs = stall or (0, 0)
+    def pump(self, a, b, done, n=0, stall=None):
+        every, secs, times = stall or (0, 0, None)
         left = every  # bytes until the next stall
         try:
             while True:
@@ -225,8 +228,12 @@ class Proxy:
                 left -= len(data)
                 if every and left <= 0:
                     left = every
+                    log("connection %d stalled %g s" % (n, secs))
                     if self.stopping.wait(secs):
                         break
+                    if times is not None:
+                        times -= 1
+                        every = 0 if times == 0 else every
         except OSError:
             pass
         done.set()
