@@ -34,7 +34,7 @@ RESULTS=$MIG_BENCH_DIR/results.jsonl
 
 SCENARIOS=(postcopy_preempt postcopy_nopreempt random_preempt random_nopreempt
 	   notify_refused notify_hang
-	   channels floor slow_subscriber tls sparse qemu kvm
+	   channels floor stall slow_subscriber tls sparse qemu kvm
 	   recovery restart precopy_1g_10m precopy_1g_100m precopy_1g_400m precopy_4g_100m)
 RECOVERIES=${MIG_BENCH_RECOVERIES:-7}   # timed recoveries in `recovery`
 RECOVERY_BANDWIDTH=64M    # keeps the migration going through all of them
@@ -231,7 +231,7 @@ ref_place() {
 # never read are on each bus from as soon as the source's is up; with
 # TLS_PSK=FILE, mig-recv takes --tls-psk FILE (mig-send's are in SEND-ARGS).
 migrate_postcopy() {
-	local name=$1 d=$T/$1 port rc_send rc_recv vrc=0 vmsg t0 t1
+	local name=$1 d=$T/$1 port to rc_send rc_recv vrc=0 vmsg t0 t1
 	local LOGS=$d peak_send=() peak_recv=()
 	local recv_args=()
 	[ -z "${TLS_PSK:-}" ] || recv_args=(--tls-psk "$TLS_PSK")
@@ -251,9 +251,16 @@ migrate_postcopy() {
 	esac
 	start recv "${peak_recv[@]}" mig-recv --name "$name" --listen "tcp:127.0.0.1:$port" \
 		--guest-ctl "$d/B" --summary "${recv_args[@]}"
+	to=tcp:127.0.0.1:$port
+	if [ -n "${STALL:-}" ]; then
+		# through the tests' proxy, its --stall N:BYTES:SECS
+		to=tcp:127.0.0.1:$(free_port)
+		start px python3 "$here/../tests/helpers/proxy.py" "$to" \
+			"tcp:127.0.0.1:$port" --stall "$STALL"
+	fi
 	t0=$EPOCHREALTIME
 	start send "${peak_send[@]}" mig-send --name "$name" --guest "$d/A" \
-		--to "tcp:127.0.0.1:$port" --summary "$@"
+		--to "$to" --summary "$@"
 	subscribe "$name" "${SUBSCRIBERS:-0}"
 	poll_bus "$MIG_RUNTIME_DIR/$name.recv.sock" "$d/recv.json" "$PID_send" "$PID_recv"
 	wait_exit send 10
@@ -262,6 +269,10 @@ migrate_postcopy() {
 	wait_exit recv 10
 	rc_recv=$status
 	unsubscribe "${SUBSCRIBERS:-0}"
+	if [ -n "${STALL:-}" ]; then
+		kill -TERM "$PID_px" 2>/dev/null || true
+		wait_exit px 10 || true
+	fi
 	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", b - a }' >"$d/wall_s"
 
 	if [ -S "$d/B" ]; then
@@ -498,6 +509,17 @@ scenario_floor() {
 		.ratio_place_2 = (.mb_per_s_2_median * 1e6 / $p2 | r3)' \
 		"$R"/floor-1-*.json "$R"/floor-2-*.json >"$R/floor.json"
 	echo floor >>"$R/order"
+}
+
+# stall: a bulk stream that stalls 0.2 s after every 200 kB (the tests'
+# proxy, as a link that loses a segment now and then waits out TCP's
+# retransmission timeout), under a 256 MiB guest writing every page: the
+# vCPU's pages held up there are asked for again on the preempt channel.
+scenario_stall() {
+	local i
+	for i in 1 2; do
+		RAM=256M STALL=3:200000:0.2 migrate_postcopy "stall-$i" --postcopy --channels 2
+	done
 }
 
 # sparse: what zero pages cost. A 4 GiB idle guest with data in 10% of its
