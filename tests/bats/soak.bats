@@ -20,7 +20,11 @@ KILLS=${MIG_SOAK_KILLS:-20}
 	pport=$(free_port)
 	src=$(bus_of soak send)
 	dst=$(bus_of soak recv)
-	guest g 1G --workload ab --vcpus 1
+	# every page data, so that the migration outlasts the kills: the vCPU
+	# asks for each page it meets, and on a fast machine it had met all
+	# the data of a fresh 1G guest before the last kill
+	guest g 2G --workload ab --vcpus 1
+	guest_wrote "$T/g.ctl" $((2 << 18)) 60
 	start recv mig-recv --name soak --listen "tcp:127.0.0.1:$dport" --guest-ctl "$T/dst.ctl" --link-timeout 2
 	socat_proxy proxy "tcp-listen:$pport" "tcp:127.0.0.1:$dport"
 	wait_port "$pport"
