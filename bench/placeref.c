@@ -27,10 +27,10 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "base/util.h"
+#include "core/uffd.h"
 
 #define RUN_BYTES (64 * 1024)        /* a pump run (source-int.h) */
 #define SRC_BYTES (64u * 1024 * 1024) /* what the senders splice, over and over */
@@ -139,9 +139,7 @@ static void connect_pair(struct stream *s)
 
 static void map_guest(uint64_t bytes)
 {
-	struct uffdio_api api = { .api = UFFD_API };
-	struct uffdio_register reg = { .mode = UFFDIO_REGISTER_MODE_MISSING };
-	int fd = memfd_create("placeref-guest", MFD_CLOEXEC);
+	int fd = memfd_create("placeref-guest", MFD_CLOEXEC), r;
 
 	if (fd < 0 || ftruncate(fd, (off_t)bytes) < 0)
 		die("memfd");
@@ -149,15 +147,11 @@ static void map_guest(uint64_t bytes)
 	close(fd);
 	if (guest == MAP_FAILED)
 		die("mmap");
-	uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
-	if (uffd < 0)
+	uffd = mig_uffd_open(0);
+	if (uffd < 0 || (r = mig_uffd_register_missing(uffd, guest, bytes)) < 0) {
+		errno = uffd < 0 ? -uffd : -r;
 		die("userfaultfd");
-	if (ioctl(uffd, UFFDIO_API, &api) < 0)
-		die("UFFDIO_API");
-	reg.range.start = (unsigned long)guest;
-	reg.range.len = bytes;
-	if (ioctl(uffd, UFFDIO_REGISTER, &reg) < 0)
-		die("UFFDIO_REGISTER");
+	}
 }
 
 /* One pass: the wall-clock rate; *cpu the receivers' CPU seconds. */

@@ -167,14 +167,20 @@ ratio() {
 
 # --- references --------------------------------------------------------------
 
-ref_tcp() {
-	local out=$T/tcpref.out
-	log "references: loopback TCP (tcpref)"
-	"$MIG_BENCH_DIR/tcpref" >"$out"
-	# tcpref prints key=value lines; keep them as REF_key
+# ref_run NAME [ARGS]: run the reference program NAME, which prints
+# key=value lines, and keep them as REF_key.
+ref_run() {
+	local name=$1 out=$T/$1.out
+	shift
+	"$MIG_BENCH_DIR/$name" "$@" >"$out"
 	while IFS='=' read -r k v; do
 		printf -v "REF_$k" %s "$v"
 	done <"$out"
+}
+
+ref_tcp() {
+	log "references: loopback TCP (tcpref)"
+	ref_run tcpref
 	jq -n --arg s tcpref --argjson tp "$REF_tcp_bytes_per_s" \
 		--argjson r16 "$REF_rtt16_p50_us" --argjson r16q "$REF_rtt16_p99_us" \
 		--argjson r4 "$REF_rtt4k_p50_us" --argjson r4q "$REF_rtt4k_p99_us" \
@@ -188,12 +194,8 @@ ref_tcp() {
 # cold on this VM, as a migrating guest's are), then reusing those (warm).
 # How cold the first pass is depends on what ran before: noisy by nature.
 ref_uffd() {
-	local out=$T/uffdref.out
 	log "references: UFFDIO_COPY placement (uffdref)"
-	"$MIG_BENCH_DIR/uffdref" 1G >"$out"
-	while IFS='=' read -r k v; do
-		printf -v "REF_$k" %s "$v"
-	done <"$out"
+	ref_run uffdref 1G
 	jq -n --arg s uffdref --argjson c "$REF_uffd_copy_first_bytes_per_s" \
 		--argjson w "$REF_uffd_copy_reused_bytes_per_s" \
 		'{scenario: $s, copy_first_mb_per_s: ($c / 1e6),
@@ -206,12 +208,8 @@ ref_uffd() {
 # bulk rate with as many streams, vCPU and bookkeeping included, is below
 # it; how far below is what mig itself costs.
 ref_place() {
-	local out=$T/placeref.out
 	log "references: receive and place, 1 and 2 streams (placeref)"
-	"$MIG_BENCH_DIR/placeref" 1G >"$out"
-	while IFS='=' read -r k v; do
-		printf -v "REF_$k" %s "$v"
-	done <"$out"
+	ref_run placeref 1G
 	jq -n --arg s placeref --argjson p1 "$REF_place_1s_bytes_per_s" \
 		--argjson p2 "$REF_place_2s_bytes_per_s" \
 		--argjson c1 "$REF_place_1s_recv_cpu_s" --argjson c2 "$REF_place_2s_recv_cpu_s" \
@@ -876,6 +874,15 @@ goals() {
 	awk -F'\t' '{ printf "  %-42s %8s   goal %s\n", $1, $2, $3 }' "$all"
 }
 
+# section KEY FILTER: jq -r FILTER on each row in order whose JSON has KEY.
+section() {
+	local name
+	while read -r name; do
+		jq -e --arg k "$1" 'has($k)' "$R/$name.json" >/dev/null || continue
+		jq -r "$2" "$R/$name.json"
+	done <"$R/order"
+}
+
 report() {
 	local ts run git f name
 	ts=$(date -u +%Y-%m-%dT%H:%M:%SZ)
@@ -921,68 +928,40 @@ report() {
 			jq -r '"  \(.scenario): \(.total_s // "-") / \(.wall_s // "-")"' "$f"
 		done
 	fi
-	while read -r name; do
-		f=$R/$name.json
-		jq -e 'has("recover_ms")' "$f" >/dev/null || continue
-		jq -r '"\nRecovery (\(.ram) ab guest, postcopy at \(.max_bandwidth)/s, loopback TCP):",
+	section recover_ms '"\nRecovery (\(.ram) ab guest, postcopy at \(.max_bandwidth)/s, loopback TCP):",
 			"migrate resume (QMP) until its postcopy-active event, \(.recoveries) times: median \(.recover_median_ms) ms, min \(.recover_min_ms) ms, max \(.recover_max_ms) ms",
 			"  (\(.recover_ms | map(tostring) | join(" ")) ms)",
-			"  median / idle 16 B round-trip p50 (\(.rtt16_p50_us) us): \(.median_ratio_rtt16 // "-")x; migration verify: \(.verify)"' "$f"
-	done <"$R/order"
+			"  median / idle 16 B round-trip p50 (\(.rtt16_p50_us) us): \(.median_ratio_rtt16 // "-")x; migration verify: \(.verify)"'
 
-	while read -r name; do
-		f=$R/$name.json
-		jq -e 'has("restart_send_ms")' "$f" >/dev/null || continue
-		jq -r '"\nEngine restarts (\(.ram) ab guest, postcopy, kill -9 then the restart command until postcopy-active):",
+	section restart_send_ms '"\nEngine restarts (\(.ram) ab guest, postcopy, kill -9 then the restart command until postcopy-active):",
 			"  mig-recv --attach (+ the source'"'"'s mig-recover --to): median \(.restart_recv_median_ms) ms (\(.restart_recv_ms | map(tostring) | join(" "))), \(.recv_ratio_rtt16 // "-")x the idle 16 B round trip",
-			"  mig-send --resume: median \(.restart_send_median_ms) ms (\(.restart_send_ms | map(tostring) | join(" "))), \(.send_ratio_rtt16 // "-")x; verify: \(.verify)"' "$f"
-	done <"$R/order"
+			"  mig-send --resume: median \(.restart_send_median_ms) ms (\(.restart_send_ms | map(tostring) | join(" "))), \(.send_ratio_rtt16 // "-")x; verify: \(.verify)"'
 
-	while read -r name; do
-		f=$R/$name.json
-		jq -e 'has("with_ratio_alone")' "$f" >/dev/null || continue
-		jq -r 'def mib: if . then (. / 1024 | round | tostring) + " MiB" else "-" end;
+	section with_ratio_alone 'def mib: if . then (. / 1024 | round | tostring) + " MiB" else "-" end;
 			"\nSubscribers that never read (\(.subscribers) on each bus; postcopy-preempt'"'"'s migration, \(.pairs) pairs, alternately):",
 			"  total_s median \(.total_s_with_median) with, \(.total_s_alone_median) alone: \(.with_ratio_alone // "-")x",
 			"  (with: \(.total_s_with | map(tostring) | join(" ")); alone: \(.total_s_alone | map(tostring) | join(" ")))",
-			"  peak RSS, median with / alone: mig-send \(.peak_rss_send_kb_with | mib) / \(.peak_rss_send_kb_alone | mib), mig-recv \(.peak_rss_recv_kb_with | mib) / \(.peak_rss_recv_kb_alone | mib); verify: \(.verify)"' "$f"
-	done <"$R/order"
+			"  peak RSS, median with / alone: mig-send \(.peak_rss_send_kb_with | mib) / \(.peak_rss_send_kb_alone | mib), mig-recv \(.peak_rss_recv_kb_with | mib) / \(.peak_rss_recv_kb_alone | mib); verify: \(.verify)"'
 
-	while read -r name; do
-		f=$R/$name.json
-		jq -e 'has("tls_ratio_clear")' "$f" >/dev/null || continue
-		jq -r '"\nTLS 1.3 with a pre-shared key against clear text (postcopy-preempt'"'"'s migration, \(.pairs) pairs, alternately):",
+	section tls_ratio_clear '"\nTLS 1.3 with a pre-shared key against clear text (postcopy-preempt'"'"'s migration, \(.pairs) pairs, alternately):",
 			"  total_s median \(.total_s_tls_median) with TLS, \(.total_s_clear_median) clear: \(.tls_ratio_clear)x",
 			"  (TLS: \(.total_s_tls | map(tostring) | join(" ")); clear: \(.total_s_clear | map(tostring) | join(" ")))",
 			"  MB/s median \(.mb_per_s_tls_median) with TLS = \(.tls_ratio_aes256)x one core sealing AES-256-GCM (\(.aes256gcm_mb_per_s) MB/s; AES-128-GCM \(.aes128gcm_mb_per_s)); clear \(.mb_per_s_clear_median) = \(.clear_ratio_tcp)x TCP",
-			"  page-request p99 median: \(.lat_p99_us_tls_median) us with TLS, \(.lat_p99_us_clear_median) us clear; verify: \(.verify)"' "$f"
-	done <"$R/order"
+			"  page-request p99 median: \(.lat_p99_us_tls_median) us with TLS, \(.lat_p99_us_clear_median) us clear; verify: \(.verify)"'
 
-	while read -r name; do
-		f=$R/$name.json
-		jq -e 'has("ratio_2_to_1")' "$f" >/dev/null || continue
-		jq -r '"\nBackground streams (--channels; postcopy, \(.pairs) pairs, alternately):",
+	section ratio_2_to_1 '"\nBackground streams (--channels; postcopy, \(.pairs) pairs, alternately):",
 			"  total_s median \(.total_s_2_median) with 2, \(.total_s_1_median) with 1: \(.ratio_2_to_1)x",
 			"  (2: \(.total_s_2 | map(tostring) | join(" ")); 1: \(.total_s_1 | map(tostring) | join(" ")))",
 			"  MB/s median \(.mb_per_s_2_median) with 2, \(.mb_per_s_1_median) with 1; the better / min(TCP, UFFDIO_COPY): \(.best_ratio_limit)x (goal: at least 0.8x)",
-			"  page-request p99 median: \(.lat_p99_us_2_median) us with 2, \(.lat_p99_us_1_median) us with 1; verify: \(.verify)"' "$f"
-	done <"$R/order"
+			"  page-request p99 median: \(.lat_p99_us_2_median) us with 2, \(.lat_p99_us_1_median) us with 1; verify: \(.verify)"'
 
-	while read -r name; do
-		f=$R/$name.json
-		jq -e 'has("ratio_place_1")' "$f" >/dev/null || continue
-		jq -r '"\nAn idle 1 GiB guest all data, no vCPU (postcopy, alternately), against placeref:",
+	section ratio_place_1 '"\nAn idle 1 GiB guest all data, no vCPU (postcopy, alternately), against placeref:",
 			"  MB/s median \(.mb_per_s_1_median) with 1 stream: \(.ratio_place_1)x placeref; \(.mb_per_s_2_median) with 2: \(.ratio_place_2)x",
-			"  (1: \(.mb_per_s_1 | map(tostring) | join(" ")); 2: \(.mb_per_s_2 | map(tostring) | join(" ")))"' "$f"
-	done <"$R/order"
+			"  (1: \(.mb_per_s_1 | map(tostring) | join(" ")); 2: \(.mb_per_s_2 | map(tostring) | join(" ")))"'
 
-	while read -r name; do
-		f=$R/$name.json
-		jq -e 'has("sparse_ratio_dense")' "$f" >/dev/null || continue
-		jq -r '"\nZero pages: a 4 GiB idle guest with data in 10% of its pages against 410 MiB all data (postcopy, alternately):",
+	section sparse_ratio_dense '"\nZero pages: a 4 GiB idle guest with data in 10% of its pages against 410 MiB all data (postcopy, alternately):",
 			"  total_s median \(.sparse_median_s) sparse, \(.dense_median_s) dense: \(.sparse_ratio_dense)x (goal: at most 1.2x)",
-			"  (sparse: \(.sparse_total_s | map(tostring) | join(" ")); dense: \(.dense_total_s | map(tostring) | join(" ")))"' "$f"
-	done <"$R/order"
+			"  (sparse: \(.sparse_total_s | map(tostring) | join(" ")); dense: \(.dense_total_s | map(tostring) | join(" ")))"'
 
 	while read -r name; do
 		[ "$name" = qemu ] || continue
