@@ -365,12 +365,11 @@ static int send_iov(int fd, struct iovec *iov, int cnt, int flags)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			if ((errno == EAGAIN || errno == EWOULDBLOCK) &&
-			    mig_chan_moving(fd))
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				return -errno;
+			if (!mig_chan_moving(fd))
 				return -ETIMEDOUT;
-			return -errno;
+			continue;
 		}
 		iov_advance(&msg, (size_t)n);
 	}
