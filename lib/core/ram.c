@@ -104,8 +104,7 @@ static uint64_t span_mask(const struct mig_bitmap *b, uint64_t first,
 
 	if (first >= b->nbits)
 		return 0;
-	n = MIG_MIN((uint64_t)MIG_MIN(span, WORD_BITS - first % WORD_BITS),
-		    b->nbits - first);
+	n = MIG_MIN((uint64_t)mig_bitmap_span(first, span), b->nbits - first);
 	return MIG_LOW_BITS(n);
 }
 

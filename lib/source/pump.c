@@ -394,15 +394,10 @@ int src_send_unsent(struct src *s, struct mig_pass *ps, uint64_t t0_ns,
 	int r = 0;
 
 	while ((p = mig_bitmap_next_clear(s->sent, p)) < s->npages) {
-		uint64_t n = 1, lim = run_limit(s, &x, p);
+		uint64_t n = mig_bitmap_clear_run(s->sent, p, run_limit(s, &x, p));
 
-		while (n < lim && p + n < s->npages &&
-		       !mig_bitmap_test(s->sent, p + n))
-			n++;
-		for (uint64_t i = 0; i < n; i++) {
-			mig_bitmap_set(s->sent, p + i);
-			mig_bitmap_set(s->ever, p + i);
-		}
+		mig_bitmap_set_range(s->sent, p, n);
+		mig_bitmap_set_range(s->ever, p, n);
 		r = send_run(s, MIG_CHAN_MAIN, p, n, NULL, &x);
 		if (r < 0) {
 			mig_engine_error(&s->e, "main channel: %s", strerror(-r));

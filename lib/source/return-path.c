@@ -38,8 +38,7 @@ static int serve_request(struct src *s, const uint8_t *buf, uint32_t len)
 		return r;
 	s->e.st.requests++;
 	first = req.offset / MIG_PAGE_SIZE;
-	for (uint32_t i = 0; i < req.npages; i++)
-		mig_bitmap_set(s->sent, first + i);
+	mig_bitmap_set_range(s->sent, first, req.npages);
 	r = src_send_pages(s, c, first, req.npages);
 	if (r == 0 && mig_fault("late-duplicates"))
 		r = late_duplicate(s, first, req.npages);
