@@ -44,6 +44,7 @@ SLOW_PAIRS=3          # its migrations without and with them, alternately
 TLS_PAIRS=3           # `tls`: migrations in clear and with TLS, alternately
 CHANNEL_PAIRS=3       # `channels`: with --channels 1 and 2, alternately
 QEMU_PAIRS=3          # `qemu`: 1 GiB migrations by QEMU and by mig, alternately
+QEMU_PAIRS_4G=2       # and 4 GiB ones: a median of two, not one draw
 KVM_PAIRS=2           # `kvm`: the same, both guests a virtual machine
 
 PATH=$MIG_BIN:$PATH
@@ -548,9 +549,9 @@ scenario_sparse() {
 # qemu: QEMU itself, on this machine in this run, migrating its guest with
 # postcopy (and the preempt channel) from the first moment, against mig's
 # postcopy_preempt migration of a guest of the same size: QEMU_PAIRS pairs
-# at 1 GiB taken alternately so the machine's drift falls on both, then one
-# at 4 GiB, then one at 1 GiB with neither using a preempt channel; the
-# medians and mig's / QEMU's. QEMU's guest is lib/guest/abguest.S, a boot
+# at 1 GiB taken alternately so the machine's drift falls on both, then
+# QEMU_PAIRS_4G at 4 GiB, then one at 1 GiB with neither using a preempt
+# channel; the medians and mig's / QEMU's. QEMU's guest is lib/guest/abguest.S, a boot
 # sector dirtying every page as mig-guest's ab workload does. Skipped, with the
 # reason in its row, where QEMU or KVM is not to be had.
 scenario_qemu() {
@@ -566,8 +567,10 @@ scenario_qemu() {
 		qemu_migrate "qemu-1g-$i" 1G "$img" 1
 		RAM=1G migrate_postcopy "qemu-mig-1g-$i" --postcopy
 	done
-	qemu_migrate qemu-4g-1 4G "$img" 1
-	RAM=4G migrate_postcopy qemu-mig-4g-1 --postcopy
+	for i in $(seq "$QEMU_PAIRS_4G"); do
+		qemu_migrate "qemu-4g-$i" 4G "$img" 1
+		RAM=4G migrate_postcopy "qemu-mig-4g-$i" --postcopy
+	done
 	qemu_migrate qemu-1g-nopreempt-1 1G "$img" 0
 	RAM=1G migrate_postcopy qemu-mig-1g-nopreempt-1 --postcopy --no-preempt
 	# verify: reached only if every one passed (both kinds fail)
