@@ -47,6 +47,12 @@ QEMU_PAIRS=3          # `qemu`: 1 GiB migrations by QEMU and by mig, alternately
 QEMU_PAIRS_4G=2       # and 4 GiB ones: a median of two, not one draw
 KVM_PAIRS=2           # `kvm`: the same, both guests a virtual machine
 
+# Shared by the jq programs that sum up a scenario's rows: a median of an
+# even count is a mean, rounded as every ratio is.
+JQ_LIB='def r3: if . then . * 1000 | round / 1000 else null end;
+	def med: sort | if length == 0 then null elif length % 2 == 1
+		then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 | r3 end;'
+
 PATH=$MIG_BIN:$PATH
 # short: sun_path holds 108 bytes
 T=$(mktemp -d /tmp/mig-bench.XXXXXX)
@@ -408,9 +414,7 @@ scenario_slow_subscriber() {
 		done
 	done
 	# verify: reached only if every one passed (migrate_postcopy fails)
-	jq -s --arg ram "$RAM" --argjson n "$SLOW_SUBSCRIBERS" '
-		def med: sort | if length % 2 == 1 then .[length / 2 | floor]
-			else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+	jq -s --arg ram "$RAM" --argjson n "$SLOW_SUBSCRIBERS" "$JQ_LIB"'
 		def of($with; $k): map(select((.subscribers > 0) == $with) | .[$k]);
 		{scenario: "slow-subscriber", ram: $ram, subscribers: $n, pairs: (length / 2),
 		 total_s_alone: of(false; "total_s"), total_s_with: of(true; "total_s"),
@@ -440,11 +444,8 @@ scenario_tls() {
 	done
 	jq -s --arg ram "$RAM" --argjson tcp "$REF_tcp_bytes_per_s" \
 		--argjson aes256 "$(sed -n 's/^aes256gcm_bytes_per_s=//p' "$T/tlsref.out")" \
-		--argjson aes128 "$(sed -n 's/^aes128gcm_bytes_per_s=//p' "$T/tlsref.out")" '
-		def med: sort | if length % 2 == 1 then .[length / 2 | floor]
-			else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+		--argjson aes128 "$(sed -n 's/^aes128gcm_bytes_per_s=//p' "$T/tlsref.out")" "$JQ_LIB"'
 		def of($tls; $k): map(select((.scenario | startswith("tls-psk")) == $tls) | .[$k]);
-		def r3: . * 1000 | round / 1000;
 		{scenario: "tls", ram: $ram, pairs: (length / 2),
 		 aes256gcm_mb_per_s: ($aes256 / 1e6 | round), aes128gcm_mb_per_s: ($aes128 / 1e6 | round),
 		 total_s_clear: of(false; "total_s"), total_s_tls: of(true; "total_s"),
@@ -470,11 +471,8 @@ scenario_channels() {
 		migrate_postcopy "channels-2-$i" --postcopy --channels 2
 	done
 	jq -s --arg ram "$RAM" --argjson tcp "$REF_tcp_bytes_per_s" \
-		--argjson copy "$REF_uffd_copy_first_bytes_per_s" '
-		def med: sort | if length % 2 == 1 then .[length / 2 | floor]
-			else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+		--argjson copy "$REF_uffd_copy_first_bytes_per_s" "$JQ_LIB"'
 		def of($n; $k): map(select(.scenario | startswith("channels-\($n)-")) | .[$k]);
-		def r3: . * 1000 | round / 1000;
 		{scenario: "channels", ram: $ram, pairs: (length / 2),
 		 total_s_1: of(1; "total_s"), total_s_2: of(2; "total_s"),
 		 total_s_1_median: (of(1; "total_s") | med),
@@ -499,11 +497,8 @@ scenario_floor() {
 		RAM=1G WORKLOAD=idle:data=100 migrate_postcopy "floor-1-$i" --postcopy --channels 1
 		RAM=1G WORKLOAD=idle:data=100 migrate_postcopy "floor-2-$i" --postcopy --channels 2
 	done
-	jq -s --argjson p1 "$REF_place_1s_bytes_per_s" --argjson p2 "$REF_place_2s_bytes_per_s" '
-		def med: sort | if length % 2 == 1 then .[length / 2 | floor]
-			else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+	jq -s --argjson p1 "$REF_place_1s_bytes_per_s" --argjson p2 "$REF_place_2s_bytes_per_s" "$JQ_LIB"'
 		def of($n): map(select(.scenario | startswith("floor-\($n)-")) | .mb_per_s);
-		def r3: . * 1000 | round / 1000;
 		{scenario: "floor", mb_per_s_1: of(1), mb_per_s_2: of(2),
 		 mb_per_s_1_median: (of(1) | med), mb_per_s_2_median: (of(2) | med),
 		 verify: "pass"} |
@@ -533,15 +528,12 @@ scenario_sparse() {
 		RAM=410M WORKLOAD=idle:data=100 migrate_postcopy "dense-410m-$i" --postcopy
 		RAM=4G WORKLOAD=idle:data=10 migrate_postcopy "sparse-4g-$i" --postcopy
 	done
-	jq -s '
-		def med: sort | if length % 2 == 1 then .[length / 2 | floor]
-			else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+	jq -s "$JQ_LIB"'
 		def of($p): map(select(.scenario | startswith($p)) | .total_s);
-		def r3: . * 1000 | round / 1000;
 		{scenario: "sparse", dense_total_s: of("dense"), sparse_total_s: of("sparse"),
-		 dense_median_s: (of("dense") | med | r3), sparse_median_s: (of("sparse") | med | r3),
+		 dense_median_s: (of("dense") | med), sparse_median_s: (of("sparse") | med),
 		 verify: "pass"} |
-		.sparse_ratio_dense = (.sparse_median_s / .dense_median_s * 1000 | round / 1000)' \
+		.sparse_ratio_dense = (.sparse_median_s / .dense_median_s | r3)' \
 		"$R"/dense-410m-*.json "$R"/sparse-4g-*.json >"$R/sparse.json"
 	echo sparse >>"$R/order"
 }
@@ -574,10 +566,7 @@ scenario_qemu() {
 	qemu_migrate qemu-1g-nopreempt-1 1G "$img" 0
 	RAM=1G migrate_postcopy qemu-mig-1g-nopreempt-1 --postcopy --no-preempt
 	# verify: reached only if every one passed (both kinds fail)
-	jq -s '
-		def med: sort | if length == 0 then null elif length % 2 == 1
-			then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
-		def r3: if . then . * 1000 | round / 1000 else null end;
+	jq -s "$JQ_LIB"'
 		def preempt: if .scenario | startswith("qemu-mig-")
 			then .send_args | test("--no-preempt") | not else .preempt end;
 		def of($kind; $ram; $pre; $k): map(select(.ram == $ram and preempt == $pre and
@@ -852,11 +841,10 @@ goals() {
 		jq -rs --argjson tcp "$REF_tcp_bytes_per_s" \
 			--argjson copy "$REF_uffd_copy_first_bytes_per_s" \
 			--argjson rtt4k "$REF_rtt4k_p50_us" \
-'
+"$JQ_LIB"'
 		def by($n): map(select(.scenario == $n)) | .[0] // {};
 		def qemu($ram): (by("qemu").sizes // []) |
 			map(select(.ram == $ram and .preempt)) | .[0].mig_ratio_qemu;
-		def r3: if . == null then null else . * 1000 | round / 1000 end;
 		(by("postcopy-preempt")) as $p | (by("channels")) as $c | (by("kvm")) as $k |
 		[["bulk rate / min(TCP, UFFDIO_COPY)",
 		  ([$p.mb_per_s, $c.mb_per_s_1_median, $c.mb_per_s_2_median] | map(select(. != null)) |
