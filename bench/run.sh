@@ -543,9 +543,10 @@ scenario_sparse() {
 # postcopy_preempt migration of a guest of the same size: QEMU_PAIRS pairs
 # at 1 GiB taken alternately so the machine's drift falls on both, then
 # QEMU_PAIRS_4G at 4 GiB, then one at 1 GiB with neither using a preempt
-# channel; the medians and mig's / QEMU's. QEMU's guest is lib/guest/abguest.S, a boot
-# sector dirtying every page as mig-guest's ab workload does. Skipped, with the
-# reason in its row, where QEMU or KVM is not to be had.
+# channel; the medians and mig's / QEMU's. QEMU's guest is
+# lib/guest/abguest.S, a boot sector dirtying every page as mig-guest's ab
+# workload does. Skipped, with the reason in its row, where QEMU or KVM is
+# not to be had.
 scenario_qemu() {
 	local img=$GUEST_IMG why i
 	why=$(qemu_skip_reason "$img")
