@@ -286,7 +286,7 @@ def main():
     ap.add_argument("--hold-reply", type=parse_hold_reply, action="append",
                     metavar="N:SECS[:BYTES]")
     ap.add_argument("--stall", type=parse_stall, action="append",
-                    metavar="N:BYTES:SECS")
+                    metavar="N:BYTES:SECS[:TIMES]")
     ap.add_argument("--refuse", type=positive, action="append", metavar="N")
     ap.add_argument("--refuse-from", type=positive, metavar="N")
     ap.add_argument("--ready-fd", type=int, metavar="FD")
