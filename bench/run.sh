@@ -43,6 +43,7 @@ SLOW_SUBSCRIBERS=64   # never-reading clients on each bus in `slow_subscriber`
 SLOW_PAIRS=3          # its migrations without and with them, alternately
 TLS_PAIRS=3           # `tls`: migrations in clear and with TLS, alternately
 CHANNEL_PAIRS=3       # `channels`: with --channels 1 and 2, alternately
+SPARSE_PAIRS=3        # `sparse`: a quarter of a second each, noisy
 QEMU_PAIRS=3          # `qemu`: 1 GiB migrations by QEMU and by mig, alternately
 QEMU_PAIRS_4G=2       # and 4 GiB ones: a median of two, not one draw
 KVM_PAIRS=2           # `kvm`: the same, both guests a virtual machine
@@ -545,10 +546,11 @@ scenario_stall() {
 
 # sparse: what zero pages cost. A 4 GiB idle guest with data in 10% of its
 # pages (idle:data=10: 410 MiB) against a 410 MiB guest all data
-# (idle:data=100), postcopy, alternately: the goal is at most 1.2x.
+# (idle:data=100), postcopy, alternately, SPARSE_PAIRS pairs: the goal is
+# at most 1.2x.
 scenario_sparse() {
 	local i
-	for i in 1 2; do
+	for i in $(seq "$SPARSE_PAIRS"); do
 		RAM=410M WORKLOAD=idle:data=100 migrate_postcopy "dense-410m-$i" --postcopy
 		RAM=4G WORKLOAD=idle:data=10 migrate_postcopy "sparse-4g-$i" --postcopy
 	done
