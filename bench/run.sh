@@ -437,9 +437,8 @@ scenario_notify_hang() {
 # bus, in SLOW_PAIRS pairs taken alternately so that the machine's drift
 # falls on both; the medians, their ratio and the engines' peak RSS. Both
 # start deferred: the clients' two Python processes, started during the
-# migration, took it 7-48% longer on this 2-core machine, and in place
-# before it nothing beyond the noise. (The bus's limits on what it queues
-# for them: tests/bats/local-access.bats.)
+# migration, took it 7-48% longer on this 2-core machine. (The bus's
+# limits on what it queues for them: tests/bats/local-access.bats.)
 scenario_slow_subscriber() {
 	local i n row
 	for i in $(seq "$SLOW_PAIRS"); do
