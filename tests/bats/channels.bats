@@ -213,17 +213,20 @@ finish() {
 }
 
 # A stream that stalls now and then, mid-run (the proxy stops forwarding
-# the bulk channel for 0.2 s after every 200 kB, as a link that loses a
-# segment waits out TCP's retransmission timeout): a vCPU faulting
+# the bulk channel for 1 s after every 200 kB, three times, as a link that
+# loses a segment waits out TCP's retransmission timeout): a vCPU faulting
 # on a page of a run in a receiver's hand, its bytes behind the stall, is
 # not left waiting there. Past 2 ms the page is asked for on the preempt
 # channel (which flows) as well; the copy that comes second, either one,
-# is refused, and the guest verifies: none of its writes undone.
+# is refused, and the guest verifies: none of its writes undone. The
+# stalls are long, so that the vCPU comes round to the run in hand before
+# one ends: with 0.2 s, one CI run saw three stalls and the migration end
+# with nothing asked for again.
 @test "a page held up in a stalled stream is asked for again: the vCPU does not wait on the stall" {
 	VIA=tcp:127.0.0.1:$(free_port)
 	busy_guest 128M
 	recv_at "$DST"
-	proxy "${VIA##*:}" --stall 3:200000:0.2
+	proxy "${VIA##*:}" --stall 3:200000:1:3
 	send_to "$VIA" --channels 2
 	state "$SRC_BUS" postcopy-active
 	hedged() { [ "$(ram_field "$DST_BUS" x-hedged-requests)" -gt 0 ]; }
