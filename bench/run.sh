@@ -244,7 +244,7 @@ ref_place() {
 # TLS_PSK=FILE, mig-recv takes --tls-psk FILE (mig-send's are in SEND-ARGS).
 migrate_postcopy() {
 	local name=$1 d=$T/$1 port to rc_send rc_recv vrc=0 vmsg t0 t1
-	local LOGS=$d peak_send=() peak_recv=()
+	local LOGS=$d peak_send=() peak_recv=() how=()
 	local recv_args=()
 	[ -z "${TLS_PSK:-}" ] || recv_args=(--tls-psk "$TLS_PSK")
 	shift
@@ -270,18 +270,16 @@ migrate_postcopy() {
 		start px python3 "$here/../tests/helpers/proxy.py" "$to" \
 			"tcp:127.0.0.1:$port" --stall "$STALL"
 	fi
+	how=(--to "$to")
+	[ -z "${DEFER:-}" ] || how=(--defer)
+	t0=$EPOCHREALTIME
+	start send "${peak_send[@]}" mig-send --name "$name" --guest "$d/A" \
+		"${how[@]}" --summary "$@"
+	subscribe "$name" "${SUBSCRIBERS:-0}"
 	if [ -n "${DEFER:-}" ]; then
-		start send "${peak_send[@]}" mig-send --name "$name" --guest "$d/A" \
-			--defer --summary "$@"
-		subscribe "$name" "${SUBSCRIBERS:-0}"
 		t0=$EPOCHREALTIME
 		python3 "$here/../tests/helpers/qmp.py" "$MIG_RUNTIME_DIR/$name.send.sock" \
 			migrate "{\"uri\": \"$to\"}" >"$d/migrate.reply"
-	else
-		t0=$EPOCHREALTIME
-		start send "${peak_send[@]}" mig-send --name "$name" --guest "$d/A" \
-			--to "$to" --summary "$@"
-		subscribe "$name" "${SUBSCRIBERS:-0}"
 	fi
 	poll_bus "$MIG_RUNTIME_DIR/$name.recv.sock" "$d/recv.json" "$PID_send" "$PID_recv"
 	wait_exit send 10
